@@ -1,0 +1,76 @@
+"""The workflow plugin contract: what a reference workflow gives the opshelf CLI.
+
+A workflow package registers a `WorkflowPlugin` subclass in the `opshelf.workflows`
+entry-point group. The CLI and the local runner only talk to workflows through it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from opshelf.core.config import StrictModel, load_config
+from opshelf.core.execution import StepsConfig
+
+if TYPE_CHECKING:  # dflow is imported only when a workflow is built
+    from dflow import Workflow
+
+
+@dataclass
+class BuildContext:
+    """What a workflow needs to know when it builds its dflow Workflow."""
+
+    run_dir: Path
+    #: directory of the config file: relative paths in the config resolve against it
+    config_dir: Path
+    #: "local" (dflow debug mode) or "argo" (a manifest for a cluster)
+    mode: Literal["local", "argo"] = "local"
+    #: dflow workflow id: deterministic, the run's name
+    workflow_id: str = "opshelf"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class WorkflowPlugin(ABC):
+    """Base class of every reference workflow (and of core's small `label` workflow)."""
+
+    #: entry-point name, e.g. "cl", "alloy", "lameval", "label"
+    name: ClassVar[str]
+    #: one line for `opshelf list`
+    description: ClassVar[str] = ""
+    #: the strict, typed config model; must have a `steps: StepsConfig` field
+    Config: ClassVar[type[StrictModel]]
+
+    def load_config(self, path: str | Path) -> StrictModel:
+        return load_config(path, self.Config)
+
+    @abstractmethod
+    def step_names(self, config: StrictModel) -> list[str]:
+        """Names usable as keys of the config's `steps` block."""
+
+    def check(self, config: StrictModel, ctx: BuildContext) -> None:
+        """Validate everything that can be validated before any work starts (files,
+        executables, engine settings). Raise UserError subclasses. The default checks the
+        step names of the `steps` block."""
+        steps: StepsConfig = config.steps  # type: ignore[attr-defined]
+        steps.check_names(self.step_names(config))
+
+    @abstractmethod
+    def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
+        """The dflow Workflow for this config (not submitted)."""
+
+    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
+        """After a successful run: gather results into `ctx.run_dir / 'results'`.
+        Returns lines for the final summary (what was made and where)."""
+        return []
+
+    def status_table(self, run_dir: Path) -> str | None:
+        """An optional workflow-specific status table (e.g. per iteration)."""
+        return None
+
+    def report(self, run_dir: Path) -> Path:
+        """Write a self-contained HTML report; return its path."""
+        from opshelf.core.errors import UserError
+
+        raise UserError(f"workflow {self.name!r} has no report")
