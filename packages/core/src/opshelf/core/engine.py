@@ -21,7 +21,7 @@ import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -33,7 +33,7 @@ from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.core.process import run_command
 
 
-class TaskKind(str, Enum):
+class TaskKind(StrEnum):
     SINGLE_POINT = "single_point"
     RELAX = "relax"
     MD = "md"

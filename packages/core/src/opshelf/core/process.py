@@ -65,9 +65,10 @@ def run_command(
     """Run `argv` in `cwd`, stdout/stderr to `<cwd>/<log_name>.out|.err`.
 
     argv is a list: never a shell string, so user input cannot inject shell syntax.
-    `env` is laid over the current environment. On timeout the whole process group is
-    sent SIGTERM, then SIGKILL after KILL_GRACE_S, and a CommandError(timed_out=True)
-    is raised. With check=True a non-zero exit raises CommandError; with check=False the
+    `env` is laid over the current environment. On timeout the program and every process
+    it started are sent SIGTERM, then SIGKILL after KILL_GRACE_S, and a
+    CommandError(timed_out=True) is raised. The program stays in the caller's process
+    group on purpose: killing a run's group (opshelf resume after a crash) must reach it. With check=True a non-zero exit raises CommandError; with check=False the
     result carries the return code.
     """
     if isinstance(argv, (str, bytes)):
@@ -97,7 +98,7 @@ def run_command(
             try:
                 proc = subprocess.Popen(
                     args, cwd=workdir, env=full_env, stdout=out, stderr=err,
-                    stdin=stdin, start_new_session=True,
+                    stdin=stdin,
                 )
             except OSError as exc:
                 raise CommandError(
@@ -107,7 +108,7 @@ def run_command(
             try:
                 returncode = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                _kill_group(proc)
+                _kill_tree(proc)
                 raise CommandError(
                     f"{args[0]!r} ran past its timeout of {timeout} s in {workdir}",
                     argv=args, cwd=str(workdir), returncode=proc.returncode,
@@ -115,7 +116,7 @@ def run_command(
                 ) from None
             except BaseException:
                 # Interrupted (Ctrl-C, SIGTERM turned into an exception): leave no orphan.
-                _kill_group(proc)
+                _kill_tree(proc)
                 raise
     finally:
         if stdin is not subprocess.DEVNULL:
@@ -140,14 +141,22 @@ def _log_tail(out_path: Path, err_path: Path, lines: int) -> str:
     return "\n".join(parts)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the program and its descendants, SIGKILL what is left after the grace time."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(proc.pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in procs:
+            try:
+                p.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass  # already gone: nothing to stop
+        _, procs = psutil.wait_procs(procs, timeout=KILL_GRACE_S if sig == signal.SIGTERM else 2)
+        if not procs:
+            break
+    proc.wait()
