@@ -1,0 +1,230 @@
+"""Turn opshelf's step execution config into dflow objects. Build time only.
+
+Imported when a workflow is built (it imports dflow), never inside a step. The one
+rule-bearing function is ``resolve_group_size``; everything else maps fields:
+
+    StepExecution              dflow
+    retries                -> PythonOPTemplate(retry_on_transient_error=)
+    timeout_s              -> PythonOPTemplate(timeout=)
+    group_size, pool_size  -> Slices(group_size=, pool_size=)
+    continue_on_success_ratio -> Step(continue_on_success_ratio=)
+    executor: dispatcher   -> DispatcherExecutor (+ dpdispatcher's check_interval)
+    executor: argo         -> image, pull policy, requests/limits, node selector
+
+In local mode opshelf's patches (``opshelf.core.local.patches``) make dflow's debug mode
+honour ``retries`` and ``timeout_s``, which stock debug mode ignores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from copy import deepcopy
+from typing import Any, Literal
+
+from dflow import Step
+from dflow.plugins.dispatcher import DispatcherExecutor as _DflowDispatcherExecutor
+from dflow.python import OP, PythonOPTemplate, Slices
+
+from opshelf.core.errors import ConfigError
+from opshelf.core.execution import ArgoExecutor, DispatcherExecutor, StepExecution
+
+Mode = Literal["local", "argo"]
+
+#: group_size="auto" in local mode aims at this many groups per CPU: enough groups that
+#: a slow one does not leave the other CPUs idle at the end, few enough that the
+#: per-step cost (a process, its directories and files) is paid rarely.
+AUTO_GROUPS_PER_CPU = 3
+_SLICES_KEYS = frozenset({
+    "slices", "input_parameter", "input_artifact", "output_parameter", "output_artifact",
+    "sub_path", "group_size", "shuffle", "random_seed", "pool_size", "pool_timeout",
+    "register_first_only", "create_dir", "raise_for_group",
+})
+
+
+class PolledDispatcherExecutor(_DflowDispatcherExecutor):
+    """dflow's DispatcherExecutor, passing dpdispatcher's ``check_interval``.
+
+    dflow's generated script calls ``submission.run_submission(clean=...)`` and so gets
+    dpdispatcher's default of 30 s between polls: a 2 s job took 31 s (FIELD-NOTES).
+    """
+
+    def __init__(self, *args: Any, check_interval_s: float = 2.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.check_interval_s = check_interval_s
+
+    def render(self, template: Any) -> Any:
+        rendered = super().render(template)
+        script = getattr(rendered, "script", None)
+        if rendered is template or not isinstance(script, str):
+            return rendered
+        call = "submission.run_submission("
+        if call not in script:
+            raise RuntimeError("dflow's dispatcher script no longer calls "
+                               "submission.run_submission(): update PolledDispatcherExecutor")
+        rendered.script = script.replace(call, f"{call}check_interval={self.check_interval_s!r}, ")
+        return rendered
+
+
+def resolve_group_size(execution: StepExecution, n_items: int | None, mode: Mode,
+                       cpus: int | None = None) -> int:
+    """Slices per step of a fan-out.
+
+    An integer group_size is used as given. "auto": in local mode, with a known item
+    count n, ``ceil(n / (AUTO_GROUPS_PER_CPU * cpus))`` (so about 3 groups per CPU, and
+    1 while n <= 3 * cpus); with an unknown count, with a dispatcher or Argo executor,
+    or in Argo mode: 1 (each slice its own job or pod, which the scheduler spreads).
+    """
+    if isinstance(execution.group_size, int):
+        return execution.group_size
+    local = mode == "local" and execution.executor.kind == "local"
+    if not local or n_items is None or n_items <= 0:
+        return 1
+    cpus = cpus or os.cpu_count() or 1
+    return max(1, math.ceil(n_items / (AUTO_GROUPS_PER_CPU * cpus)))
+
+
+def _slices(slices: Mapping[str, Any] | None, execution: StepExecution, group_size: int,
+            where: str) -> Slices | None:
+    if slices is None:
+        return None
+    unknown = sorted(set(slices) - _SLICES_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown Slices keys {unknown}; known: {sorted(_SLICES_KEYS)}")
+    kwargs = dict(slices)
+    kwargs.setdefault("pool_size", execution.pool_size)
+    if "group_size" not in kwargs and group_size > 1:
+        kwargs["group_size"] = group_size
+    if kwargs.get("group_size") and kwargs["pool_size"] is None:
+        # dflow calls execute() once per slice only when pool_size is set; without it a
+        # group's OP would receive lists
+        kwargs["pool_size"] = 1
+    return Slices(**kwargs)
+
+
+def _timeout(timeout_s: float | None) -> float | int | None:
+    if timeout_s is None:
+        return None
+    return int(timeout_s) if float(timeout_s).is_integer() else timeout_s
+
+
+def _resources(executor: ArgoExecutor) -> dict[str, str] | None:
+    res: dict[str, str] = {}
+    if executor.cpu:
+        res["cpu"] = executor.cpu
+    if executor.memory:
+        res["memory"] = executor.memory
+    return res or None
+
+
+def python_op_template(op_class: type[OP] | OP, execution: StepExecution, *,
+                       slices: Mapping[str, Any] | None = None, mode: Mode = "local",
+                       image: str | None = None) -> PythonOPTemplate:
+    """A PythonOPTemplate for `op_class` configured by `execution`.
+
+    `slices`: dflow Slices keyword arguments; its group_size, when absent, comes from
+    ``execution.group_size`` ("auto" counts as 1 here: the item count is unknown; use
+    make_step for the automatic rule).
+    """
+    name = getattr(op_class, "__name__", type(op_class).__name__)
+    executor = execution.executor
+    if mode == "local" and executor.kind == "argo":
+        raise ConfigError(f"step with OP {name}: executor kind 'argo' runs only in a cluster "
+                          "(export the workflow for Argo), not in local mode")
+    group_size = execution.group_size if isinstance(execution.group_size, int) else 1
+    kwargs: dict[str, Any] = {
+        "slices": _slices(slices, execution, group_size, f"OP {name}"),
+        "retry_on_transient_error": execution.retries or None,
+        "timeout": _timeout(execution.timeout_s),
+        # steps import dflow from their environment; uploading it needs an object store
+        "upload_dflow": False,
+    }
+    if mode == "argo":
+        argo = executor if isinstance(executor, ArgoExecutor) else ArgoExecutor()
+        kwargs["image"] = argo.image or image
+        if kwargs["image"] is None:
+            raise ConfigError(f"step with OP {name}: Argo mode needs a container image "
+                              "(executor.image, or the package image)")
+        kwargs["image_pull_policy"] = argo.image_pull_policy
+        requests = _resources(argo)
+        limits = dict(requests or {})
+        if argo.gpu:
+            limits["nvidia.com/gpu"] = str(argo.gpu)
+        kwargs["requests"] = requests
+        kwargs["limits"] = limits or None
+        kwargs["node_selector"] = dict(argo.node_selector) or None
+    return PythonOPTemplate(op_class, **kwargs)
+
+
+def dispatcher_executor(executor: DispatcherExecutor, *, mode: Mode = "local"
+                        ) -> PolledDispatcherExecutor:
+    """dflow's DispatcherExecutor for an opshelf dispatcher executor config.
+
+    The machine and resources dicts are dpdispatcher's, used as given (dflow's SSH
+    defaults are not merged in); the job runs ``executor.python`` or, when unset, this
+    interpreter.
+    """
+    machine = {"local_root": ".", **deepcopy(executor.machine)}
+    machine.setdefault("retry_count", executor.retry_count)
+    dispatcher = PolledDispatcherExecutor(
+        machine_dict=machine,
+        resources_dict=deepcopy(executor.resources),
+        remote_command=[executor.python or sys.executable],
+        check_interval_s=executor.poll_interval_s,
+    )
+    dispatcher.machine_dict = machine  # replace, do not merge with dflow's SSH defaults
+    return dispatcher
+
+
+def _literal_len(with_param: Any) -> int | None:
+    if isinstance(with_param, (list, tuple)):
+        return len(with_param)
+    return None
+
+
+def make_step(name: str, op_class: type[OP] | OP, execution: StepExecution, *,
+              parameters: dict[str, Any] | None = None,
+              artifacts: dict[str, Any] | None = None, key: str | None = None,
+              slices: dict[str, Any] | None = None, with_param: Any = None,
+              with_sequence: Any = None, n_items: int | None = None, mode: Mode = "local",
+              image: str | None = None) -> Step:
+    """A dflow Step running `op_class`, configured by `execution`.
+
+    `slices` holds dflow Slices keyword arguments and makes the step a fan-out over
+    `with_param` / `with_sequence`. `n_items` (or the length of a literal `with_param`)
+    lets group_size="auto" pack the fan-out (see ``resolve_group_size``). group_size and
+    pool_size only apply to a fan-out (a step with `slices`); other steps ignore them, so
+    a `steps.default` group size does not make every step an error.
+    """
+    if n_items is None:
+        n_items = _literal_len(with_param)
+    group_size = resolve_group_size(execution, n_items, mode)
+    sliced = None
+    if slices is not None:
+        sliced = dict(slices)
+        if group_size > 1:
+            sliced.setdefault("group_size", group_size)
+    try:
+        template = python_op_template(op_class, execution, slices=sliced, mode=mode,
+                                      image=image)
+    except ConfigError as exc:
+        raise ConfigError(f"step {name!r}: {exc}") from None
+    executor = None
+    if isinstance(execution.executor, DispatcherExecutor):
+        executor = dispatcher_executor(execution.executor, mode=mode)
+    step_kwargs: dict[str, Any] = {}
+    if execution.continue_on_success_ratio is not None:
+        step_kwargs["continue_on_success_ratio"] = execution.continue_on_success_ratio
+    return Step(
+        name, template, parameters=parameters, artifacts=artifacts, key=key,
+        with_param=with_param, with_sequence=with_sequence, executor=executor,
+        **step_kwargs,
+    )
+
+
+__all__: Sequence[str] = [
+    "AUTO_GROUPS_PER_CPU", "PolledDispatcherExecutor", "dispatcher_executor", "make_step",
+    "python_op_template", "resolve_group_size",
+]

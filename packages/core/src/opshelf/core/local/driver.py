@@ -1,0 +1,109 @@
+"""The process that runs one opshelf run: `python -m opshelf.core.local.driver RUN_DIR [--resume]`.
+
+Started by `opshelf.core.local.runner.launch` in a session of its own (its pid is the run's
+process group). It loads run.json and the copied config, builds the workflow through its
+plugin, runs it with the local runner, collects results on success and records every
+attempt in run.json. Exit codes: 0 succeeded, 1 workflow failed (or crashed), 2 bad input,
+130 interrupted (SIGINT), 143 terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+import psutil
+
+from opshelf.core.errors import UserError
+from opshelf.core.rundir import RUN_MARKER_ENV, RunDir
+
+
+class _Stopped(BaseException):
+    """Raised in the driver by SIGINT/SIGTERM: not an Exception, so dflow cannot swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    raise _Stopped(signum)
+
+
+def drive(run: RunDir, *, resume: bool) -> int:
+    from opshelf.core.local import run_locally
+    from opshelf.core.local.runner import build_context, resolve_workflow
+
+    record = run.read()
+    plugin = resolve_workflow(record.workflow_ref)
+    config = plugin.load_config(run.config_path)
+    ctx = build_context(run, record)
+    plugin.check(config, ctx)
+    from opshelf.core.local import use_local_mode
+
+    use_local_mode(run.dflow_dir)
+    workflow = plugin.build(config, ctx)
+    # the run's name is the dflow workflow id: resume and status find the step dirs by it
+    workflow.id = record.run_id
+    from opshelf.core.local import reuse
+
+    reuse.install()  # every step records its template fingerprint: a later rerun compares it
+    if record.reuse_from:
+        reuse.enable(Path(record.reuse_from))
+    print(f"opshelf driver: running {record.workflow} as {record.run_id}"
+          f"{' (resume)' if resume else ''}", flush=True)
+    phase = run_locally(workflow, str(run.dflow_dir), resume=resume)
+    print(f"opshelf driver: workflow finished: {phase}", flush=True)
+    if phase != "Succeeded":
+        run.end_attempt(exit_code=1, status="failed", error=f"workflow phase {phase}")
+        return 1
+    lines = plugin.collect(config, ctx, workflow)
+    run.results_dir.mkdir(exist_ok=True)
+    (run.results_dir / "summary.txt").write_text("".join(f"{line}\n" for line in lines))
+    run.end_attempt(exit_code=0, status="succeeded")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m opshelf.core.local.driver")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    # opshelf's own decisions (reused steps, patches) go to driver.log
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    logging.getLogger("opshelf").addHandler(handler)
+    logging.getLogger("opshelf").setLevel(logging.INFO)
+    logging.getLogger("opshelf").propagate = False  # dflow configures the root logger too
+    run = RunDir(args.run_dir.resolve())
+    # every process of this run inherits the marker: a resume can find leftovers by it
+    os.environ[RUN_MARKER_ENV] = str(run.path)
+    me = psutil.Process()
+    run.update(driver_pid=me.pid, driver_pgid=os.getpgid(0), driver_create_time=me.create_time())
+    run.start_attempt(pid=me.pid, resume=args.resume)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
+    try:
+        return drive(run, resume=args.resume)
+    except _Stopped as stop:
+        print(f"opshelf driver: stopped by {stop}", flush=True)
+        run.end_attempt(exit_code=128 + stop.signum, status="killed", error=f"stopped by {stop}")
+        return 128 + stop.signum
+    except UserError as exc:
+        print(f"opshelf driver: error: {exc}", flush=True)
+        run.end_attempt(exit_code=2, status="failed", error=str(exc))
+        return 2
+    except Exception as exc:
+        traceback.print_exc()
+        run.end_attempt(exit_code=1, status="failed",
+                        error=f"driver crashed: {type(exc).__name__}: {exc} (see driver.log)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

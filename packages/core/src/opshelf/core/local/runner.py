@@ -1,0 +1,298 @@
+"""Run lifecycle: create a run, launch its driver, watch it, resume it, rerun it.
+
+The driver (`python -m opshelf.core.local.driver RUN_DIR`) runs in a session of its own,
+so the run is one process group: Ctrl-C is forwarded to that group, and `resume` can kill
+whatever a crashed run left behind before it relaunches. Everything a command needs to
+know about a run is in its directory (see `opshelf.core.rundir`).
+
+No dflow import here: building and running the workflow happen in the driver process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import psutil
+
+from opshelf.core.errors import MissingInputError, UserError
+from opshelf.core.plugins import load_entry_point
+from opshelf.core.process import tail
+from opshelf.core.rundir import RunDir, RunRecord, StepInfo, phase_counts
+from opshelf.core.workflow import BuildContext, WorkflowPlugin
+
+#: seconds between progress lines when stderr is not a terminal
+PROGRESS_EVERY_S = 10.0
+#: seconds the driver gets to stop after SIGINT/SIGTERM before its group is killed
+STOP_GRACE_S = 10.0
+
+
+def resolve_workflow(ref: str) -> WorkflowPlugin:
+    """A workflow plugin by entry-point name (`label`) or import path (`pkg.mod:Class`)."""
+    if ":" in ref:
+        module_name, _, attr = ref.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise UserError(f"cannot import workflow {ref!r}: {exc}") from None
+        try:
+            obj = getattr(module, attr)
+        except AttributeError:
+            raise UserError(f"cannot import workflow {ref!r}: module {module_name!r} has no "
+                            f"attribute {attr!r}") from None
+    else:
+        obj = load_entry_point("opshelf.workflows", ref, what="workflow")
+    if isinstance(obj, type) and issubclass(obj, WorkflowPlugin):
+        return obj()
+    if isinstance(obj, WorkflowPlugin):
+        return obj
+    raise UserError(f"workflow {ref!r} is not a WorkflowPlugin (got {obj!r})")
+
+
+def build_context(run: RunDir, record: RunRecord, *, mode: str = "local") -> BuildContext:
+    return BuildContext(run_dir=run.path, config_dir=Path(record.source_config).parent,
+                        mode=mode, workflow_id=record.run_id)  # type: ignore[arg-type]
+
+
+def create_run(
+    workflow: str,
+    config_path: str | Path,
+    *,
+    runs_root: str | Path,
+    name: str | None = None,
+    reuse_from: Path | None = None,
+) -> RunDir:
+    """Validate the config and the plugin's checks, then make the run directory.
+
+    Nothing is written before the checks pass: a bad config leaves no run behind."""
+    plugin = resolve_workflow(workflow)
+    config_file = Path(config_path)
+    if not config_file.is_file():
+        raise MissingInputError(f"config file not found: {config_file}")
+    config = plugin.load_config(config_file)
+    path = RunDir.new_path(Path(runs_root), plugin.name, name)
+    ctx = BuildContext(run_dir=path.resolve(), config_dir=config_file.resolve().parent,
+                       mode="local", workflow_id=path.name)
+    plugin.check(config, ctx)
+    return RunDir.create(path, workflow=plugin.name, workflow_ref=workflow,
+                         config_file=config_file, reuse_from=reuse_from)
+
+
+# -- launching and watching --------------------------------------------------------------------
+
+def launch(run: RunDir, *, resume: bool = False, detach: bool = False,
+           progress: bool = True, stream: TextIO | None = None) -> int:
+    """Start the run's driver in a new session; unless detached, watch it and return its
+    exit code (0 succeeded, 1 workflow failed, 2 bad input, 130/143 interrupted)."""
+    out = stream or sys.stderr
+    argv = [sys.executable, "-m", "opshelf.core.local.driver", str(run.path)]
+    if resume:
+        argv.append("--resume")
+    with open(run.log_path, "ab") as log:
+        proc = subprocess.Popen(argv, cwd=run.path, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        created = psutil.Process(proc.pid).create_time()
+    except psutil.NoSuchProcess:
+        created = None
+    run.update(driver_pid=proc.pid, driver_pgid=proc.pid, driver_create_time=created)
+    if detach:
+        print(f"opshelf: run {run.name} started in the background (driver pid {proc.pid})\n"
+              f"  follow it:  opshelf status {run.path}\n  log:        {run.log_path}", file=out)
+        return 0
+    return _watch(run, proc, progress=progress, out=out)
+
+
+def _watch(run: RunDir, proc: subprocess.Popen[bytes], *, progress: bool, out: TextIO) -> int:
+    start = time.monotonic()
+    tty = out.isatty()
+    stopping: list[float] = []  # times of Ctrl-C / SIGTERM received
+
+    def forward(signum: int, _frame: object) -> None:
+        # The driver records 'killed' and stops its steps; a second signal kills the group.
+        stopping.append(time.monotonic())
+        sig = signum if len(stopping) == 1 else signal.SIGKILL
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    last_line = 0.0
+    try:
+        while True:
+            try:
+                code = proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if stopping and time.monotonic() - stopping[0] > STOP_GRACE_S:
+                forward(signal.SIGKILL, None)
+            now = time.monotonic()
+            if progress and (tty or now - last_line >= PROGRESS_EVERY_S):
+                line = _progress_line(run, now - start)
+                if tty:
+                    out.write("\r\033[K" + line)
+                    out.flush()
+                else:
+                    print(line, file=out, flush=True)
+                last_line = now
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if progress and tty:
+        out.write("\r\033[K")
+    if code < 0:  # killed by a signal: report it the way a shell does
+        code = 128 - code
+    if code != 0 and run.read().status == "running":
+        # killed without the chance to record it (SIGKILL, OOM killer)
+        run.end_attempt(exit_code=code, status="killed",
+                        error=f"driver died (exit status {code})")
+    print(_final_summary(run, code, time.monotonic() - start), file=out, flush=True)
+    return code
+
+
+def _progress_line(run: RunDir, elapsed_s: float) -> str:
+    counts = phase_counts(run.step_phases())
+    return (f"[{run.name}] {_fmt_elapsed(elapsed_s)}  done {counts['Succeeded']}  "
+            f"running {counts['Running']}  failed {counts['Failed']}  pending {counts['Pending']}")
+
+
+def _fmt_elapsed(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h:d}:{m:02d}:{s:02d}"
+
+
+def _final_summary(run: RunDir, code: int, elapsed_s: float) -> str:
+    record = run.read()
+    counts = phase_counts(run.step_phases())
+    head = (f"opshelf: run {run.name} {record.status} after {_fmt_elapsed(elapsed_s)} "
+            f"({counts['Succeeded']} steps done, {counts['Failed']} failed)")
+    lines = [head]
+    if record.status == "succeeded":
+        lines.append(f"  results: {run.results_dir}")
+        summary = run.results_dir / "summary.txt"
+        if summary.is_file():
+            lines += ["  " + line for line in summary.read_text().splitlines()]
+    else:
+        if record.error:
+            lines.append("  " + record.error.strip().replace("\n", "\n  "))
+        lines.append(f"  details: opshelf status {run.path}")
+        lines.append(f"  log:     {run.log_path}")
+        if record.status in ("failed", "killed"):
+            lines.append(f"  resume:  opshelf resume {run.path}")
+    return "\n".join(lines)
+
+
+# -- resume, status, rerun ---------------------------------------------------------------------
+
+def kill_leftovers(run: RunDir, *, timeout_s: float = 5.0) -> list[int]:
+    """SIGKILL every process a dead driver left behind; returns their pids."""
+    procs = run.leftover_processes()
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=timeout_s)
+    return [p.pid for p in procs]
+
+
+def resume(run: RunDir, *, detach: bool = False, progress: bool = True,
+           stream: TextIO | None = None) -> int:
+    """Relaunch a stopped run: steps that had Succeeded are not run again."""
+    out = stream or sys.stderr
+    driver = run.driver_process()
+    if driver is not None:
+        raise UserError(f"run {run.name} is still running (driver pid {driver.pid}); "
+                        f"stop it first (Ctrl-C, or kill -INT -{run.read().driver_pgid})")
+    if run.read().status == "succeeded":
+        print(f"opshelf: run {run.name} has already succeeded; nothing to resume", file=out)
+        return 0
+    killed = kill_leftovers(run)
+    if killed:
+        print(f"opshelf: killed {len(killed)} leftover process(es) of run {run.name}", file=out)
+    return launch(run, resume=True, detach=detach, progress=progress, stream=stream)
+
+
+def rerun(old_run: RunDir, new_config: str | Path, *, runs_root: Path | None = None,
+          name: str | None = None, detach: bool = False, progress: bool = True,
+          stream: TextIO | None = None) -> tuple[RunDir, int]:
+    """A new run of the same workflow with `new_config`, reusing every finished step of
+    `old_run` whose inputs (parameters and artifact contents) are unchanged."""
+    if old_run.driver_process() is not None:
+        raise UserError(f"run {old_run.name} is still running: its steps may still change; "
+                        "wait for it or stop it before rerunning")
+    record = old_run.read()
+    new = create_run(record.workflow_ref, new_config, runs_root=runs_root or old_run.path.parent,
+                     name=name, reuse_from=old_run.workflow_dir())
+    return new, launch(new, detach=detach, progress=progress, stream=stream)
+
+
+@dataclass
+class FailedStep:
+    key: str
+    name: str
+    log_tail: str
+
+
+@dataclass
+class RunStatusReport:
+    run: RunDir
+    record: RunRecord
+    status: str
+    driver_pid: int | None
+    counts: dict[str, int]
+    failed: list[FailedStep] = field(default_factory=list)
+    table: str | None = None
+
+    def format(self) -> str:
+        r = self.record
+        lines = [f"run       {self.run.name}  ({self.run.path})",
+                 f"workflow  {r.workflow}",
+                 f"status    {self.status}"
+                 + (f"  (driver pid {self.driver_pid} alive)" if self.driver_pid else
+                    "  (no driver running)"),
+                 f"created   {r.created}",
+                 f"attempts  {len(r.attempts)}"]
+        for i, a in enumerate(r.attempts, 1):
+            lines.append(f"  {i}. {'resume' if a.resume else 'start '} {a.start} -> "
+                         f"{a.end or '...'}  exit {a.exit if a.exit is not None else '-'}")
+        if r.reuse_from:
+            lines.append(f"reuses    finished steps of {r.reuse_from}")
+        if r.error:
+            lines.append("error     " + r.error.strip().replace("\n", "\n          "))
+        order = ["Succeeded", "Running", "Pending", "Failed"]
+        phases = order + sorted(set(self.counts) - set(order))
+        lines.append("steps     " + "  ".join(f"{p.lower()} {self.counts.get(p, 0)}"
+                                               for p in phases))
+        for step in self.failed:
+            lines.append(f"failed step {step.key} ({step.name}); last lines of its log:")
+            lines += ["    " + line for line in (step.log_tail or "(empty log)").splitlines()]
+        if self.table:
+            lines += ["", self.table]
+        return "\n".join(lines)
+
+
+def run_status(run: RunDir, *, log_lines: int = 15) -> RunStatusReport:
+    record = run.read()
+    steps: dict[str, StepInfo] = run.step_phases()
+    failed = [FailedStep(info.key, info.name, tail(info.path / "log.txt", log_lines))
+              for info in sorted(steps.values(), key=lambda i: i.key) if info.phase == "Failed"]
+    driver = run.driver_process()
+    table = None
+    try:
+        table = resolve_workflow(record.workflow_ref).status_table(run.path)
+    except UserError as exc:  # plugin uninstalled since the run: the rest is still useful
+        table = f"(no workflow status table: {exc})"
+    return RunStatusReport(run=run, record=record, status=run.effective_status(),
+                           driver_pid=driver.pid if driver else None,
+                           counts=dict(phase_counts(steps)), failed=failed, table=table)
