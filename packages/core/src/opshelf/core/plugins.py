@@ -1,7 +1,7 @@
 """Entry-point discovery: workflows, engines and models plug in by name.
 
-Groups: `opshelf.workflows`, `opshelf.engines`, `opshelf.models`. A package registers its
-plugins in its pyproject; nothing in core lists them.
+Groups: `opshelf.workflows`, `opshelf.ops`, `opshelf.engines`, `opshelf.models`. A package
+registers its plugins in its pyproject; nothing in core lists them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from opshelf.core.errors import ConfigError
 
-GROUPS = ("opshelf.workflows", "opshelf.engines", "opshelf.models")
+GROUPS = ("opshelf.workflows", "opshelf.ops", "opshelf.engines", "opshelf.models")
 
 
 @cache

@@ -1,0 +1,202 @@
+"""The `opshelf` command: run, watch, resume and inspect workflows; list what is installed.
+
+Workflows plug in through the `opshelf.workflows` entry-point group (or an import path
+`module:Class`). Mistakes a user can make (bad config, missing file, unknown workflow or
+run) print `opshelf: error: <message>` and exit 2 without a traceback; `--debug` shows it.
+Imports are deferred to the subcommand so that `opshelf --help` and `opshelf list` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from opshelf.core import __version__
+from opshelf.core.errors import UserError
+
+if TYPE_CHECKING:
+    from opshelf.core.rundir import RunDir
+
+
+def _runs_root(args: argparse.Namespace) -> Path:
+    from opshelf.core.rundir import default_runs_root
+
+    return Path(args.runs_dir) if args.runs_dir else default_runs_root()
+
+
+def _open_run(args: argparse.Namespace) -> RunDir:
+    from opshelf.core.rundir import RunDir
+
+    return RunDir.open(args.run, _runs_root(args))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from opshelf.core.local.runner import create_run, launch
+
+    run = create_run(args.workflow, args.config, runs_root=_runs_root(args), name=args.name)
+    print(f"opshelf: run {run.name} in {run.path}", file=sys.stderr)
+    return launch(run, detach=args.detach, progress=not args.no_progress)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from opshelf.core.local.runner import run_status
+
+    report = run_status(_open_run(args))
+    if args.json:
+        print(json.dumps({"run": report.run.name, "path": str(report.run.path),
+                          "status": report.status, "driver_pid": report.driver_pid,
+                          "steps": report.counts,
+                          "failed_steps": [f.key for f in report.failed]}, indent=2))
+    else:
+        print(report.format())
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from opshelf.core.local.runner import resume
+
+    return resume(_open_run(args), detach=args.detach, progress=not args.no_progress)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from opshelf.core.local.runner import rerun
+
+    old = _open_run(args)
+    _new, code = rerun(old, args.config, runs_root=Path(args.runs_dir) if args.runs_dir else None,
+                      name=args.name, detach=args.detach, progress=not args.no_progress)
+    return code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from opshelf.core.local.runner import resolve_workflow
+
+    run = _open_run(args)
+    path = resolve_workflow(run.read().workflow_ref).report(run.path)
+    print(path)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from opshelf.core.local.runner import resolve_workflow
+
+    plugin = resolve_workflow(args.workflow)
+    print(json.dumps(plugin.Config.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_export_argo(args: argparse.Namespace) -> int:
+    from opshelf.core.export_argo import export_argo
+
+    out = export_argo(args.workflow, args.config, args.output, name=args.name)
+    print(f"opshelf: wrote {out}", file=sys.stderr)
+    return 0
+
+
+_LIST_GROUPS = (("workflows", "opshelf.workflows"), ("ops", "opshelf.ops"),
+                ("engines", "opshelf.engines"), ("models", "opshelf.models"))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from opshelf.core.plugins import describe
+
+    listing = {title: describe(group) for title, group in _LIST_GROUPS}
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    for title, entries in listing.items():
+        print(f"{title}:")
+        if not entries:
+            print("  (none installed)")
+        width = max((len(n) for n in entries), default=0)
+        for name, where in entries.items():
+            print(f"  {name.ljust(width)}  {where}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opshelf",
+        description="Run opshelf workflows locally, resume them, inspect them, export them to Argo.")
+    parser.add_argument("--version", action="version", version=f"opshelf-core {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_runs_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--runs-dir", help="directory holding runs (default: $OPSHELF_RUNS_DIR "
+                       "or ./opshelf-runs)")
+        return p
+
+    def with_watch(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--detach", action="store_true",
+                       help="start in the background and return at once")
+        p.add_argument("--no-progress", action="store_true", help="print no progress lines")
+        return p
+
+    p = with_watch(with_runs_dir(sub.add_parser("run", help="start a workflow run")))
+    p.add_argument("workflow", help="installed workflow name (see `opshelf list`) or module:Class")
+    p.add_argument("config", help="the workflow's config file (YAML or JSON)")
+    p.add_argument("--name", help="run name (default: <workflow>-<YYYYmmdd-HHMMSS>)")
+    p.set_defaults(func=cmd_run)
+
+    p = with_runs_dir(sub.add_parser("status", help="state of a run: steps per phase, failures"))
+    p.add_argument("run", help="run directory or run name")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(func=cmd_status)
+
+    p = with_watch(with_runs_dir(sub.add_parser(
+        "resume", help="continue a stopped or failed run; finished steps are not run again")))
+    p.add_argument("run", help="run directory or run name")
+    p.set_defaults(func=cmd_resume)
+
+    p = with_watch(with_runs_dir(sub.add_parser(
+        "rerun", help="new run with a changed config, reusing every unchanged finished step")))
+    p.add_argument("run", help="the earlier run (directory or name)")
+    p.add_argument("config", help="the new config file")
+    p.add_argument("--name", help="name of the new run")
+    p.set_defaults(func=cmd_rerun)
+
+    p = with_runs_dir(sub.add_parser("report", help="write the workflow's HTML report of a run"))
+    p.add_argument("run", help="run directory or run name")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("schema", help="JSON Schema of a workflow's config")
+    p.add_argument("workflow")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("export-argo", help="write an Argo Workflow manifest (no server needed)")
+    p.add_argument("workflow")
+    p.add_argument("config")
+    p.add_argument("-o", "--output", required=True, help="manifest file to write (YAML)")
+    p.add_argument("--name", help="workflow name in the manifest (default: from the workflow)")
+    p.set_defaults(func=cmd_export_argo)
+
+    p = sub.add_parser("list", help="installed workflows, OPs, engines and models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"opshelf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("opshelf: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
