@@ -1,1 +1,41 @@
-"""testing."""
+"""The opshelf testing kit, applied by every OP package to its OPs and engines.
+
+- `assert_op_conformance(op_class, good_inputs=..., bad_inputs=[BadInput(...)], workdir=...)`
+- `fake_executable(directory, name, python_source)` and the `fake_bin` pytest fixture
+- `replay_program(name, recorded_dir, check_inputs=...)`: replay real outputs of a program
+- `require_engine(name)` and `@pytest.mark.engine(name)`: skip when missing, fail in CI
+
+The pytest plugin (`opshelf.core.testing.pytest_plugin`) is registered through the `pytest11`
+entry point. This module stays light: dflow loads only with the conformance checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opshelf.core.testing.engines import missing_engine_reason, require_engine
+from opshelf.core.testing.fakes import fake_executable, replay_program
+
+__all__ = [
+    "REMOVE",
+    "BadInput",
+    "ConformanceError",
+    "ConformanceResult",
+    "assert_op_conformance",
+    "fake_executable",
+    "missing_engine_reason",
+    "replay_program",
+    "require_engine",
+    "signature_problems",
+]
+
+_CONFORMANCE = {"REMOVE", "BadInput", "ConformanceError", "ConformanceResult",
+                "assert_op_conformance", "signature_problems"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CONFORMANCE:
+        from opshelf.core.testing import conformance
+
+        return getattr(conformance, name)
+    raise AttributeError(f"module 'opshelf.core.testing' has no attribute {name!r}")

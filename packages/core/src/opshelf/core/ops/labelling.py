@@ -1,0 +1,234 @@
+"""Pure functions behind the generic engine-task OPs (no dflow import: scripts call them).
+
+    frames (any dpdata format) --prepare_engine_tasks--> task dirs (one per frame)
+    task dir --run_engine_task--> labelled data (deepmd/npy) + a report; a failure is a report
+    labelled dirs --collect_labels--> one deepmd/npy multi-system set + failures.json + summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dpdata
+import numpy as np
+
+from opshelf.core.engine import Engine, Task, TaskFailed, run_task_dir, write_task
+from opshelf.core.errors import CommandError, ConfigError, MissingInputError
+
+#: Written into every labelled-data dir, success or failure: the record of the task.
+REPORT_FILE = "opshelf-report.json"
+FAILURES_FILE = "failures.json"
+SUMMARY_FILE = "summary.json"
+DATA_DIR = "data"
+
+_SYSTEM_KEYS = ("atom_names", "atom_numbs", "atom_types", "orig", "cells", "coords", "nopbc")
+
+
+class SuccessRatioTooLow(RuntimeError):
+    """Fewer tasks than the configured minimum succeeded (raised after writing results)."""
+
+
+def task_name(index: int) -> str:
+    """Deterministic task name: the index of the frame, zero-padded."""
+    return f"task-{index:06d}"
+
+
+# -- reading frames -------------------------------------------------------------------------
+def _overrides(fmt_obj: Any, method: str) -> bool:
+    from dpdata.format import Format
+
+    return getattr(type(fmt_obj), method) is not getattr(Format, method)
+
+
+def read_frames(path: str | Path, fmt: str = "auto") -> list[dpdata.System]:
+    """Every frame stored at `path`, as single-frame unlabelled Systems.
+
+    `fmt` is a dpdata format name ("vasp/poscar", "deepmd/npy", "extxyz", "lammps/dump",
+    "ase/structure" for any file ASE reads, ...) or "auto": a deepmd/npy folder (or folder
+    of them) when `path` is a folder, otherwise any file ASE can read.
+    """
+    from dpdata.system import load_format
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError(f"frames file not found: {path}")
+    if fmt == "auto":
+        fmt = "deepmd/npy" if path.is_dir() else "ase/structure"
+    try:
+        fmt_obj = load_format(fmt)
+    except NotImplementedError:
+        raise ConfigError(
+            f"unknown dpdata format {fmt!r} for {path}; see dpdata's list of formats, or "
+            "use 'auto'") from None
+    systems: list[dpdata.System] = []
+    try:
+        single_deepmd_dir = path.is_dir() and (path / "type.raw").is_file()
+        if _overrides(fmt_obj, "from_multi_systems") or (
+                fmt_obj.MultiMode == fmt_obj.MultiModes.Directory and not single_deepmd_dir):
+            # Multi-frame, multi-formula files (extxyz, ...): their single-system reader
+            # would keep only the first frame.
+            try:
+                multi = dpdata.MultiSystems.from_file(str(path), fmt=fmt, labeled=False)
+            except NotImplementedError:  # formats that only read labelled frames
+                multi = dpdata.MultiSystems.from_file(str(path), fmt=fmt, labeled=True)
+            systems = list(multi.systems.values())
+        if not systems:  # a single-system format (or a multi reader that found nothing)
+            try:
+                systems = [dpdata.System(str(path), fmt=fmt)]
+            except NotImplementedError:
+                systems = [dpdata.LabeledSystem(str(path), fmt=fmt)]
+    except (OSError, ValueError, KeyError, IndexError, StopIteration) as exc:
+        raise ConfigError(f"cannot read frames from {path} as {fmt!r}: "
+                          f"{type(exc).__name__}: {exc}") from None
+    frames: list[dpdata.System] = []
+    for system in systems:
+        plain = dpdata.System(data={key: system.data[key] for key in _SYSTEM_KEYS
+                                    if key in system.data})
+        frames.extend(plain.sub_system([i]) for i in range(plain.get_nframes()))
+    if not frames:
+        raise ConfigError(f"no frames in {path} (format {fmt!r})")
+    return frames
+
+
+def union_type_map(frames: Sequence[dpdata.System], type_map: Sequence[str] | None = None) -> list[str]:
+    """`type_map` extended by any element of `frames` it lacks, in first-seen order."""
+    names = list(type_map or [])
+    for frame in frames:
+        for name, count in zip(frame["atom_names"], frame["atom_numbs"]):
+            if count > 0 and str(name) not in names:
+                names.append(str(name))
+    return names
+
+
+# -- prepare -------------------------------------------------------------------------------
+def prepare_engine_tasks(
+    frame_files: Sequence[str | Path],
+    fmt: str,
+    engine: Engine,
+    task: Task,
+    out_dir: Path,
+    *,
+    type_map: Sequence[str] | None = None,
+) -> tuple[list[str], list[Path], list[str]]:
+    """One task dir per frame under `out_dir`. Returns (names, paths, type_map).
+
+    Every frame gets the same atom-name order (`type_map`, extended by elements it lacks),
+    so the labelled data of all tasks can be merged.
+    """
+    if not engine.supports(task):
+        raise ConfigError(f"engine {engine.name!r} cannot run task kind {task.kind.value!r}")
+    frames = [frame for path in frame_files for frame in read_frames(path, fmt)]
+    names_map = union_type_map(frames, type_map)
+    names: list[str] = []
+    paths: list[Path] = []
+    for index, frame in enumerate(frames):
+        frame.sort_atom_names(type_map=names_map)
+        name = task_name(index)
+        write_task(out_dir / name, frame, task, engine)
+        names.append(name)
+        paths.append(out_dir / name)
+    return names, paths, names_map
+
+
+# -- run -----------------------------------------------------------------------------------
+def run_engine_task(task_dir: Path, work_dir: Path, labelled_dir: Path, name: str | None = None
+                    ) -> dict[str, Any]:
+    """Copy `task_dir` to `work_dir`, run it there, write the labelled frames as deepmd/npy
+    into `labelled_dir` and return the task's report (also written as REPORT_FILE there).
+
+    A CommandError or TaskFailed becomes a report with status "failed", its reason and
+    the log tail: recorded, not raised. Anything else is a bug and propagates.
+    """
+    name = name or task_dir.name
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    # A copy, not the task dir itself: in dflow's local mode an input artifact may be a
+    # link into the previous step's outputs, which a run must not modify.
+    shutil.copytree(task_dir, work_dir, symlinks=False)
+    labelled_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"task": name, "status": "succeeded", "reason": "", "log_tail": "",
+                              "n_frames": 0}
+    start = time.monotonic()
+    try:
+        result = run_task_dir(work_dir)
+    except TaskFailed as exc:
+        report.update(status="failed", reason=exc.reason, log_tail=exc.log_tail)
+    except CommandError as exc:
+        reason = str(exc).split("\n--- last lines of the log ---")[0]
+        report.update(status="failed", reason=reason, log_tail=exc.log_tail,
+                      returncode=exc.returncode, timed_out=exc.timed_out)
+    else:
+        system = result.system
+        system.to("deepmd/npy", str(labelled_dir))
+        report.update(n_frames=system.get_nframes(), info=result.info,
+                      energy_eV_per_atom=[float(e) / system.get_natoms()
+                                          for e in system["energies"]],
+                      max_force_eV_per_A=[float(np.linalg.norm(f, axis=1).max())
+                                          for f in system["forces"]])
+    report["wall_s"] = round(time.monotonic() - start, 3)
+    (labelled_dir / REPORT_FILE).write_text(json.dumps(report, indent=1))
+    return report
+
+
+# -- collect -------------------------------------------------------------------------------
+def collect_labels(
+    labelled_dirs: Sequence[Path],
+    out_dir: Path,
+    *,
+    type_map: Sequence[str] | None = None,
+    min_success_ratio: float = 1.0,
+) -> dict[str, Any]:
+    """Merge every task's labelled data into `out_dir/data` (deepmd/npy, one folder per
+    formula), list failed tasks in `out_dir/failures.json`, write `out_dir/summary.json`.
+
+    Raises SuccessRatioTooLow after writing all of that when fewer than
+    `min_success_ratio` of the tasks succeeded.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    multi = dpdata.MultiSystems(type_map=list(type_map) if type_map else None)
+    reports: list[dict[str, Any]] = []
+    for path in labelled_dirs:
+        report_path = Path(path) / REPORT_FILE
+        if not report_path.is_file():
+            raise MissingInputError(f"{path}: no {REPORT_FILE}; not the output of a task run")
+        report = json.loads(report_path.read_text())
+        reports.append(report)
+        if report["status"] == "succeeded":
+            multi.append(dpdata.LabeledSystem(str(path), fmt="deepmd/npy"))
+    reports.sort(key=lambda r: r["task"])
+    data_dir = out_dir / DATA_DIR
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir()
+    if multi.get_nframes():
+        multi.to("deepmd/npy", str(data_dir))
+    failures = [{key: r.get(key) for key in ("task", "reason", "log_tail")}
+                for r in reports if r["status"] != "succeeded"]
+    (out_dir / FAILURES_FILE).write_text(json.dumps(failures, indent=1))
+    n_tasks = len(reports)
+    n_ok = n_tasks - len(failures)
+    ratio = n_ok / n_tasks if n_tasks else 0.0
+    summary = {
+        "n_tasks": n_tasks,
+        "n_succeeded": n_ok,
+        "n_failed": len(failures),
+        "success_ratio": ratio,
+        "min_success_ratio": min_success_ratio,
+        "n_frames": multi.get_nframes(),
+        "type_map": list(multi.atom_names),
+        "systems": {formula: system.get_nframes() for formula, system in multi.systems.items()},
+        "tasks": [{key: r.get(key) for key in ("task", "status", "n_frames", "wall_s",
+                                               "energy_eV_per_atom", "max_force_eV_per_A")}
+                  for r in reports],
+    }
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    if ratio < min_success_ratio:
+        raise SuccessRatioTooLow(
+            f"{n_ok} of {n_tasks} tasks succeeded ({ratio:.1%}), below the minimum "
+            f"{min_success_ratio:.1%}; failed tasks and reasons: {out_dir / FAILURES_FILE}")
+    return summary

@@ -1,0 +1,261 @@
+"""`label`: compute energies, forces and virials of many frames with any engine.
+
+    prep-tasks (one task dir per frame) -> run-task (sliced fan-out) -> collect-labels
+
+Frames come from files (any dpdata format) or are generated (a rattled, randomly strained
+crystal). Results: a deepmd/npy multi-system data set, failures.json (every failed task and
+why), summary.json and a plot of energy per atom and max force per frame.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from opshelf.core.config import StrictModel
+from opshelf.core.engine import EngineSpec, Task, load_engine
+from opshelf.core.errors import ConfigError, MissingInputError
+from opshelf.core.execution import StepsConfig
+from opshelf.core.workflow import BuildContext, WorkflowPlugin
+
+if TYPE_CHECKING:
+    from ase import Atoms
+    from dflow import Workflow
+
+STEP_PREP = "prep-tasks"
+STEP_RUN = "run-task"
+STEP_COLLECT = "collect-labels"
+GENERATED_FRAMES = "generated-frames.extxyz"
+PLOT_FILE = "labels.png"
+
+
+class GenerateFrames(StrictModel):
+    """Frames made from a perfect crystal: random strain, then random displacements."""
+
+    element: str = Field(description="chemical symbol, e.g. 'Cu'")
+    crystal: Literal["fcc", "bcc", "hcp", "diamond"] = "fcc"
+    lattice_constant_A: float | None = Field(
+        None, gt=0, description="a; ASE's reference value for the element when unset")
+    supercell: tuple[int, int, int] = (2, 2, 2)
+    cubic: bool = Field(True, description="conventional cubic cell (orthorhombic for hcp)")
+    n_frames: int = Field(24, ge=1)
+    rattle_A: float = Field(0.05, ge=0, description="standard deviation of the displacements")
+    random_strain: float = Field(
+        0.0, ge=0, lt=0.5, description="largest absolute strain component (uniform, symmetric)")
+    seed: int = 0
+
+
+class LabelConfig(StrictModel):
+    """Configuration of the `label` workflow."""
+
+    frames: list[str] | None = Field(
+        None, description="structure files (relative to the config file)")
+    frames_format: str = Field(
+        "auto", description="dpdata format of `frames` ('auto': deepmd/npy folders, else any "
+        "file ASE reads)")
+    generate: GenerateFrames | None = None
+    engine: EngineSpec
+    task: Task = Field(default_factory=Task)
+    min_success_ratio: float = Field(
+        1.0, ge=0, le=1, description="the run fails when fewer tasks than this succeed")
+    steps: StepsConfig = Field(default_factory=StepsConfig)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LabelConfig:
+        if (self.frames is None) == (self.generate is None):
+            raise ValueError("give exactly one of 'frames' (files) and 'generate'")
+        if self.frames is not None and not self.frames:
+            raise ValueError("'frames' is empty")
+        return self
+
+
+def generate_frames(spec: GenerateFrames) -> list[Atoms]:
+    """`spec.n_frames` strained and rattled copies of a crystal (deterministic by seed)."""
+    from ase.build import bulk
+
+    try:
+        base = bulk(spec.element, spec.crystal, a=spec.lattice_constant_A,
+                    cubic=spec.cubic and spec.crystal != "hcp",
+                    orthorhombic=spec.cubic and spec.crystal == "hcp")
+    except (ValueError, KeyError, NotImplementedError) as exc:
+        raise ConfigError(f"generate: cannot build {spec.crystal} {spec.element}: {exc}") from None
+    base = base * spec.supercell
+    rng = np.random.default_rng(spec.seed)
+    frames = []
+    for _ in range(spec.n_frames):
+        atoms = base.copy()
+        if spec.random_strain:
+            strain = rng.uniform(-spec.random_strain, spec.random_strain, (3, 3))
+            strain = (strain + strain.T) / 2
+            atoms.set_cell(atoms.cell[:] @ (np.eye(3) + strain), scale_atoms=True)
+        if spec.rattle_A:
+            atoms.positions += rng.normal(0.0, spec.rattle_A, atoms.positions.shape)
+        frames.append(atoms)
+    return frames
+
+
+class LabelWorkflow(WorkflowPlugin):
+    name = "label"
+    description = "label frames (energies, forces, virials) with any engine"
+    Config = LabelConfig
+
+    def step_names(self, config: StrictModel) -> list[str]:
+        return [STEP_PREP, STEP_RUN, STEP_COLLECT]
+
+    # -- inputs --------------------------------------------------------------------------
+    def frame_files(self, config: LabelConfig, ctx: BuildContext) -> list[Path]:
+        """The frame files of this run; generated frames are written into the run dir."""
+        if config.generate is not None:
+            import ase.io
+
+            path = ctx.run_dir / "inputs" / GENERATED_FRAMES
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ase.io.write(path, generate_frames(config.generate), format="extxyz")
+            return [path]
+        files = []
+        for entry in config.frames or []:
+            path = Path(entry).expanduser()
+            path = path if path.is_absolute() else (ctx.config_dir / path)
+            if not path.exists():
+                raise MissingInputError(f"frames: file not found: {entry} (looked at {path})")
+            files.append(path.resolve())
+        return files
+
+    def _frames(self, config: LabelConfig, ctx: BuildContext, *, write: bool
+                ) -> tuple[list[Path], int, list[str]]:
+        """(frame files, number of frames, elements). `write=False` (check) writes nothing:
+        the run dir may not exist yet."""
+        import dpdata
+
+        from opshelf.core.ops.labelling import read_frames, union_type_map
+
+        if config.generate is not None and not write:
+            frames = [dpdata.System(atoms, fmt="ase/structure")
+                      for atoms in generate_frames(config.generate)]
+            return [], len(frames), union_type_map(frames)
+        files = self.frame_files(config, ctx)
+        frames = [frame for path in files for frame in read_frames(path, config.frames_format)]
+        return files, len(frames), union_type_map(frames)
+
+    def check(self, config: StrictModel, ctx: BuildContext) -> None:
+        assert isinstance(config, LabelConfig)
+        super().check(config, ctx)
+        _, _, elements = self._frames(config, ctx, write=False)
+        engine = load_engine(config.engine)
+        if not engine.supports(config.task):
+            raise ConfigError(f"engine {engine.name!r} cannot run task kind "
+                              f"{config.task.kind.value!r}; it runs "
+                              f"{sorted(k.value for k in engine.kinds)}")
+        engine.check(elements, config.task)
+
+    # -- workflow ------------------------------------------------------------------------
+    def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
+        assert isinstance(config, LabelConfig)
+        from dflow import Workflow, argo_len, argo_sequence, upload_artifact
+
+        from opshelf.core.dflow_build import make_step
+        from opshelf.core.ops import CollectLabels, PrepEngineTasks, RunEngineTask
+
+        files, n_frames, type_map = self._frames(config, ctx, write=True)
+        steps = config.steps
+        prep = make_step(
+            STEP_PREP, PrepEngineTasks, steps.for_step(STEP_PREP), key=STEP_PREP, mode=ctx.mode,
+            artifacts={"frames": upload_artifact(files)},
+            parameters={"fmt": config.frames_format,
+                        "engine": config.engine.model_dump(mode="json"),
+                        "task": config.task.model_dump(mode="json"),
+                        "type_map": type_map})
+        run = make_step(
+            STEP_RUN, RunEngineTask, steps.for_step(STEP_RUN), mode=ctx.mode,
+            key=f"{STEP_RUN}-{{{{item}}}}",
+            parameters={"task_name": prep.outputs.parameters["task_names"]},
+            artifacts={"task_path": prep.outputs.artifacts["task_paths"]},
+            slices={"slices": "int('{{item}}')",
+                    "input_parameter": ["task_name"], "input_artifact": ["task_path"],
+                    "output_parameter": ["report"],
+                    "output_artifact": ["labeled_data", "raw_output"]},
+            with_sequence=argo_sequence(argo_len(prep.outputs.parameters["task_names"]),
+                                        format="%06d"),
+            n_items=n_frames)
+        collect = make_step(
+            STEP_COLLECT, CollectLabels, steps.for_step(STEP_COLLECT), key=STEP_COLLECT,
+            mode=ctx.mode,
+            artifacts={"labeled_data": run.outputs.artifacts["labeled_data"]},
+            parameters={"type_map": prep.outputs.parameters["type_map"],
+                        "min_success_ratio": config.min_success_ratio})
+        workflow = Workflow(name="label", id=ctx.workflow_id)
+        for step in (prep, run, collect):
+            workflow.add(step)
+        return workflow
+
+    # -- results -------------------------------------------------------------------------
+    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
+        outputs = step_output_artifacts(ctx, workflow, STEP_COLLECT)
+        results = ctx.run_dir / "results"
+        results.mkdir(parents=True, exist_ok=True)
+        data_dir = results / "data"
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
+        shutil.copytree(outputs["data"], data_dir)
+        for name in ("failures", "summary"):
+            shutil.copyfile(outputs[name], results / f"{name}.json")
+        summary = json.loads((results / "summary.json").read_text())
+        plot_labels(summary, results / PLOT_FILE)
+        lines = [
+            f"labelled {summary['n_succeeded']} of {summary['n_tasks']} tasks "
+            f"({summary['n_frames']} frames) -> {data_dir} (deepmd/npy)",
+            f"plot: {results / PLOT_FILE}",
+        ]
+        if summary["n_failed"]:
+            lines.append(f"{summary['n_failed']} failed tasks, with reasons: "
+                         f"{results / 'failures.json'}")
+        return lines
+
+
+def step_output_artifacts(ctx: BuildContext, workflow: Workflow, key: str) -> dict[str, Path]:
+    """Local paths of the output artifacts of the step with `key` in a local-mode run."""
+    from opshelf.core.workflows.outputs import local_step_outputs
+
+    # The dflow workdir is the run dir or one folder below it (opshelf runs: run_dir/dflow).
+    found = [*ctx.run_dir.glob(f"{workflow.id}/{key}"), *ctx.run_dir.glob(f"*/{workflow.id}/{key}")]
+    if not found:
+        raise FileNotFoundError(f"step {key!r} of run {workflow.id} not found under {ctx.run_dir}")
+    outputs = local_step_outputs(found[0].parent.parent, workflow, key)
+    return {name: outputs.artifact_items(name)[0] for name in outputs.artifacts}
+
+
+def plot_labels(summary: dict[str, Any], path: Path) -> None:
+    """Energy per atom and max force of every labelled frame, in task order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    energies: list[float] = []
+    forces: list[float] = []
+    failed_at: list[int] = []
+    for task in summary["tasks"]:
+        if task["status"] != "succeeded":
+            failed_at.append(len(energies))
+            continue
+        energies.extend(task.get("energy_eV_per_atom") or [])
+        forces.extend(task.get("max_force_eV_per_A") or [])
+    fig, (ax_e, ax_f) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    ax_e.plot(energies, "o-", ms=3)
+    ax_e.set_ylabel("energy (eV/atom)")
+    ax_f.plot(forces, "o-", ms=3, color="tab:red")
+    ax_f.set_ylabel("max |force| (eV/Å)")
+    ax_f.set_xlabel("labelled frame")
+    for x in failed_at:
+        for ax in (ax_e, ax_f):
+            ax.axvline(x - 0.5, color="grey", lw=0.8, ls=":")
+    ax_e.set_title(f"{summary['n_frames']} frames labelled, {summary['n_failed']} tasks failed"
+                   + (" (dotted: where a failed task sits)" if failed_at else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
