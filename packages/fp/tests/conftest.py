@@ -1,0 +1,39 @@
+"""Fixtures of opshelf-fp's tests: the real engine outputs and the engines they need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fp_test_helpers import SHARED_ENV, require_data, shared_dir
+
+from opshelf.core.testing import require_engine
+from opshelf.core.testing.engines import REQUIRE_ENV, engines_required
+
+
+@pytest.fixture(scope="session")
+def engine_outputs() -> Path:
+    """The real outputs of shared/engine-outputs (see its SOURCE.md)."""
+    path = shared_dir() / "engine-outputs"
+    if not path.is_dir():
+        reason = f"engine outputs not found at {path} (set {SHARED_ENV})"
+        if engines_required():
+            pytest.fail(f"{reason}; {REQUIRE_ENV}=1 makes this a failure", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture
+def cp2k_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cp2k and its basis/potential files; 1 thread (small tests, shared machine)."""
+    require_engine("cp2k")
+    require_data(Path("/usr/share/cp2k/BASIS_MOLOPT"), "cp2k-data")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def pw_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pw.x and Debian's pseudopotentials; 1 thread."""
+    require_engine("pw.x")
+    require_data(Path("/usr/share/espresso/pseudo/Si.pz-vbc.UPF"), "quantum-espresso-data")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
