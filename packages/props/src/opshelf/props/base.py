@@ -1,0 +1,289 @@
+"""What every property shares: parameters, the make -> run -> post contract, outcomes.
+
+A property is three steps, the same in a script and in a dflow workflow:
+
+    make  structure + params -> engine task dirs (core's `write_task`) + a context dir
+    run   each task dir with core's `run_engine_task` (a sliced fan-out in dflow)
+    post  context dir + labelled task outputs -> result dict (units in the key names),
+          written as <type>.json with a plot <type>.png where one helps
+
+`make` and `post` are pure functions of files: no dflow import here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import dpdata
+import numpy as np
+
+from opshelf.core.config import StrictModel
+from opshelf.core.engine import Engine, Task, write_task
+from opshelf.core.errors import ConfigError, MissingInputError
+from opshelf.core.ops.labelling import REPORT_FILE
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+#: eV/A^3 -> GPa (CODATA 2018 elementary charge)
+EV_PER_A3_TO_GPA = 160.21766208
+#: eV/A^2 -> J/m^2
+EV_PER_A2_TO_J_PER_M2 = 16.021766208
+
+CONTEXT_FILE = "context.json"
+STRUCTURE_FILE = "structure.extxyz"
+
+
+class PropertyFailed(RuntimeError):
+    """The tasks of a property ran, but too few succeeded to compute it (names them)."""
+
+
+@dataclass
+class PropertyTask:
+    """One engine calculation a property needs."""
+
+    name: str
+    atoms: Atoms
+    task: Task
+
+
+@dataclass
+class Made:
+    """What `make` returns: the tasks and what `post` needs to know about them."""
+
+    tasks: list[PropertyTask]
+    context: dict[str, Any] = field(default_factory=dict)
+    #: extra files for post (name -> text), written into the context dir
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """One finished task, read back from its labelled dir."""
+
+    name: str
+    ok: bool
+    reason: str = ""
+    atoms: Atoms | None = None  # final structure (relaxed, for a relax task)
+    energy_eV: float | None = None
+    forces_eV_per_A: np.ndarray | None = None
+    #: 3x3, positive in tension (ASE's sign: -virial / volume), GPa; None without virial
+    stress_GPa: np.ndarray | None = None
+
+
+class Property(ABC):
+    """A property: typed parameters, `make` and `post`."""
+
+    type: ClassVar[str]
+    Params: ClassVar[type[StrictModel]]
+    #: the result keys a reader looks for first (printed by the runner)
+    headline: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def make(self, atoms: Atoms, params: Any) -> Made:
+        """The engine tasks of this property for `atoms` (the equilibrium structure)."""
+
+    @abstractmethod
+    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome], params: Any,
+             context_dir: Path, out_dir: Path) -> dict[str, Any]:
+        """The result from the finished tasks; may write a plot into `out_dir`."""
+
+
+# -- helpers every property uses -----------------------------------------------------------
+def atoms_to_frame(atoms: Atoms) -> dpdata.System:
+    return dpdata.System(atoms, fmt="ase/structure")
+
+
+def read_structure(path: str | Path) -> Atoms:
+    """One structure from any file ASE reads (the last frame of a trajectory)."""
+    import ase.io
+
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / STRUCTURE_FILE, *sorted(path.glob("*.extxyz"))]
+        path = next((p for p in candidates if p.is_file()), path)
+    if not path.is_file():
+        raise MissingInputError(f"structure file not found: {path}")
+    try:
+        atoms = ase.io.read(path, index=-1)
+    except Exception as exc:  # ase raises many types for unreadable files
+        raise ConfigError(f"cannot read a structure from {path}: {type(exc).__name__}: {exc}"
+                          ) from None
+    if not atoms.pbc.all():
+        raise ConfigError(f"{path}: properties need a periodic crystal (pbc on all axes)")
+    return atoms
+
+
+def elements_of(atoms: Atoms) -> list[str]:
+    return list(dict.fromkeys(atoms.get_chemical_symbols()))
+
+
+def outcome_from_dir(labelled_dir: Path) -> Outcome:
+    """An Outcome from a labelled dir written by core's `run_engine_task`."""
+    report_path = labelled_dir / REPORT_FILE
+    if not report_path.is_file():
+        raise MissingInputError(f"{labelled_dir}: no {REPORT_FILE}; not the output of a task")
+    report = json.loads(report_path.read_text())
+    name = str(report["task"])
+    if report["status"] != "succeeded":
+        return Outcome(name=name, ok=False, reason=str(report.get("reason", "")))
+    system = dpdata.LabeledSystem(str(labelled_dir), fmt="deepmd/npy")
+    last = system.sub_system([system.get_nframes() - 1])
+    atoms = last.to("ase/structure")[0]
+    energy = float(last["energies"][0])
+    stress = None
+    if "virials" in last.data:
+        volume = abs(float(np.linalg.det(last["cells"][0])))
+        stress = -np.asarray(last["virials"][0]) / volume * EV_PER_A3_TO_GPA
+    return Outcome(name=name, ok=True, atoms=atoms, energy_eV=energy,
+                   forces_eV_per_A=np.asarray(last["forces"][0]), stress_GPa=stress)
+
+
+def require(outcomes: Mapping[str, Outcome], names: Sequence[str], what: str
+            ) -> list[Outcome]:
+    """The outcomes of `names`, or PropertyFailed naming every missing or failed task."""
+    problems = []
+    for name in names:
+        outcome = outcomes.get(name)
+        if outcome is None:
+            problems.append(f"{name}: no output")
+        elif not outcome.ok:
+            problems.append(f"{name}: {outcome.reason}")
+    if problems:
+        raise PropertyFailed(f"{what}: {len(problems)} of {len(names)} tasks failed: "
+                             + "; ".join(problems))
+    return [outcomes[name] for name in names]
+
+
+def as_pymatgen(atoms: Atoms) -> Any:
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return AseAtomsAdaptor.get_structure(atoms)
+
+
+def as_ase(structure: Any) -> Atoms:
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return AseAtomsAdaptor.get_atoms(structure)
+
+
+def lattice_kind(atoms: Atoms, symprec: float = 1e-3) -> str:
+    """'fcc', 'bcc', 'hcp' for an elemental crystal of that lattice, else 'other'."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    if len(set(atoms.get_chemical_symbols())) != 1:
+        return "other"
+    number = SpacegroupAnalyzer(as_pymatgen(atoms), symprec=symprec).get_space_group_number()
+    return {225: "fcc", 229: "bcc", 194: "hcp"}.get(number, "other")
+
+
+def conventional_cell(atoms: Atoms, symprec: float = 1e-3) -> Atoms:
+    """The conventional standard cell (cubic for fcc/bcc, hexagonal for hcp)."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    analyzer = SpacegroupAnalyzer(as_pymatgen(atoms), symprec=symprec)
+    return as_ase(analyzer.get_conventional_standard_structure())
+
+
+def cubic_lattice_constant(atoms: Atoms) -> float | None:
+    """a of a cubic cell (equal lengths, right angles), else None."""
+    lengths, angles = atoms.cell.lengths(), atoms.cell.angles()
+    if np.allclose(angles, 90.0, atol=1e-6) and np.allclose(lengths, lengths[0], rtol=1e-8):
+        return float(lengths[0])
+    return None
+
+
+# -- make and post on disk --------------------------------------------------------------------
+def make_property(prop: Property, params: Any, atoms: Atoms, engine: Engine, tasks_dir: Path,
+                  context_dir: Path) -> tuple[list[str], list[Path]]:
+    """Check the engine, then write every task dir of `prop` and its context dir.
+
+    Everything the engine lacks (executable, potential, pseudopotential for an element) is
+    reported by `engine.check` before any task dir is written.
+    """
+    made = prop.make(atoms, params)
+    if not made.tasks:
+        raise ConfigError(f"{prop.type}: the parameters give no calculation to run")
+    for item in made.tasks:
+        if not engine.supports(item.task):
+            raise ConfigError(f"{prop.type}: engine {engine.name!r} cannot run task kind "
+                              f"{item.task.kind.value!r}; it runs "
+                              f"{sorted(k.value for k in engine.kinds)}")
+    engine.check(elements_of(atoms), made.tasks[0].task)
+    if context_dir.exists():
+        shutil.rmtree(context_dir)
+    context_dir.mkdir(parents=True)
+    import ase.io
+
+    ase.io.write(context_dir / STRUCTURE_FILE, atoms, format="extxyz")
+    context = {"type": prop.type, "params": params.model_dump(mode="json"),
+               "task_names": [t.name for t in made.tasks], **made.context}
+    (context_dir / CONTEXT_FILE).write_text(json.dumps(context, indent=1))
+    for name, text in made.files.items():
+        (context_dir / name).write_text(text)
+    names, paths = [], []
+    for item in made.tasks:
+        path = tasks_dir / item.name
+        if path.exists():
+            shutil.rmtree(path)
+        write_task(path, atoms_to_frame(item.atoms), item.task, engine)
+        names.append(item.name)
+        paths.append(path)
+    return names, paths
+
+
+def post_property(context_dir: Path, labelled_dirs: Sequence[Path], out_dir: Path
+                  ) -> dict[str, Any]:
+    """Read the context and every task's outcome, compute the result, write
+    `out_dir/<type>.json` (and the plot). Returns the result."""
+    from opshelf.props.registry import get_property
+
+    context_file = Path(context_dir) / CONTEXT_FILE
+    if not context_file.is_file():
+        raise MissingInputError(f"{context_dir}: no {CONTEXT_FILE}; not made by make_property")
+    context = json.loads(context_file.read_text())
+    prop = get_property(context["type"])
+    params = prop.Params.model_validate(context["params"])
+    outcomes = {}
+    for path in labelled_dirs:
+        outcome = outcome_from_dir(Path(path))
+        outcomes[outcome.name] = outcome
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = prop.post(context, outcomes, params, Path(context_dir), out_dir)
+    result = {"property": prop.type, **result,
+              "failed_tasks": {o.name: o.reason for o in outcomes.values() if not o.ok}}
+    (out_dir / f"{prop.type}.json").write_text(json.dumps(to_jsonable(result), indent=1))
+    return to_jsonable(result)
+
+
+def to_jsonable(value: Any) -> Any:
+    """numpy scalars and arrays -> Python floats and lists, recursively."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display in steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

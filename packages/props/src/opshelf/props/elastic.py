@@ -1,0 +1,144 @@
+"""elastic: the full 6x6 elastic tensor from a least-squares stress-strain fit
+(pymatgen's ElasticTensor.from_independent_strains), ions relaxed at each strain."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from opshelf.core.config import StrictModel
+from opshelf.core.engine import RelaxOptions, Task, TaskKind
+from opshelf.props.base import Made, Outcome, Property, PropertyTask, pyplot, require
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+VOIGT_LABELS = ("xx", "yy", "zz", "yz", "xz", "xy")
+REFERENCE_TASK = "elastic-reference"
+
+
+class ElasticParams(StrictModel):
+    """Independent strains: each Voigt component at -m, -m/2, +m/2, +m."""
+
+    type: Literal["elastic"] = "elastic"
+    normal_strain: float = Field(0.005, gt=0, lt=0.1, description="largest normal strain m")
+    shear_strain: float = Field(
+        0.005, gt=0, lt=0.1, description="largest shear strain m (engineering, 2*eps_ij)")
+    relax_ions: bool = Field(True, description="relax ions at each strain (fixed cell)")
+    fmax_eV_per_A: float = Field(1e-3, gt=0)
+
+
+def strain_task_name(component: int, magnitude: float) -> str:
+    return f"elastic-{VOIGT_LABELS[component]}-{magnitude:+.5f}"
+
+
+def strain_set(params: ElasticParams) -> list[tuple[int, float]]:
+    """(Voigt component, engineering strain) for every strained task."""
+    out = []
+    for component in range(6):
+        m = params.normal_strain if component < 3 else params.shear_strain
+        out.extend((component, s) for s in (-m, -m / 2, m / 2, m))
+    return out
+
+
+def deformation_matrix(component: int, value: float) -> np.ndarray:
+    """F whose Green-Lagrange strain has one Voigt component `value` (pymatgen's rule)."""
+    from pymatgen.analysis.elasticity import Strain
+
+    voigt = np.zeros(6)
+    voigt[component] = value
+    return np.asarray(Strain.from_voigt(voigt).get_deformation_matrix())
+
+
+def deform(atoms: Atoms, deformation: np.ndarray) -> Atoms:
+    """Apply F to the cell (ASE cells are row vectors: cell' = cell F^T), atoms follow."""
+    out = atoms.copy()
+    out.set_cell(atoms.cell[:] @ deformation.T, scale_atoms=True)
+    return out
+
+
+class Elastic(Property):
+    type = "elastic"
+    Params = ElasticParams
+    headline = ("c11_GPa", "c12_GPa", "c44_GPa", "bulk_modulus_vrh_GPa",
+                "shear_modulus_vrh_GPa", "youngs_modulus_GPa", "poisson_ratio")
+
+    def make(self, atoms: Atoms, params: ElasticParams) -> Made:
+        if params.relax_ions:
+            task = Task(kind=TaskKind.RELAX, relax=RelaxOptions(
+                fmax_eV_per_A=params.fmax_eV_per_A, max_steps=500))
+        else:
+            task = Task(kind=TaskKind.SINGLE_POINT)
+        tasks = [PropertyTask(REFERENCE_TASK, atoms.copy(), task)]
+        strains = []
+        for component, value in strain_set(params):
+            deformation = deformation_matrix(component, value)
+            tasks.append(PropertyTask(strain_task_name(component, value),
+                                      deform(atoms, deformation), task))
+            strains.append({"component": component, "value": value,
+                            "deformation": deformation.tolist()})
+        return Made(tasks=tasks, context={"strains": strains})
+
+    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
+             params: ElasticParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
+        from pymatgen.analysis.elasticity import Deformation, ElasticTensor, Stress
+
+        names = context["task_names"]
+        done = require(outcomes, names, "elastic")
+        if any(o.stress_GPa is None for o in done):
+            raise ValueError("elastic: the engine gave no stress (virial); elastic constants "
+                             "need one")
+        reference = Stress(done[0].stress_GPa)
+        strains = [Deformation(s["deformation"]).green_lagrange_strain
+                   for s in context["strains"]]
+        stresses = [Stress(o.stress_GPa) for o in done[1:]]
+        tensor = ElasticTensor.from_independent_strains(strains, stresses, eq_stress=reference)
+        cij = np.asarray(tensor.voigt)
+        plot_stress_strain(context["strains"], [o.stress_GPa - done[0].stress_GPa
+                                                for o in done[1:]], cij, out_dir / "elastic.png")
+        result: dict[str, Any] = {
+            "elastic_tensor_voigt_GPa": cij,
+            **{f"c{i + 1}{j + 1}_GPa": cij[i, j] for i in range(6) for j in range(i, 6)},
+            "bulk_modulus_voigt_GPa": tensor.k_voigt,
+            "bulk_modulus_reuss_GPa": tensor.k_reuss,
+            "bulk_modulus_vrh_GPa": tensor.k_vrh,
+            "shear_modulus_voigt_GPa": tensor.g_voigt,
+            "shear_modulus_reuss_GPa": tensor.g_reuss,
+            "shear_modulus_vrh_GPa": tensor.g_vrh,
+            # pymatgen's y_mod is in Pa when the tensor is in GPa (it multiplies by 1e9)
+            "youngs_modulus_GPa": 9 * tensor.k_vrh * tensor.g_vrh
+            / (3 * tensor.k_vrh + tensor.g_vrh),
+            "poisson_ratio": tensor.homogeneous_poisson,
+            "reference_stress_GPa": done[0].stress_GPa,
+            "strain_convention": "Green-Lagrange; shear components engineering (2*eps_ij)",
+        }
+        return result
+
+
+def plot_stress_strain(strains: list[dict[str, Any]], stresses: list[np.ndarray],
+                       cij: np.ndarray, path: Path) -> None:
+    """One panel per strained component: the six stress components against the strain."""
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6.5))
+    for component, ax in enumerate(axes.flat):
+        rows = [(s["value"], stress) for s, stress in zip(strains, stresses)
+                if s["component"] == component]
+        x = np.array([r[0] for r in rows])
+        voigt_stress = np.array([[st[0, 0], st[1, 1], st[2, 2], st[1, 2], st[0, 2], st[0, 1]]
+                                 for _, st in rows])
+        grid = np.linspace(x.min(), x.max(), 2)
+        for j in range(6):
+            line = ax.plot(x * 100, voigt_stress[:, j], "o", ms=4, label=f"σ{VOIGT_LABELS[j]}")
+            ax.plot(grid * 100, cij[j, component] * grid, "-", lw=0.8,
+                    color=line[0].get_color())
+        ax.set_title(f"strain {VOIGT_LABELS[component]}")
+        ax.set_xlabel("strain (%)")
+        ax.set_ylabel("stress - reference (GPa)")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

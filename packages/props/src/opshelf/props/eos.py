@@ -1,0 +1,148 @@
+"""EOS: energy over a range of volumes, fitted by Birch-Murnaghan, Vinet and Murnaghan
+(pymatgen's EOS fits)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from opshelf.core.config import StrictModel
+from opshelf.core.engine import RelaxOptions, Task, TaskKind
+from opshelf.props.base import (
+    EV_PER_A3_TO_GPA,
+    Made,
+    Outcome,
+    Property,
+    PropertyFailed,
+    PropertyTask,
+    cubic_lattice_constant,
+    pyplot,
+)
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+#: pymatgen EOS names, in the order they are reported; the first is the headline fit
+FITS = ("birch_murnaghan", "vinet", "murnaghan")
+MIN_POINTS = 5
+
+
+class EosParams(StrictModel):
+    """Energy-volume curve around the given structure's volume."""
+
+    type: Literal["eos"] = "eos"
+    volume_ratio_min: float = Field(0.94, gt=0, description="smallest V / V_given")
+    volume_ratio_max: float = Field(1.06, gt=0, description="largest V / V_given")
+    n_points: int = Field(11, ge=MIN_POINTS, le=101)
+    relax_positions: bool = Field(
+        False, description="relax ions at each volume (needed when they are not fixed by "
+        "symmetry)")
+
+    @model_validator(mode="after")
+    def _range(self) -> EosParams:
+        if not self.volume_ratio_min < 1.0 < self.volume_ratio_max:
+            raise ValueError("volume_ratio_min < 1 < volume_ratio_max is needed (the EOS "
+                             "brackets the given volume)")
+        return self
+
+
+def eos_task_name(index: int) -> str:
+    return f"eos-{index:03d}"
+
+
+def fit_eos(volumes_A3: np.ndarray, energies_eV: np.ndarray) -> dict[str, dict[str, float]]:
+    """Each fit of FITS on (volume, energy) per atom: V0, E0, B0, B0' and the RMS residual."""
+    from pymatgen.analysis.eos import EOS
+
+    fits: dict[str, dict[str, float]] = {}
+    for name in FITS:
+        fit = EOS(name).fit(volumes_A3, energies_eV)
+        residual = energies_eV - fit.func(volumes_A3)
+        fits[name] = {
+            "v0_A3_per_atom": float(fit.v0),
+            "e0_eV_per_atom": float(fit.e0),
+            "b0_GPa": float(fit.b0) * EV_PER_A3_TO_GPA,
+            "b0_prime": float(fit.b1),
+            "rms_residual_meV_per_atom": float(np.sqrt(np.mean(residual**2))) * 1000,
+        }
+    return fits
+
+
+class Eos(Property):
+    type = "eos"
+    Params = EosParams
+    headline = ("v0_A3_per_atom", "e0_eV_per_atom", "bulk_modulus_GPa", "lattice_constant_A")
+
+    def make(self, atoms: Atoms, params: EosParams) -> Made:
+        ratios = np.linspace(params.volume_ratio_min, params.volume_ratio_max, params.n_points)
+        if params.relax_positions:
+            task = Task(kind=TaskKind.RELAX, relax=RelaxOptions(fmax_eV_per_A=1e-3))
+        else:
+            task = Task(kind=TaskKind.SINGLE_POINT)
+        tasks = []
+        for index, ratio in enumerate(ratios):
+            scaled = atoms.copy()
+            scaled.set_cell(atoms.cell[:] * ratio ** (1 / 3), scale_atoms=True)
+            tasks.append(PropertyTask(eos_task_name(index), scaled, task))
+        return Made(tasks=tasks, context={"volume_ratios": ratios.tolist(),
+                                          "cubic_cell": cubic_lattice_constant(atoms) is not None})
+
+    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
+             params: EosParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
+        done = [outcomes[name] for name in context["task_names"]
+                if name in outcomes and outcomes[name].ok]
+        if len(done) < MIN_POINTS:
+            failed = {n: o.reason for n, o in outcomes.items() if not o.ok}
+            raise PropertyFailed(f"eos: {len(done)} points succeeded, {MIN_POINTS} are needed; "
+                                 f"failed: {failed}")
+        n_atoms = len(done[0].atoms)
+        volumes = np.array([o.atoms.get_volume() / n_atoms for o in done])
+        energies = np.array([o.energy_eV / n_atoms for o in done])
+        fits = fit_eos(volumes, energies)
+        best = fits[FITS[0]]
+        if not volumes.min() <= best["v0_A3_per_atom"] <= volumes.max():
+            raise PropertyFailed(
+                f"eos: the fitted V0 {best['v0_A3_per_atom']:.4f} A^3/atom lies outside the "
+                f"sampled volumes [{volumes.min():.4f}, {volumes.max():.4f}]: relax the "
+                "structure first or widen the volume range")
+        lattice_constant = None
+        if context["cubic_cell"]:
+            lattice_constant = (best["v0_A3_per_atom"] * n_atoms) ** (1 / 3)
+        plot_eos(volumes, energies, fits, out_dir / "eos.png")
+        return {
+            "fit": FITS[0],
+            "v0_A3_per_atom": best["v0_A3_per_atom"],
+            "e0_eV_per_atom": best["e0_eV_per_atom"],
+            "bulk_modulus_GPa": best["b0_GPa"],
+            "bulk_modulus_derivative": best["b0_prime"],
+            "rms_residual_meV_per_atom": best["rms_residual_meV_per_atom"],
+            "lattice_constant_A": lattice_constant,
+            "fits": fits,
+            "volumes_A3_per_atom": volumes,
+            "energies_eV_per_atom": energies,
+        }
+
+
+def plot_eos(volumes: np.ndarray, energies: np.ndarray, fits: dict[str, dict[str, float]],
+             path: Path) -> None:
+    from pymatgen.analysis.eos import EOS
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot(volumes, energies, "ko", label="calculated")
+    grid = np.linspace(volumes.min(), volumes.max(), 200)
+    for name in FITS:
+        fit = EOS(name).fit(volumes, energies)
+        f = fits[name]
+        ax.plot(grid, fit.func(grid), lw=1.2,
+                label=f"{name}: V0 {f['v0_A3_per_atom']:.3f} Å³, B0 {f['b0_GPa']:.1f} GPa")
+    ax.set_xlabel("volume (Å³/atom)")
+    ax.set_ylabel("energy (eV/atom)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

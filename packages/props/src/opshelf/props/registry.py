@@ -1,0 +1,51 @@
+"""Every property by its `type`, and the discriminated union of their parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter
+
+from opshelf.core.config import validate_into
+from opshelf.core.errors import ConfigError
+from opshelf.props.base import Property
+from opshelf.props.defects import Interstitial, InterstitialParams, Vacancy, VacancyParams
+from opshelf.props.elastic import Elastic, ElasticParams
+from opshelf.props.eos import Eos, EosParams
+from opshelf.props.phonon import Phonon, PhononParams
+from opshelf.props.relax import Relax, RelaxParams
+from opshelf.props.stacking_fault import StackingFault, StackingFaultParams
+from opshelf.props.surface import Surface, SurfaceParams
+
+PROPERTIES: dict[str, type[Property]] = {
+    cls.type: cls
+    for cls in (Relax, Eos, Elastic, Vacancy, Interstitial, Surface, StackingFault, Phonon)
+}
+
+PropertyParams = Annotated[
+    RelaxParams | EosParams | ElasticParams | VacancyParams | InterstitialParams
+    | SurfaceParams | StackingFaultParams | PhononParams,
+    Field(discriminator="type"),
+]
+
+
+def get_property(type_name: str) -> Property:
+    try:
+        return PROPERTIES[type_name]()
+    except KeyError:
+        raise ConfigError(f"unknown property type {type_name!r}; known: "
+                          f"{sorted(PROPERTIES)}") from None
+
+
+def parse_params(data: Any, where: str = "property") -> Any:
+    """A params dict (with its `type`) -> the typed params; ConfigError naming bad keys."""
+    if isinstance(data, tuple(p.Params for p in PROPERTIES.values())):
+        return data
+    if not isinstance(data, dict) or "type" not in data:
+        raise ConfigError(f"{where}: a mapping with a 'type' key, one of {sorted(PROPERTIES)}")
+    prop = get_property(str(data["type"]))
+    return validate_into(prop.Params, data, where=f"{where} ({data['type']})")
+
+
+def params_schema() -> dict[str, Any]:
+    return TypeAdapter(PropertyParams).json_schema()

@@ -1,0 +1,131 @@
+"""surface: energies of every symmetrically distinct Miller index up to a maximum
+(pymatgen's SlabGenerator), in J/m^2:  gamma = (E_slab - N E_bulk/atom) / (2 A)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from opshelf.core.config import StrictModel
+from opshelf.core.engine import RelaxOptions, Task, TaskKind
+from opshelf.core.errors import ConfigError
+from opshelf.props.base import (
+    EV_PER_A2_TO_J_PER_M2,
+    Made,
+    Outcome,
+    Property,
+    PropertyTask,
+    as_ase,
+    as_pymatgen,
+    pyplot,
+    require,
+)
+from opshelf.props.defects import BULK_TASK
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+MillerIndex = tuple[int, int, int]
+
+
+class SurfaceParams(StrictModel):
+    """Slabs of the conventional cell, symmetric and stoichiometric terminations."""
+
+    type: Literal["surface"] = "surface"
+    max_miller_index: int = Field(1, ge=1, le=4)
+    miller_indices: list[MillerIndex] | None = Field(
+        None, description="these indices only, instead of all up to max_miller_index")
+    min_slab_size_A: float = Field(10.0, gt=0)
+    min_vacuum_size_A: float = Field(10.0, gt=0)
+    relax_ions: bool = True
+    fmax_eV_per_A: float = Field(5e-3, gt=0)
+
+
+def miller_label(hkl: MillerIndex) -> str:
+    return "".join(f"m{-i}" if i < 0 else str(i) for i in hkl)
+
+
+def make_slabs(atoms: Atoms, params: SurfaceParams) -> dict[MillerIndex, Any]:
+    """One pymatgen Slab per Miller index: the first termination that is symmetric and
+    stoichiometric, with c made perpendicular to the surface."""
+    from pymatgen.core.surface import SlabGenerator, get_symmetrically_distinct_miller_indices
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    conventional = SpacegroupAnalyzer(as_pymatgen(atoms)).get_conventional_standard_structure()
+    if params.miller_indices:
+        indices = [tuple(int(i) for i in hkl) for hkl in params.miller_indices]
+    else:
+        indices = get_symmetrically_distinct_miller_indices(conventional, params.max_miller_index)
+    slabs = {}
+    for hkl in indices:
+        if hkl == (0, 0, 0):
+            raise ConfigError("surface.miller_indices: (0, 0, 0) is no plane")
+        generator = SlabGenerator(conventional, hkl, params.min_slab_size_A,
+                                  params.min_vacuum_size_A, center_slab=True, primitive=True,
+                                  max_normal_search=max(abs(i) for i in hkl))
+        candidates = generator.get_slabs()
+        good = [s for s in candidates if s.is_symmetric()
+                and s.composition.reduced_formula == conventional.composition.reduced_formula]
+        if not good:
+            raise ConfigError(f"surface {hkl}: no symmetric, stoichiometric termination among "
+                              f"{len(candidates)} slabs")
+        slabs[hkl] = good[0].get_orthogonal_c_slab()
+    return slabs
+
+
+class Surface(Property):
+    type = "surface"
+    Params = SurfaceParams
+    headline = ("surface_energies_J_per_m2",)
+
+    def make(self, atoms: Atoms, params: SurfaceParams) -> Made:
+        if params.relax_ions:
+            slab_task = Task(kind=TaskKind.RELAX, relax=RelaxOptions(
+                fmax_eV_per_A=params.fmax_eV_per_A, max_steps=1000))
+        else:
+            slab_task = Task(kind=TaskKind.SINGLE_POINT)
+        tasks = [PropertyTask(BULK_TASK, atoms.copy(), Task(kind=TaskKind.SINGLE_POINT))]
+        surfaces = []
+        for hkl, slab in make_slabs(atoms, params).items():
+            name = f"surface-{miller_label(hkl)}"
+            tasks.append(PropertyTask(name, as_ase(slab), slab_task))
+            surfaces.append({"task": name, "miller_index": list(hkl),
+                             "area_A2": float(slab.surface_area), "n_atoms": len(slab)})
+        return Made(tasks=tasks, context={"surfaces": surfaces})
+
+    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
+             params: SurfaceParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
+        done = require(outcomes, context["task_names"], "surface")
+        bulk = done[0]
+        e_bulk = bulk.energy_eV / len(bulk.atoms)
+        rows = []
+        for surface, outcome in zip(context["surfaces"], done[1:]):
+            gamma = (outcome.energy_eV - len(outcome.atoms) * e_bulk) / (2 * surface["area_A2"])
+            rows.append({**surface, "surface_energy_J_per_m2": gamma * EV_PER_A2_TO_J_PER_M2})
+        plot_surfaces(rows, out_dir / "surface.png")
+        return {
+            "surface_energies_J_per_m2": {miller_label(r["miller_index"]):
+                                          r["surface_energy_J_per_m2"] for r in rows},
+            "lowest_energy_surface": min(rows, key=lambda r: r["surface_energy_J_per_m2"]
+                                         )["miller_index"],
+            "bulk_energy_eV_per_atom": e_bulk,
+            "surfaces": rows,
+        }
+
+
+def plot_surfaces(rows: list[dict[str, Any]], path: Path) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(rows) + 2), 4))
+    labels = ["(" + " ".join(str(i) for i in r["miller_index"]) + ")" for r in rows]
+    values = [r["surface_energy_J_per_m2"] for r in rows]
+    ax.bar(range(len(rows)), values, color="tab:green")
+    ax.set_xticks(range(len(rows)), labels)
+    ax.set_ylabel("surface energy (J/m²)")
+    for x, v in enumerate(values):
+        ax.annotate(f"{v:.3f}", (x, v), ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
