@@ -63,6 +63,7 @@ def test_displaced_atom_regression_and_physics(
             "force_eV_per_A": forces.ravel(),
             "virial_eV": voigt(system["virials"][0]),
         },
+        fullpath=Path(__file__).parent / "si2_regression" / "qe-displaced.csv",
         default_tolerance={"atol": 0, "rtol": 0},
         tolerances=TOLERANCES,
     )
@@ -109,14 +110,32 @@ def test_labels_several_frames_in_the_type_map(engine: QeEngine, tmp_path: Path)
     assert labelled.get_nframes() == 2
     (system,) = labelled.systems.values()
     assert system["atom_names"] == ["Si", "Cu"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["task.000000", "task.000001"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task-000000", "task-000001"]
 
 
 def test_crash_is_a_recorded_failure_with_the_log_tail(pw_ready: None, tmp_path: Path) -> None:
-    """pw.x stops on an unknown namelist entry: a CommandError, recorded with pw.x's message."""
+    """pw.x stops on an unknown namelist entry: a CommandError, recorded with pw.x's own
+    error report in the reason and the log tail."""
     engine = QeEngine({**SMALL, "extra": {"system": {"no_such_keyword": 1}}}, {"threads": 1})
     labelled, failures = label_frames(si2_frame(), engine, tmp_path)
     assert labelled.get_nframes() == 0
     assert len(failures) == 1
     assert "'pw.x' failed" in failures[0].reason
+    assert "pw.x says: Error in routine read_namelists" in failures[0].reason
     assert "read_namelists" in failures[0].log_tail  # pw.x's own error report
+
+
+def test_killed_program_is_run_again_then_recorded(pw_ready: None, tmp_path: Path) -> None:
+    """A program killed from outside (SIGKILL) is re-run `program_retries` times, then
+    recorded; the program here kills itself at once, so no pw.x is needed."""
+    starts = tmp_path / "starts.txt"
+    program = tmp_path / "killed.sh"
+    program.write_text(f"#!/bin/sh\necho start >> {starts}\nkill -KILL $$\n")
+    program.chmod(0o755)
+    engine = QeEngine(SMALL, {"command": [str(program)]})
+    labelled, failures = label_frames(si2_frame(), engine, tmp_path / "w", program_retries=2)
+    assert labelled.get_nframes() == 0
+    (failure,) = failures
+    assert failure.attempts == 3
+    assert "killed by signal 9" in failure.reason and "(after 3 attempts)" in failure.reason
+    assert starts.read_text().split() == ["start"] * 3

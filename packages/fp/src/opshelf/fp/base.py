@@ -20,6 +20,11 @@ class FpEngine(Engine):
         self.check_inputs(elements, task)
         super().check(elements, task)
 
+    def check_program(self) -> None:
+        """Only the executable (core's check): where a prepared task dir runs, the files
+        it needs (pseudopotentials, ...) were checked when it was written."""
+        Engine.check(self, [], None)
+
     def require_supported(self, task: Task) -> None:
         if not self.supports(task):
             kinds = sorted(k.value for k in self.kinds)

@@ -15,7 +15,7 @@ import dpdata
 import numpy as np
 
 from opshelf.core.engine import TaskFailed
-from opshelf.core.errors import MissingInputError
+from opshelf.core.errors import CommandError, MissingInputError
 from opshelf.core.process import tail
 
 
@@ -139,3 +139,18 @@ def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise MissingInputError(f"{what}: file not found: {path}")
     return path
+
+
+def with_program_message(exc: CommandError, program: str, message: str) -> CommandError:
+    """`exc` with the program's own words on why it stopped appended to its message (the
+    reason a failed task is recorded with); `exc` itself when there are none."""
+    if not message:
+        return exc
+    return CommandError(
+        f"{exc.args[0]}; {program} says: {message}",
+        argv=exc.argv,
+        cwd=exc.cwd,
+        returncode=exc.returncode,
+        log_tail=exc.log_tail,
+        timed_out=exc.timed_out,
+    )

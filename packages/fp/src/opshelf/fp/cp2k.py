@@ -33,6 +33,7 @@ from opshelf.fp.common import (
     kmesh_from_kspacing,
     ordered_unique,
     present_elements,
+    with_program_message,
 )
 
 INPUT = "input.inp"
@@ -43,6 +44,8 @@ FINAL_LOG_NAME = "cp2k-final"
 PLACEHOLDERS = ("{{CELL}}", "{{COORD}}", "{{KINDS}}", "{{RUN_TYPE}}", "{{MOTION}}")
 #: CP2K's own message when an SCF loop stops unconverged (2023.1 wording, checked here).
 UNCONVERGED_MARKERS = ("SCF run NOT converged",)
+#: In CP2K's [ABORT] box the message starts right of the figure (2023.1 layout).
+ABORT_TEXT_COLUMN = 16
 #: Atomic units -> eV/Angstrom for force thresholds.
 HARTREE_PER_BOHR_IN_EV_PER_A = Hartree / Bohr
 #: 1 eV/Angstrom^3 in GPa, the constant dpdata's CP2K reader divides by.
@@ -396,9 +399,11 @@ class Cp2kEngine(FpEngine):
                 )
         except CommandError as exc:
             # CP2K aborts (non-zero exit) on an unconverged SCF: report it as that.
-            for log in (task_dir / LOG, task_dir / f"{FINAL_LOG_NAME}.out"):
+            logs = (task_dir / LOG, task_dir / f"{FINAL_LOG_NAME}.out")
+            for log in logs:
                 _raise_if_unconverged(log)
-            raise exc
+            message = next((m for m in map(cp2k_abort_message, reversed(logs)) if m), "")
+            raise with_program_message(exc, "cp2k", message) from None
         return self.read_results(task_dir, task, frame)
 
     def read_results(self, task_dir: Path, task: Task, frame: dpdata.System) -> EngineResult:
@@ -442,6 +447,28 @@ def read_stress_block_GPa(log: Path) -> np.ndarray | None:
 def stress_to_virial(stress_GPa: np.ndarray, cell: np.ndarray) -> np.ndarray:
     """Virial in eV with dpdata's CP2K convention: stress * volume (no sign change)."""
     return stress_GPa * abs(np.linalg.det(cell)) / EV_PER_A3_IN_GPA
+
+
+def cp2k_abort_message(log: Path) -> str:
+    """CP2K's own words in its last [ABORT] box, e.g. 'found an unknown keyword EPS_SCFX in
+    section SCF (input/input_parsing.F:246)' ('' when none)."""
+    if not log.is_file():
+        return ""
+    lines = log.read_text(errors="replace").splitlines()
+    starts = [i for i, line in enumerate(lines) if "[ABORT]" in line]
+    if not starts:
+        return ""
+    words: list[str] = []
+    for line in lines[starts[-1] + 1 :]:
+        if line.strip().startswith("*****"):  # the box's bottom edge
+            break
+        # Columns up to ~20 hold the ASCII-art figure; the text sits to its right.
+        text = line.rstrip().removesuffix("*")[ABORT_TEXT_COLUMN:].strip()
+        if text:
+            words.append(text)
+    if len(words) > 1 and ".F:" in words[-1]:  # the source location, last line
+        return f"{' '.join(words[:-1])} ({words[-1]})"
+    return " ".join(words)
 
 
 def _raise_if_unconverged(log: Path) -> None:

@@ -1,8 +1,14 @@
-"""Label frames with an engine, task by task, without dflow."""
+"""Label frames with an engine, task by task, without dflow (scripts and notebooks).
+
+The same contract as PrepRunFp: everything missing is reported before the first task, a
+failed task is recorded with its reason and log tail (never raised), and a program killed
+from outside (SIGKILL/SIGTERM) is re-run up to `program_retries` times.
+"""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +18,9 @@ import dpdata
 
 from opshelf.core.engine import Engine, EngineSpec, Task, TaskFailed, load_engine, write_task
 from opshelf.core.errors import CommandError
+from opshelf.core.ops.labelling import task_name
 from opshelf.fp.common import ordered_unique, present_elements
+from opshelf.fp.run import killed_from_outside
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +33,7 @@ class LabelFailure:
     task_dir: Path
     reason: str
     log_tail: str = ""
+    attempts: int = 1
 
 
 def _single_frames(
@@ -42,18 +51,32 @@ def _single_frames(
     return out
 
 
+def _run_once(
+    engine: Engine, frame: dpdata.System, task: Task, task_dir: Path
+) -> dpdata.LabeledSystem:
+    if task_dir.exists():  # a fresh dir for every attempt: no state of a killed run
+        shutil.rmtree(task_dir)
+    write_task(task_dir, frame, task, engine)
+    return engine.run(task_dir, task, frame).system
+
+
 def label_frames(
     frames: dpdata.System | dpdata.MultiSystems | Iterable[dpdata.System],
     engine: Engine | EngineSpec | dict[str, Any],
     workdir: str | Path,
     task: Task | None = None,
+    *,
+    program_retries: int = 0,
 ) -> tuple[dpdata.MultiSystems, list[LabelFailure]]:
-    """Label every frame with `engine` in `workdir/task.NNNNNN`.
+    """Label every frame with `engine` in `workdir/task-NNNNNN` (PrepFp's names).
 
     Everything missing (executable, pseudopotential, basis) is reported by `engine.check`
     before the first task runs. A task that fails (TaskFailed, CommandError) is recorded
-    as a LabelFailure and the others go on.
+    as a LabelFailure and the others go on; one whose program was killed from outside is
+    first re-run up to `program_retries` times.
     """
+    if program_retries < 0:
+        raise ValueError(f"program_retries must be >= 0, got {program_retries}")
     engine = engine if isinstance(engine, Engine) else load_engine(engine)
     task = task or Task()
     singles = _single_frames(frames)
@@ -63,14 +86,22 @@ def label_frames(
     labelled = dpdata.MultiSystems()
     failures: list[LabelFailure] = []
     for index, frame in enumerate(singles):
-        task_dir = workdir / f"task.{index:06d}"
-        write_task(task_dir, frame, task, engine)
-        try:
-            result = engine.run(task_dir, task, frame)
-        except (TaskFailed, CommandError) as exc:
-            reason = exc.reason if isinstance(exc, TaskFailed) else str(exc).splitlines()[0]
-            log.warning("task %s failed: %s", task_dir, reason)
-            failures.append(LabelFailure(index, task_dir, reason, exc.log_tail))
-            continue
-        labelled.append(result.system)
+        task_dir = workdir / task_name(index)
+        for attempt in range(1, program_retries + 2):
+            try:
+                labelled.append(_run_once(engine, frame, task, task_dir))
+                break
+            except (TaskFailed, CommandError) as exc:
+                killed = isinstance(exc, CommandError) and killed_from_outside(
+                    exc.returncode, exc.timed_out
+                )
+                if killed and attempt <= program_retries:
+                    log.warning("task %s: program killed, running it again", task_dir)
+                    continue
+                reason = exc.reason if isinstance(exc, TaskFailed) else exc.args[0]
+                if attempt > 1:
+                    reason = f"{reason} (after {attempt} attempts)"
+                log.warning("task %s failed: %s", task_dir, reason)
+                failures.append(LabelFailure(index, task_dir, reason, exc.log_tail, attempt))
+                break
     return labelled, failures

@@ -2,16 +2,27 @@
 
 - `PrepFp`: frames (files in any dpdata format) -> one FP task dir per frame. Every
   element's pseudopotential / basis / POTCAR is checked before the first dir is written.
-- `RunFp`: one task dir -> `labeled_data` (deepmd/npy), the raw output files and a report;
-  a failed calculation is recorded, not raised.
+- `RunFp`: one task dir -> `labeled_data` (deepmd/npy), the raw output files asked for
+  (`keep_files`) and a report; a failed calculation is recorded, not raised. A program
+  killed from outside is re-run up to `program_retries` times first (`opshelf.fp.run`).
 - `PrepRunFp`: the super-OP prep-fp -> run-fp (sliced fan-out) -> collect-fp, with step keys
   `<block_id>--prep-fp`, `<block_id>--run-fp-NNNNNN`, `<block_id>--collect-fp`.
+
+Retries. The run step's `retries` (StepExecution) means two bounded things: `program_retries`
+of RunFp (a program killed by SIGKILL/SIGTERM is re-run inside the step, task by task, so a
+group's good tasks do not run again), and dflow's retry of the step itself when the OP
+crashes. A task that still fails is recorded in `failures` with its reason and log tail, and
+collect-fp decides with `min_success_ratio` (DPGEN2's rule: a failed FP task is recorded,
+not retried forever).
 """
+
+# dflow compares artifact signs with typing.List[...] (python/op.py): keep typing's generics.
+# ruff: noqa: UP006, UP035
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 from dflow import (
     InputArtifact,
@@ -24,15 +35,17 @@ from dflow import (
     argo_len,
     argo_sequence,
 )
-from dflow.python import OP, OPIO
+from dflow.python import OP, OPIO, FatalError, OPIOSign, Parameter
 
 from opshelf.core.config import validate_into
 from opshelf.core.dflow_build import make_step
-from opshelf.core.engine import EngineSpec, Task, load_engine
+from opshelf.core.engine import TASK_FILE, EngineSpec, Task, load_engine, read_task
+from opshelf.core.errors import MissingInputError
 from opshelf.core.execution import StepExecution
 from opshelf.core.ops import CollectLabels, PrepEngineTasks, RunEngineTask
 from opshelf.core.ops.labelling import read_frames, union_type_map
 from opshelf.fp.base import FpEngine
+from opshelf.fp.run import run_fp_task
 
 STEP_PREP = "prep-fp"
 STEP_RUN = "run-fp"
@@ -53,17 +66,53 @@ class PrepFp(PrepEngineTasks):
 
 
 class RunFp(RunEngineTask):
-    """One FP task dir -> `labeled_data` (deepmd/npy), `raw_output` (the run dir with the
-    program's inputs and outputs) and `report` (status, reason and log tail on failure)."""
+    """One FP task dir -> `labeled_data` (deepmd/npy), `raw_output` (the run dir, holding
+    the files `keep_files` matches; by default the engine's inputs and logs) and `report`
+    (status, reason and log tail on failure, attempts).
+
+    A missing executable fails the step (FatalError) before anything runs: every task would
+    fail the same way, which is a setup problem, not a result."""
+
+    @classmethod
+    def get_input_sign(cls) -> OPIOSign:
+        sign = super().get_input_sign()
+        sign["keep_files"] = Parameter(List[str], default=[])
+        sign["program_retries"] = Parameter(int, default=0)
+        return sign
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        name, task_path = ip["task_name"], Path(ip["task_path"])
+        if not (task_path / TASK_FILE).is_file():
+            raise FatalError(f"{task_path}: not a prepared task dir (no {TASK_FILE})")
+        engine, _, _ = read_task(task_path)
+        if isinstance(engine, FpEngine):
+            try:
+                engine.check_program()
+            except MissingInputError as exc:
+                raise FatalError(f"task {name}: {exc}") from exc
+        work_dir, labelled_dir = Path("run") / name, Path("labeled") / name
+        report = run_fp_task(
+            task_path,
+            work_dir,
+            labelled_dir,
+            name,
+            program_retries=ip["program_retries"],
+            keep_files=ip["keep_files"],
+        )
+        return OPIO({"labeled_data": labelled_dir, "raw_output": work_dir, "report": report})
 
 
 class PrepRunFp(Steps):
     """prep-fp -> run-fp (one sliced step per task) -> collect-fp.
 
     Inputs: artifact `frames`; parameters `engine` (EngineSpec as a dict), `task`,
-    `fmt`, `type_map`, `min_success_ratio`, `block_id` (prefix of the step keys).
-    Outputs: artifacts `data` (deepmd/npy multi-system), `failures`, `summary`;
-    parameter `n_frames`.
+    `fmt`, `type_map`, `min_success_ratio`, `keep_files` (raw-file globs kept per task;
+    [] = the engine's inputs and logs, ["**"] = everything), `block_id` (prefix of the
+    step keys). Outputs: artifacts `data` (deepmd/npy multi-system), `failures`,
+    `summary`, `raw_outputs` (one run dir per task); parameter `n_frames`.
+
+    `run.retries` also bounds the re-runs of a killed program (see the module doc).
     """
 
     def __init__(
@@ -86,6 +135,7 @@ class PrepRunFp(Steps):
                     "fmt": InputParameter(value="auto"),
                     "type_map": InputParameter(value=[]),
                     "min_success_ratio": InputParameter(value=1.0),
+                    "keep_files": InputParameter(value=[]),
                 },
                 artifacts={"frames": InputArtifact()},
             ),
@@ -95,6 +145,7 @@ class PrepRunFp(Steps):
                     "data": OutputArtifact(),
                     "failures": OutputArtifact(),
                     "summary": OutputArtifact(),
+                    "raw_outputs": OutputArtifact(),
                 },
             ),
         )
@@ -116,7 +167,11 @@ class PrepRunFp(Steps):
             run,
             key=f"{block}--{STEP_RUN}-{{{{item}}}}",
             mode=mode,
-            parameters={"task_name": prep_step.outputs.parameters["task_names"]},
+            parameters={
+                "task_name": prep_step.outputs.parameters["task_names"],
+                "keep_files": self.inputs.parameters["keep_files"],
+                "program_retries": run.retries,
+            },
             artifacts={"task_path": prep_step.outputs.artifacts["task_paths"]},
             slices={
                 "slices": "int('{{item}}')",
@@ -146,6 +201,7 @@ class PrepRunFp(Steps):
             self.add(step)
         for name in ("data", "failures", "summary"):
             self.outputs.artifacts[name]._from = collect_step.outputs.artifacts[name]
+        self.outputs.artifacts["raw_outputs"]._from = run_step.outputs.artifacts["raw_output"]
         self.outputs.parameters["n_frames"].value_from_parameter = collect_step.outputs.parameters[
             "n_frames"
         ]

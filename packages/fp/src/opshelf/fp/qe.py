@@ -32,6 +32,7 @@ from opshelf.fp.common import (
     ordered_unique,
     present_elements,
     undo_cell_rotation,
+    with_program_message,
 )
 
 INPUT = "pw.in"
@@ -226,9 +227,9 @@ class QeEngine(FpEngine):
     def run(self, task_dir: Path, task: Task, frame: dpdata.System) -> EngineResult:
         try:
             return super().run(task_dir, task, frame)
-        except CommandError:
+        except CommandError as exc:
             _raise_if_unconverged(task_dir / LOG)  # pw.x may stop with an error on it
-            raise
+            raise with_program_message(exc, "pw.x", pw_error_message(task_dir / LOG)) from None
 
     def read_results(self, task_dir: Path, task: Task, frame: dpdata.System) -> EngineResult:
         log = task_dir / LOG
@@ -265,3 +266,16 @@ def _raise_if_unconverged(log: Path) -> None:
         if marker in text:
             line = next(ln.strip() for ln in text.splitlines() if marker in ln)
             raise TaskFailed(f"qe: SCF not converged ({line!r} in {log.name})", tail(log))
+
+
+def pw_error_message(log: Path) -> str:
+    """pw.x's own report of why it stopped: the text of its last `%%%%` error box, e.g.
+    'Error in routine check_atoms (1): atoms # 1 and # 2 overlap!' ('' when none), with
+    runs of spaces collapsed."""
+    if not log.is_file():
+        return ""
+    lines = log.read_text(errors="replace").splitlines()
+    bars = [i for i, line in enumerate(lines) if line.strip().startswith("%%%%%%%%%%")]
+    if len(bars) < 2:
+        return ""
+    return " ".join(" ".join(lines[bars[-2] + 1 : bars[-1]]).split())
