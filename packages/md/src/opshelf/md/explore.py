@@ -1,0 +1,380 @@
+"""Exploration task groups, preparing and running exploration tasks, and selecting frames.
+
+    initial confs x groups --prepare_explore_tasks--> task dirs (one MD run each)
+    task dirs --run_explore_tasks--> trajectories + model_devi.out (LAMMPS: many per process)
+    run dirs --select_confs--> selected frames (deepmd/npy) + report.json
+
+Groups:
+- `md`: NVT/NPT/NVE over the grid temperatures_K x pressures_GPa, `n_samples` runs (different
+  velocity seeds) per initial configuration; LAMMPS or `ase-ensemble`.
+- `lmp-template` (LAMMPS only, as DPGEN2's): your input script with placeholders filled from
+  every combination of `revisions` ({"V_TEMP": [300, 600]} replaces the text V_TEMP). The
+  `pair_style deepmd` line is rewritten to the ensemble (with out_freq = dump_every), and
+  every `dump` line to the trajectory opshelf reads (traj.dump every dump_every steps). The
+  script must `read_data conf.lmp`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import dpdata
+import numpy as np
+from pydantic import Field
+
+from opshelf.core.config import StrictModel, validate_into
+from opshelf.core.engine import (
+    TASK_FILE,
+    EngineSpec,
+    MDOptions,
+    Task,
+    TaskFailed,
+    TaskKind,
+    load_engine,
+    read_task,
+    write_task,
+)
+from opshelf.core.errors import CommandError, ConfigError, MissingInputError
+from opshelf.core.ops.labelling import read_frames, union_type_map
+from opshelf.md.filters import ConfFilters, rejection_reason
+from opshelf.md.lammps import (
+    DUMP_FILE,
+    INPUT_FILE,
+    MODEL_DEVI_FILE,
+    DeepmdPotential,
+    LammpsEngine,
+    run_lammps_tasks,
+)
+from opshelf.md.model_devi import read_model_devi
+from opshelf.md.selection import (
+    CANDIDATE,
+    DeviationTable,
+    TrustLevels,
+    candidate_order,
+    classify,
+    n_to_select,
+    selection_report,
+)
+from opshelf.md.trajectory import read_trajectory_frames, trajectory_steps
+
+EXPLORE_FILE = "opshelf-explore.json"
+REPORT_FILE = "opshelf-explore-report.json"
+
+
+class MdGroup(StrictModel):
+    """MD runs over a grid of temperatures (and pressures for npt)."""
+
+    kind: Literal["md"] = "md"
+    ensemble: Literal["nvt", "npt", "nve"] = "nvt"
+    temperatures_K: list[float] = Field(min_length=1)
+    pressures_GPa: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
+    n_steps: int = Field(1000, ge=1)
+    timestep_fs: float = Field(1.0, gt=0)
+    dump_every: int = Field(10, ge=1)
+    thermostat_tau_fs: float = Field(100.0, gt=0)
+    barostat_tau_fs: float = Field(1000.0, gt=0)
+    n_samples: int = Field(1, ge=1, description="runs per initial conf and grid point")
+    confs: list[int] | None = Field(None, description="indices of the initial confs (all)")
+
+
+class TemplateGroup(StrictModel):
+    """A LAMMPS input template with placeholders filled from a grid of revisions."""
+
+    kind: Literal["lmp-template"] = "lmp-template"
+    template: str = Field(description="the template file (or its text when it has newlines)")
+    revisions: dict[str, list[Any]] = Field(default_factory=dict)
+    dump_every: int = Field(10, ge=1)
+    confs: list[int] | None = None
+
+
+ExploreGroup = Annotated[MdGroup | TemplateGroup, Field(discriminator="kind")]
+
+
+class ExploreConfig(StrictModel):
+    """What to explore with: an engine (`lammps` or `ase-ensemble`) and task groups."""
+
+    engine: EngineSpec
+    groups: list[ExploreGroup] = Field(min_length=1)
+
+
+def _conf_indices(group: MdGroup | TemplateGroup, n_confs: int, where: str) -> list[int]:
+    if group.confs is None:
+        return list(range(n_confs))
+    bad = [i for i in group.confs if not 0 <= i < n_confs]
+    if bad:
+        raise ConfigError(f"{where}.confs: indices {bad} out of range (there are {n_confs} "
+                          "initial confs)")
+    return list(group.confs)
+
+
+def expand_md_group(group: MdGroup, n_confs: int, where: str = "groups[0]"
+                    ) -> list[tuple[int, MDOptions, dict[str, Any]]]:
+    """(conf index, MD options, grid point) for every run of the group; seeds differ per run."""
+    pressures = group.pressures_GPa if group.ensemble == "npt" else [0.0]
+    runs = []
+    seed = 0
+    for conf in _conf_indices(group, n_confs, where):
+        for t, p in itertools.product(group.temperatures_K, pressures):
+            for _ in range(group.n_samples):
+                seed += 1
+                options = MDOptions(ensemble=group.ensemble, temperature_K=t, pressure_GPa=p,
+                                    n_steps=group.n_steps, timestep_fs=group.timestep_fs,
+                                    dump_every=group.dump_every,
+                                    thermostat_tau_fs=group.thermostat_tau_fs,
+                                    barostat_tau_fs=group.barostat_tau_fs, seed=seed)
+                runs.append((conf, options, {"temperature_K": t, "pressure_GPa": p}))
+    return runs
+
+
+def revise_template(text: str, revision: dict[str, Any], models: Sequence[str] | None,
+                    dump_every: int) -> str:
+    """Fill placeholders, point `pair_style deepmd` at the ensemble and `dump` at traj.dump."""
+    for key, value in revision.items():
+        text = text.replace(key, str(value))
+    lines = []
+    n_dumps = 0
+    for line in text.splitlines():
+        words = line.split()
+        if words[:2] == ["pair_style", "deepmd"] and models is not None:
+            line = (f"pair_style deepmd {' '.join(Path(m).name for m in models)}"
+                    + (f" out_freq {dump_every} out_file {MODEL_DEVI_FILE}"
+                       if len(models) > 1 else ""))
+        elif words[:1] == ["dump"] and len(words) >= 2:
+            n_dumps += 1
+            line = f"dump {words[1]} all custom {dump_every} {DUMP_FILE} id type x y z"
+        lines.append(line)
+    if n_dumps == 0:
+        raise ConfigError("lmp-template: the template has no 'dump' line; opshelf rewrites it "
+                          f"to write {DUMP_FILE}")
+    if not re.search(r"^\s*read_data\s+conf\.lmp\b", text, re.MULTILINE):
+        raise ConfigError("lmp-template: the template must 'read_data conf.lmp'")
+    leftover = sorted({m for m in re.findall(r"\bV_[A-Z0-9_]+\b", "\n".join(lines))})
+    if leftover:
+        raise ConfigError(f"lmp-template: placeholders {leftover} have no value in revisions")
+    return "\n".join(lines) + "\n"
+
+
+def _template_text(template: str, base: Path | None) -> str:
+    if "\n" in template:
+        return template
+    path = Path(template).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    if not path.is_file():
+        raise MissingInputError(f"lmp-template: template file not found: {template}")
+    return path.read_text()
+
+
+def prepare_explore_tasks(conf_files: Sequence[Path], fmt: str, config: ExploreConfig,
+                          out_dir: Path, *, type_map: Sequence[str] | None = None,
+                          base: Path | None = None) -> tuple[list[str], list[Path], list[str]]:
+    """One task dir per exploration run under `out_dir`. Returns (names, paths, type_map).
+
+    Everything (engine, potential files, template placeholders) is checked before the
+    first dir is written."""
+    confs = [frame for path in conf_files for frame in read_frames(Path(path), fmt)]
+    names_map = union_type_map(confs, type_map)
+    for conf in confs:
+        conf.sort_atom_names(type_map=names_map)
+    engine = load_engine(config.engine)
+    md_task = Task(kind=TaskKind.MD)
+    engine.check(names_map, md_task)
+    planned: list[tuple[int, int, dict[str, Any], Task | None, str | None]] = []
+    for g, group in enumerate(config.groups):
+        where = f"groups[{g}]"
+        if isinstance(group, MdGroup):
+            for conf, options, point in expand_md_group(group, len(confs), where):
+                planned.append((g, conf, point, Task(kind=TaskKind.MD, md=options), None))
+            continue
+        if not isinstance(engine, LammpsEngine):
+            raise ConfigError(f"{where}: lmp-template groups need engine 'lammps', not "
+                              f"{engine.name!r}")
+        text = _template_text(group.template, base)
+        potential = engine.settings.potential
+        models = potential.models if isinstance(potential, DeepmdPotential) else None
+        keys = list(group.revisions)
+        for conf in _conf_indices(group, len(confs), where):
+            for values in itertools.product(*(group.revisions[k] for k in keys)):
+                revision = dict(zip(keys, values))
+                script = revise_template(text, revision, models, group.dump_every)
+                planned.append((g, conf, revision, None, script))
+    names, paths = [], []
+    for index, (g, conf, point, task, script) in enumerate(planned):
+        name = f"explore-{index:06d}"
+        task_dir = out_dir / name
+        if task is not None:
+            write_task(task_dir, confs[conf], task, engine)
+            traj = DUMP_FILE if isinstance(engine, LammpsEngine) else "output.extxyz"
+        else:
+            assert isinstance(engine, LammpsEngine) and script is not None
+            write_task(task_dir, confs[conf], md_task, engine)  # conf, potential, meta
+            (task_dir / INPUT_FILE).write_text(script)
+            traj = DUMP_FILE
+        meta = {"group": g, "conf": conf, "point": point, "template": script is not None,
+                "trajectory": traj,
+                "trajectory_format": "lammps/dump" if traj == DUMP_FILE else "extxyz",
+                "type_map": names_map}
+        (task_dir / EXPLORE_FILE).write_text(json.dumps(meta, indent=1))
+        names.append(name)
+        paths.append(task_dir)
+    return names, paths, names_map
+
+
+def run_explore_tasks(task_dirs: Sequence[Path], work_dir: Path) -> list[dict[str, Any]]:
+    """Copy each task dir under `work_dir` and run it; LAMMPS tasks share one process.
+
+    Returns one report per task (also written as REPORT_FILE into its run dir): status,
+    reason, trajectory and model_devi paths. A failed run is recorded, not raised."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[Path] = []
+    for task_dir in task_dirs:
+        run_dir = work_dir / Path(task_dir).name
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        shutil.copytree(task_dir, run_dir)
+        runs.append(run_dir)
+    reports: dict[Path, dict[str, Any]] = {}
+    lammps_runs: list[Path] = []
+    for run_dir in runs:
+        engine, task, frame = read_task(run_dir)
+        if isinstance(engine, LammpsEngine):
+            lammps_runs.append(run_dir)
+            continue
+        try:
+            engine.run(run_dir, task, frame)
+            reports[run_dir] = {"status": "succeeded", "reason": ""}
+        except (TaskFailed, CommandError) as exc:
+            reports[run_dir] = {"status": "failed", "reason": str(exc)}
+    if lammps_runs:
+        engine, task, _ = read_task(lammps_runs[0])
+        argv = [*engine.profile.mpi_prefix, *(engine.profile.command or engine.default_command())]
+        outcome = run_lammps_tasks(lammps_runs, argv, engine.environment(),
+                                   work_dir / "lammps-batch", timeout=engine.profile.timeout_s)
+        for run_dir in lammps_runs:
+            reason = outcome[str(run_dir.resolve())]
+            reports[run_dir] = {"status": "failed" if reason else "succeeded", "reason": reason}
+    out = []
+    for run_dir in runs:
+        report = {"task": run_dir.name, **reports[run_dir]}
+        meta = json.loads((run_dir / EXPLORE_FILE).read_text())
+        if report["status"] == "succeeded" and not (run_dir / meta["trajectory"]).is_file():
+            report.update(status="failed", reason=f"no trajectory {meta['trajectory']}")
+        (run_dir / REPORT_FILE).write_text(json.dumps(report, indent=1))
+        out.append(report)
+    return out
+
+
+# -- selection over explored trajectories ----------------------------------------------------------
+class SelectConfig(StrictModel):
+    """How frames are selected from explored trajectories."""
+
+    trust: TrustLevels
+    max_select: int | None = Field(None, ge=0, description="at most this many frames")
+    max_select_ratio: float | None = Field(None, ge=0, le=1, description="at most this "
+                                           "fraction of the candidates")
+    filters: ConfFilters = Field(default_factory=ConfFilters)
+    seed: int = 0
+
+
+def find_explore_runs(paths: Sequence[Path]) -> list[Path]:
+    """Run dirs (holding EXPLORE_FILE) under `paths`, sorted by name."""
+    found: set[Path] = set()
+    for path in paths:
+        path = Path(path)
+        if (path / EXPLORE_FILE).is_file():
+            found.add(path)
+        elif path.is_dir():
+            found.update(p.parent for p in path.rglob(EXPLORE_FILE) if ".dflow" not in p.parts)
+    return sorted(found, key=lambda p: (p.name, str(p)))
+
+
+def deviation_of_run(run_dir: Path, meta: dict[str, Any]) -> np.ndarray:
+    """(n_frames, 7) deviations aligned with the trajectory's frames by step; a frame with
+    no row (or a failed run) gets NaN, so it is classified failed."""
+    traj = run_dir / meta["trajectory"]
+    steps = trajectory_steps(traj, meta["trajectory_format"]) if traj.is_file() else \
+        np.zeros(0, dtype=np.int64)
+    table = np.full((steps.size, 7), np.nan)
+    table[:, 0] = steps
+    devi_path = run_dir / MODEL_DEVI_FILE
+    if devi_path.is_file() and steps.size:
+        devi = read_model_devi(devi_path)
+        devi = devi[np.isfinite(devi[:, 0])]
+        # the last row for a step wins (a restarted run may repeat steps)
+        by_step = {int(s): i for i, s in enumerate(devi[:, 0])}
+        for row, step in enumerate(steps):
+            found = by_step.get(int(step))
+            if found is not None:
+                table[row, 1:] = devi[found, 1:]
+    return table
+
+
+def select_confs(run_paths: Sequence[Path], config: SelectConfig, out_dir: Path,
+                 type_map: Sequence[str] | None = None) -> dict[str, Any]:
+    """Classify every explored frame, pick candidates, read only those frames, apply the
+    filters, write `out_dir/confs` (deepmd/npy) and `out_dir/report.json`."""
+    runs = find_explore_runs(run_paths)
+    if not runs:
+        raise MissingInputError(f"no exploration runs ({EXPLORE_FILE}) under "
+                                f"{[str(p) for p in run_paths]}")
+    metas = [json.loads((r / EXPLORE_FILE).read_text()) for r in runs]
+    type_map = list(type_map or metas[0]["type_map"])
+    table = DeviationTable.from_trajectories([deviation_of_run(r, m) for r, m in zip(runs, metas)])
+    classification = classify(table, config.trust)
+    order = candidate_order(table, classification, config.trust.style, config.seed)
+    n_wanted = n_to_select(int((classification.labels == CANDIDATE).sum()), config.max_select,
+                           config.max_select_ratio)
+    selected: list[int] = []
+    rejected: list[int] = []
+    reasons: list[dict[str, Any]] = []
+    multi = dpdata.MultiSystems(type_map=type_map)
+    start = 0
+    while len(selected) < n_wanted and start < order.size:
+        chunk = order[start:start + (n_wanted - len(selected))]
+        start += chunk.size
+        for traj in np.unique(table.traj[chunk]):
+            rows = chunk[table.traj[chunk] == traj]
+            run, meta = runs[int(traj)], metas[int(traj)]
+            frames = read_trajectory_frames(run / meta["trajectory"], meta["trajectory_format"],
+                                            table.frame[rows].tolist(), type_map)
+            for k, row in enumerate(rows):
+                reason = rejection_reason(config.filters, frames["cells"][k], frames["coords"][k],
+                                          pbc=not frames.nopbc)
+                if reason is None:
+                    selected.append(int(row))
+                    multi.append(frames.sub_system([k]))
+                else:
+                    rejected.append(int(row))
+                    reasons.append({"trajectory": run.name, "frame": int(table.frame[row]),
+                                    "reason": reason})
+    report = selection_report(table, classification, np.asarray(selected, dtype=np.int64),
+                              [r.name for r in runs], np.asarray(rejected, dtype=np.int64))
+    report["selected"] = [{"trajectory": runs[int(table.traj[i])].name,
+                           "frame": int(table.frame[i]), "devi_f": float(table.devi_f[i])}
+                          for i in selected]
+    report["filtered"] = reasons
+    report["type_map"] = type_map
+    out_dir.mkdir(parents=True, exist_ok=True)
+    confs_dir = out_dir / "confs"
+    if confs_dir.exists():
+        shutil.rmtree(confs_dir)
+    confs_dir.mkdir()
+    if multi.get_nframes():
+        multi.to("deepmd/npy", str(confs_dir))
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def explore_config_from(data: dict[str, Any]) -> ExploreConfig:
+    return validate_into(ExploreConfig, data, where="input 'explore'")
+
+
+__all__ = ["TASK_FILE", "ExploreConfig", "MdGroup", "SelectConfig", "TemplateGroup",
+           "expand_md_group", "prepare_explore_tasks", "revise_template", "run_explore_tasks",
+           "select_confs"]

@@ -1,0 +1,200 @@
+"""dflow OPs of exploration and selection (thin layers over `opshelf.md.explore`).
+
+- `PrepExplore`: initial confs x task groups -> batches of exploration task dirs
+  (`tasks_per_batch` tasks per batch: a batch of LAMMPS tasks runs in one process).
+- `RunExplore`: one batch -> its run dirs (trajectories, model_devi.out) and a report;
+  a failed run is recorded in the report, the step succeeds.
+- `PrepRunExplore`: the super-OP prep-explore -> run-explore (sliced, group_size from the
+  step execution), keyed `<block_id>--prep-explore`, `<block_id>--run-explore-NNNNNN`.
+- `SelectConfs`: run dirs -> selected frames (deepmd/npy), report.json, n_selected.
+"""
+
+# dflow compares artifact signs with typing.List[...] (python/op.py): keep typing's generics.
+# ruff: noqa: UP006, UP035
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, List
+
+from dflow import (
+    InputArtifact,
+    InputParameter,
+    Inputs,
+    OutputArtifact,
+    OutputParameter,
+    Outputs,
+    Steps,
+    argo_len,
+    argo_sequence,
+)
+from dflow.python import OP, OPIO, Artifact, BigParameter, OPIOSign, Parameter
+
+from opshelf.core.config import validate_into
+from opshelf.core.dflow_build import make_step
+from opshelf.core.errors import ConfigError
+from opshelf.core.execution import StepExecution
+from opshelf.md.explore import (
+    EXPLORE_FILE,
+    ExploreConfig,
+    SelectConfig,
+    prepare_explore_tasks,
+    run_explore_tasks,
+    select_confs,
+)
+
+STEP_PREP = "prep-explore"
+STEP_RUN = "run-explore"
+
+
+class PrepExplore(OP):
+    """Initial confs (any dpdata format) x `explore` groups -> batches of task dirs."""
+
+    @classmethod
+    def get_input_sign(cls) -> OPIOSign:
+        return OPIOSign({
+            "confs": Artifact(List[Path]),
+            "fmt": Parameter(str, default="auto"),
+            "explore": BigParameter(dict),
+            "type_map": Parameter(List[str], default=[]),
+            "tasks_per_batch": Parameter(int, default=1),
+        })
+
+    @classmethod
+    def get_output_sign(cls) -> OPIOSign:
+        return OPIOSign({
+            "batch_names": Parameter(List[str]),
+            "batch_paths": Artifact(List[Path]),
+            "type_map": Parameter(List[str]),
+            "n_tasks": Parameter(int),
+        })
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        per_batch = int(ip["tasks_per_batch"])
+        if per_batch < 1:
+            raise ConfigError(f"tasks_per_batch must be >= 1, got {per_batch}")
+        config = validate_into(ExploreConfig, ip["explore"], where="input 'explore'")
+        names, paths, type_map = prepare_explore_tasks(
+            [Path(p) for p in ip["confs"]], ip["fmt"], config, Path("tasks"),
+            type_map=ip["type_map"])
+        batch_names, batch_paths = [], []
+        for start in range(0, len(paths), per_batch):
+            batch = Path("batches") / f"batch-{start // per_batch:06d}"
+            batch.mkdir(parents=True, exist_ok=True)
+            for path in paths[start:start + per_batch]:
+                shutil.move(str(path), batch / path.name)
+            batch_names.append(batch.name)
+            batch_paths.append(batch)
+        return OPIO({"batch_names": batch_names, "batch_paths": batch_paths,
+                     "type_map": type_map, "n_tasks": len(names)})
+
+
+class RunExplore(OP):
+    """One batch of exploration tasks -> `trajs` (its run dirs) and `report`."""
+
+    @classmethod
+    def get_input_sign(cls) -> OPIOSign:
+        return OPIOSign({"batch_name": Parameter(str), "batch_path": Artifact(Path)})
+
+    @classmethod
+    def get_output_sign(cls) -> OPIOSign:
+        return OPIOSign({"trajs": Artifact(Path), "report": Parameter(dict)})
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        batch = Path(ip["batch_path"])
+        tasks = sorted(p.parent for p in batch.glob(f"*/{EXPLORE_FILE}"))
+        if not tasks:
+            raise ConfigError(f"{batch}: no exploration task dirs ({EXPLORE_FILE})")
+        out = Path("runs") / ip["batch_name"]
+        reports = run_explore_tasks(tasks, out)
+        failed = [r for r in reports if r["status"] != "succeeded"]
+        return OPIO({"trajs": out, "report": {"batch": ip["batch_name"], "tasks": reports,
+                                              "n_failed": len(failed)}})
+
+
+class SelectConfs(OP):
+    """Explored run dirs -> `confs` (selected frames, deepmd/npy), `report` (report.json:
+    counts and ratios per trajectory and overall) and `n_selected`."""
+
+    @classmethod
+    def get_input_sign(cls) -> OPIOSign:
+        return OPIOSign({
+            "trajs": Artifact(List[Path]),
+            "select": BigParameter(dict),
+            "type_map": Parameter(List[str], default=[]),
+        })
+
+    @classmethod
+    def get_output_sign(cls) -> OPIOSign:
+        return OPIOSign({"confs": Artifact(Path), "report": Artifact(Path),
+                         "n_selected": Parameter(int)})
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        config = validate_into(SelectConfig, ip["select"], where="input 'select'")
+        out = Path("selected")
+        report = select_confs([Path(p) for p in ip["trajs"]], config, out,
+                              type_map=ip["type_map"] or None)
+        return OPIO({"confs": out / "confs", "report": out / "report.json",
+                     "n_selected": report["overall"]["n_selected"]})
+
+
+class PrepRunExplore(Steps):
+    """prep-explore -> run-explore (one sliced step per batch).
+
+    Inputs: artifact `confs`; parameters `explore` (ExploreConfig as a dict), `fmt`,
+    `type_map`, `tasks_per_batch`, `block_id`. Outputs: artifact `trajs` (every batch's run
+    dirs), parameters `reports`, `type_map`.
+    """
+
+    def __init__(self, name: str, prep: StepExecution, run: StepExecution, *,
+                 mode: Any = "local", n_batches_hint: int | None = None) -> None:
+        super().__init__(
+            name=name,
+            inputs=Inputs(
+                parameters={
+                    "block_id": InputParameter(value="explore"),
+                    "explore": InputParameter(),
+                    "fmt": InputParameter(value="auto"),
+                    "type_map": InputParameter(value=[]),
+                    "tasks_per_batch": InputParameter(value=1),
+                },
+                artifacts={"confs": InputArtifact()},
+            ),
+            outputs=Outputs(
+                parameters={"reports": OutputParameter(), "type_map": OutputParameter()},
+                artifacts={"trajs": OutputArtifact()},
+            ),
+        )
+        block = self.inputs.parameters["block_id"]
+        prep_step = make_step(
+            STEP_PREP, PrepExplore, prep, key=f"{block}--{STEP_PREP}", mode=mode,
+            artifacts={"confs": self.inputs.artifacts["confs"]},
+            parameters={name: self.inputs.parameters[name]
+                        for name in ("fmt", "explore", "type_map", "tasks_per_batch")},
+        )
+        run_step = make_step(
+            STEP_RUN, RunExplore, run, key=f"{block}--{STEP_RUN}-{{{{item}}}}", mode=mode,
+            parameters={"batch_name": prep_step.outputs.parameters["batch_names"]},
+            artifacts={"batch_path": prep_step.outputs.artifacts["batch_paths"]},
+            slices={
+                "slices": "int('{{item}}')",
+                "input_parameter": ["batch_name"],
+                "input_artifact": ["batch_path"],
+                "output_parameter": ["report"],
+                "output_artifact": ["trajs"],
+            },
+            with_sequence=argo_sequence(
+                argo_len(prep_step.outputs.parameters["batch_names"]), format="%06d"),
+            n_items=n_batches_hint,
+        )
+        self.add(prep_step)
+        self.add(run_step)
+        self.outputs.artifacts["trajs"]._from = run_step.outputs.artifacts["trajs"]
+        self.outputs.parameters["reports"].value_from_parameter = \
+            run_step.outputs.parameters["report"]
+        self.outputs.parameters["type_map"].value_from_parameter = \
+            prep_step.outputs.parameters["type_map"]
