@@ -1,0 +1,265 @@
+"""dflow OPs of opshelf-train and the ensemble super-OP.
+
+- `PrepTrain`: one DeePMD template -> N task dirs (own seeds, type_map filled, checked
+  against the data when given).
+- `RunTrain`: one task dir + data -> frozen model, lcurve, log, metrics; restarts from a
+  checkpoint left by an earlier attempt; init-model policy; fine-tuning.
+- `TestModel`: a frozen model + labelled data -> per-system and overall errors.
+- `PrepRunTrain`: prep-train -> run-train (one sliced step per model), keyed
+  `<block_id>--prep-train`, `<block_id>--run-train-000001`.
+"""
+
+# dflow compares artifact signs with typing.List[...] (python/op.py): keep typing's generics.
+# ruff: noqa: UP006, UP035
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List
+
+from dflow import (
+    InputArtifact,
+    InputParameter,
+    Inputs,
+    OutputArtifact,
+    OutputParameter,
+    Outputs,
+    Steps,
+    argo_len,
+    argo_sequence,
+)
+from dflow.python import (
+    OP,
+    OPIO,
+    Artifact,
+    BigParameter,
+    FatalError,
+    OPIOSign,
+    Parameter,
+    TransientError,
+)
+from pydantic import Field
+
+from opshelf.core.config import StrictModel, validate_into
+from opshelf.core.dflow_build import make_step
+from opshelf.core.errors import CommandError, UserError
+from opshelf.core.execution import StepExecution
+from opshelf.core.ops.labelling import task_name
+from opshelf.train.data import check_type_map, find_systems
+from opshelf.train.deepmd import FROZEN_MODEL, DpProfile
+from opshelf.train.evaluate import METRICS_FILE as TEST_METRICS_FILE
+from opshelf.train.evaluate import evaluate_model
+from opshelf.train.script import SCRIPT_NAME, InitModelOptions, ensemble_scripts, template_type_map
+from opshelf.train.train import LOG_FILE, METRICS_FILE, copy_task_inputs, train_model
+
+STEP_PREP = "prep-train"
+STEP_RUN = "run-train"
+
+
+class TrainConfig(StrictModel):
+    """`config` of RunTrain: how dp runs, and the init-model policy."""
+
+    dp: DpProfile = Field(default_factory=DpProfile)
+    init_model: InitModelOptions = Field(default_factory=InitModelOptions)
+
+
+def _paths(value: Any) -> list[Path]:
+    return [Path(p) for p in value] if value else []
+
+
+class PrepTrain(OP):
+    """One DeePMD input template -> `numb_models` task dirs, each with its own seeds."""
+
+    @classmethod
+    def get_input_sign(cls) -> OPIOSign:
+        return OPIOSign({
+            "template": BigParameter(dict),
+            "numb_models": Parameter(int, default=4),
+            "type_map": Parameter(List[str], default=[]),
+            "seed": Parameter(int, default=0),
+            "data": Artifact(List[Path], optional=True),
+        })
+
+    @classmethod
+    def get_output_sign(cls) -> OPIOSign:
+        return OPIOSign({
+            "task_names": Parameter(List[str]),
+            "task_paths": Artifact(List[Path]),
+            "type_map": Parameter(List[str]),
+        })
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        try:
+            type_map = template_type_map(ip["template"], ip["type_map"])
+            if ip["data"]:
+                check_type_map(type_map, find_systems(_paths(ip["data"])))
+            scripts = ensemble_scripts(ip["template"], ip["numb_models"], type_map, ip["seed"])
+        except UserError as exc:
+            raise FatalError(str(exc)) from exc
+        names, paths = [], []
+        for index, script in enumerate(scripts):
+            path = Path("tasks") / task_name(index)
+            path.mkdir(parents=True, exist_ok=True)
+            (path / SCRIPT_NAME).write_text(json.dumps(script, indent=1))
+            names.append(path.name)
+            paths.append(path)
+        return OPIO({"task_names": names, "task_paths": paths, "type_map": type_map})
+
+
+class RunTrain(OP):
+    """Train and freeze one model. dp failing is a TransientError: a retry continues from
+    the checkpoint the failed attempt left in the step's work dir."""
+
+    @classmethod
+    def get_input_sign(cls) -> OPIOSign:
+        return OPIOSign({
+            "config": BigParameter(dict, default={}),
+            "task_name": Parameter(str),
+            "task_path": Artifact(Path),
+            "init_data": Artifact(List[Path], optional=True),
+            "iter_data": Artifact(List[Path], optional=True),
+            "valid_data": Artifact(List[Path], optional=True),
+            "init_model": Artifact(Path, optional=True),
+            "finetune_model": Artifact(Path, optional=True),
+        })
+
+    @classmethod
+    def get_output_sign(cls) -> OPIOSign:
+        return OPIOSign({
+            "model": Artifact(Path),
+            "lcurve": Artifact(Path),
+            "log": Artifact(Path),
+            "script": Artifact(Path),
+            "metrics": Artifact(Path),
+            "report": Parameter(dict),
+        })
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        work_dir = Path(ip["task_name"])
+        try:
+            config = validate_into(TrainConfig, ip["config"], where="input 'config'")
+            copy_task_inputs(Path(ip["task_path"]), work_dir)
+            report = train_model(
+                work_dir, work_dir, init_data=_paths(ip["init_data"]),
+                iter_data=_paths(ip["iter_data"]), valid_data=_paths(ip["valid_data"]),
+                init_model=ip["init_model"], finetune_model=ip["finetune_model"],
+                profile=config.dp, init_options=config.init_model)
+        except UserError as exc:
+            raise FatalError(str(exc)) from exc
+        except CommandError as exc:
+            raise TransientError(str(exc)) from exc
+        return OPIO({
+            "model": work_dir / FROZEN_MODEL[config.dp.backend],
+            "lcurve": work_dir / "lcurve.out", "log": work_dir / LOG_FILE,
+            "script": work_dir / SCRIPT_NAME, "metrics": work_dir / METRICS_FILE,
+            "report": report,
+        })
+
+
+class TestModel(OP):
+    """`dp test` of a frozen model over labelled data -> per-system and overall RMSE/MAE of
+    energy per atom, force and virial per atom (`metrics` JSON; `overall` as a parameter)."""
+
+    __test__ = False  # a dflow OP, not a pytest test class
+
+    @classmethod
+    def get_input_sign(cls) -> OPIOSign:
+        return OPIOSign({
+            "model": Artifact(Path),
+            "data": Artifact(List[Path]),
+            "config": BigParameter(dict, default={}),
+        })
+
+    @classmethod
+    def get_output_sign(cls) -> OPIOSign:
+        return OPIOSign({"metrics": Artifact(Path), "overall": Parameter(dict)})
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        work_dir = Path("test-model")
+        try:
+            profile = validate_into(DpProfile, ip["config"], where="input 'config'")
+            metrics = evaluate_model(Path(ip["model"]), _paths(ip["data"]), work_dir, profile)
+        except UserError as exc:
+            raise FatalError(str(exc)) from exc
+        except CommandError as exc:
+            raise TransientError(str(exc)) from exc
+        return OPIO({"metrics": work_dir / TEST_METRICS_FILE, "overall": metrics["overall"]})
+
+
+class PrepRunTrain(Steps):
+    """prep-train -> run-train, one sliced step per model (in parallel where the executor
+    allows; on a GPU when the executor gives one: DeePMD-kit uses it by itself).
+
+    Inputs: parameters `block_id`, `template`, `numb_models`, `type_map`, `seed`, `config`
+    (RunTrain's); artifacts `init_data`, optional `iter_data`, `valid_data`, `init_models`
+    (one per model, model i starts from init_models[i]) and `finetune_model`.
+    Outputs: artifacts `models`, `lcurves`, `logs`, `scripts`, `metrics`; parameter
+    `reports`.
+    """
+
+    def __init__(self, name: str, prep: StepExecution, run: StepExecution, *,
+                 mode: Any = "local", numb_models_hint: int | None = None) -> None:
+        super().__init__(
+            name=name,
+            inputs=Inputs(
+                parameters={
+                    "block_id": InputParameter(value="train"),
+                    "template": InputParameter(),
+                    "numb_models": InputParameter(value=4),
+                    "type_map": InputParameter(value=[]),
+                    "seed": InputParameter(value=0),
+                    "config": InputParameter(value={}),
+                },
+                artifacts={
+                    "init_data": InputArtifact(),
+                    "iter_data": InputArtifact(optional=True),
+                    "valid_data": InputArtifact(optional=True),
+                    "init_models": InputArtifact(optional=True),
+                    "finetune_model": InputArtifact(optional=True),
+                },
+            ),
+            outputs=Outputs(
+                parameters={"reports": OutputParameter()},
+                artifacts={name: OutputArtifact()
+                           for name in ("models", "lcurves", "logs", "scripts", "metrics")},
+            ),
+        )
+        block = self.inputs.parameters["block_id"]
+        prep_step = make_step(
+            STEP_PREP, PrepTrain, prep, key=f"{block}--{STEP_PREP}", mode=mode,
+            parameters={name: self.inputs.parameters[name]
+                        for name in ("template", "numb_models", "type_map", "seed")},
+            artifacts={"data": self.inputs.artifacts["init_data"]},
+        )
+        run_step = make_step(
+            STEP_RUN, RunTrain, run, key=f"{block}--{STEP_RUN}-{{{{item}}}}", mode=mode,
+            parameters={"config": self.inputs.parameters["config"],
+                        "task_name": prep_step.outputs.parameters["task_names"]},
+            artifacts={
+                "task_path": prep_step.outputs.artifacts["task_paths"],
+                "init_model": self.inputs.artifacts["init_models"],
+                **{name: self.inputs.artifacts[name]
+                   for name in ("init_data", "iter_data", "valid_data", "finetune_model")},
+            },
+            slices={
+                "slices": "int('{{item}}')",
+                "input_parameter": ["task_name"],
+                "input_artifact": ["task_path", "init_model"],
+                "output_parameter": ["report"],
+                "output_artifact": ["model", "lcurve", "log", "script", "metrics"],
+            },
+            with_sequence=argo_sequence(argo_len(prep_step.outputs.parameters["task_names"]),
+                                        format="%06d"),
+            n_items=numb_models_hint,
+        )
+        self.add(prep_step)
+        self.add(run_step)
+        for outer, inner in (("models", "model"), ("lcurves", "lcurve"), ("logs", "log"),
+                             ("scripts", "script"), ("metrics", "metrics")):
+            self.outputs.artifacts[outer]._from = run_step.outputs.artifacts[inner]
+        self.outputs.parameters["reports"].value_from_parameter = \
+            run_step.outputs.parameters["report"]

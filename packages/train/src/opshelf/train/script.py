@@ -1,0 +1,151 @@
+"""DeePMD-kit input scripts: an ensemble from one template, data paths, init-model settings.
+
+Pure functions over the input dict (`input.json`); no program runs here.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from opshelf.core.config import StrictModel
+from opshelf.core.errors import ConfigError
+
+#: The input script inside every training task dir.
+SCRIPT_NAME = "input.json"
+
+_POLICY = re.compile(r"^(no|yes|old_data_larger_than:(\d+))$")
+
+
+class InitModelOptions(StrictModel):
+    """Training from the previous iteration's model (DPGEN2's init-model policy)."""
+
+    policy: str = Field(
+        "no", description="'no': train from scratch; 'yes': start from the given model; "
+        "'old_data_larger_than:N': start from it when the old data (init data plus every "
+        "iteration's data but the newest) holds more than N frames")
+    numb_steps: int | None = Field(None, ge=1, description="training steps of an init-model "
+                                   "run; the template's when unset")
+    start_lr: float | None = Field(None, gt=0, description="start learning rate of an "
+                                   "init-model run; the template's when unset")
+    start_pref_e: float | None = Field(None, ge=0)
+    start_pref_f: float | None = Field(None, ge=0)
+    start_pref_v: float | None = Field(None, ge=0)
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, value: str) -> str:
+        if _POLICY.match(value) is None:
+            raise ValueError(f"unknown init-model policy {value!r}; use 'no', 'yes' or "
+                             "'old_data_larger_than:N' (N an integer number of frames)")
+        return value
+
+
+def decide_init_model(policy: str, has_init_model: bool, old_data_frames: int,
+                      has_iter_data: bool) -> bool:
+    """Whether to start from the given model.
+
+    DPGEN2's semantics, except that 'yes' needs only a model (DPGEN2 also needs iteration
+    data; a standalone user giving a model and 'yes' means it): no model -> no;
+    'old_data_larger_than:N' -> iteration data exists and the old data exceeds N frames.
+    """
+    if not has_init_model:
+        return False
+    match = _POLICY.match(policy)
+    if match is None:
+        raise ConfigError(f"unknown init-model policy {policy!r}")
+    if policy == "yes":
+        return True
+    if policy == "no":
+        return False
+    return has_iter_data and old_data_frames > int(match.group(2))
+
+
+def template_type_map(template: dict[str, Any], type_map: Sequence[str] = ()) -> list[str]:
+    """The type_map of the ensemble: the template's `model.type_map` or `type_map`; both
+    given and different is an error."""
+    model = template.get("model")
+    if not isinstance(model, dict):
+        raise ConfigError("DeePMD template: no 'model' section")
+    from_template = list(model.get("type_map") or [])
+    given = list(type_map)
+    if from_template and given and from_template != given:
+        raise ConfigError(f"DeePMD template: model.type_map {from_template} differs from the "
+                          f"type_map input {given}")
+    chosen = from_template or given
+    if not chosen:
+        raise ConfigError("DeePMD template: no model.type_map, and no type_map input")
+    return chosen
+
+
+def ensemble_scripts(template: dict[str, Any], numb_models: int, type_map: Sequence[str],
+                     seed: int = 0) -> list[dict[str, Any]]:
+    """`numb_models` copies of `template` with the type_map set and their own seeds for the
+    descriptor, the fitting net, the type embedding (when present) and training.
+
+    Seeds come from numpy's generator seeded with (`seed`, model index): reproducible, and
+    different between models.
+    """
+    if numb_models < 1:
+        raise ConfigError(f"numb_models must be >= 1, got {numb_models}")
+    for key in ("model", "training"):
+        if not isinstance(template.get(key), dict):
+            raise ConfigError(f"DeePMD template: no {key!r} section")
+    model = template["model"]
+    for key in ("descriptor", "fitting_net"):
+        if not isinstance(model.get(key), dict):
+            raise ConfigError(f"DeePMD template: no 'model.{key}' section")
+    scripts = []
+    for index in range(numb_models):
+        rng = np.random.default_rng([seed, index])
+        script = copy.deepcopy(template)
+        script["model"]["type_map"] = list(type_map)
+        targets = [script["model"]["descriptor"], script["model"]["fitting_net"],
+                   script["training"]]
+        if isinstance(script["model"].get("type_embedding"), dict):
+            targets.append(script["model"]["type_embedding"])
+        for target in targets:
+            target["seed"] = int(rng.integers(0, 2**31 - 1))
+        scripts.append(script)
+    return scripts
+
+
+def with_data(script: dict[str, Any], train_systems: Sequence[Path],
+              valid_systems: Sequence[Path] = ()) -> dict[str, Any]:
+    """`script` with the training (and validation) systems set to these paths.
+
+    Without validation systems, a validation section of the template is dropped: its
+    paths point at data this run does not have.
+    """
+    out = copy.deepcopy(script)
+    training = out.setdefault("training", {})
+    train_section = training.get("training_data") or {"batch_size": "auto"}
+    train_section["systems"] = [str(p) for p in train_systems]
+    training["training_data"] = train_section
+    if valid_systems:
+        valid_section = training.get("validation_data") or {"batch_size": "auto"}
+        valid_section["systems"] = [str(p) for p in valid_systems]
+        training["validation_data"] = valid_section
+    else:
+        training.pop("validation_data", None)
+    return out
+
+
+def with_init_model_options(script: dict[str, Any], options: InitModelOptions) -> dict[str, Any]:
+    """`script` with the init-model run's own steps, learning rate and loss prefactors."""
+    out = copy.deepcopy(script)
+    if options.numb_steps is not None:
+        out.setdefault("training", {})["numb_steps"] = options.numb_steps
+    if options.start_lr is not None:
+        out.setdefault("learning_rate", {})["start_lr"] = options.start_lr
+    for key in ("start_pref_e", "start_pref_f", "start_pref_v"):
+        value = getattr(options, key)
+        if value is not None:
+            out.setdefault("loss", {})[key] = value
+    return out

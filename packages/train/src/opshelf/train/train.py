@@ -1,0 +1,201 @@
+"""Train one DeePMD model in a task dir: `dp train` then `dp freeze`, and its metrics.
+
+    task dir (input.json from `ensemble_scripts`) + data
+      --train_model--> work dir: input.json, checkpoints, lcurve.out, train.log,
+                       frozen_model.pb, metrics.json, opshelf-train.json
+
+A work dir that already holds a checkpoint (a killed, retried or resumed run) continues
+from it with `dp train --restart`; it does not start over.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opshelf.core.errors import ConfigError, MissingInputError
+from opshelf.core.process import run_command
+from opshelf.train.data import check_type_map, count_frames, find_systems
+from opshelf.train.deepmd import CHECKPOINT, FROZEN_MODEL, DpProfile, check_dp
+from opshelf.train.script import (
+    SCRIPT_NAME,
+    InitModelOptions,
+    decide_init_model,
+    with_data,
+    with_init_model_options,
+)
+
+METRICS_FILE = "metrics.json"
+LOG_FILE = "train.log"
+#: What this run decided (start mode, models used): kept next to the outputs.
+RECORD_FILE = "opshelf-train.json"
+
+#: lcurve column stem -> metrics key, with units (DeePMD prints energy and virial per atom).
+_LCURVE_KEYS = {"rmse_e": "rmse_e_eV_per_atom", "rmse_f": "rmse_f_eV_per_A",
+                "rmse_v": "rmse_v_eV_per_atom"}
+
+
+def read_lcurve(path: Path) -> tuple[list[str], np.ndarray]:
+    """Column names and rows (2-D) of a DeePMD lcurve.out."""
+    if not path.is_file():
+        raise MissingInputError(f"no learning curve at {path}")
+    names: list[str] = []
+    rows: list[list[float]] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            fields = line[1:].split()
+            if not names and fields[:1] == ["step"]:
+                names = fields
+            continue
+        if line.strip():
+            rows.append([float(x) for x in line.split()])
+    if not names or not rows:
+        raise MissingInputError(f"{path}: no header or no data rows; did training start?")
+    return names, np.array(rows, ndmin=2)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def lcurve_metrics(path: Path) -> dict[str, Any]:
+    """First and final training/validation RMSEs of a learning curve, with units in keys.
+
+    `validation` is None when the run had no validation data (DeePMD prints no *_val
+    column then, or NaN).
+    """
+    names, rows = read_lcurve(path)
+
+    def pick(row: np.ndarray, suffix: str) -> dict[str, float | None] | None:
+        out = {key: _finite_or_none(row[names.index(f"{stem}_{suffix}")])
+               for stem, key in _LCURVE_KEYS.items() if f"{stem}_{suffix}" in names}
+        return out if any(v is not None for v in out.values()) else None
+
+    first, last = rows[0], rows[-1]
+    return {
+        "final_step": int(last[0]),
+        "training": pick(last, "trn"),
+        "validation": pick(last, "val"),
+        "first_step": int(first[0]),
+        "first_training": pick(first, "trn"),
+        "learning_rate": float(last[names.index("lr")]) if "lr" in names else None,
+    }
+
+
+def has_checkpoint(work_dir: Path, backend: str) -> bool:
+    if backend == "tensorflow":
+        return (work_dir / "checkpoint").is_file() and (work_dir / "model.ckpt.index").is_file()
+    return (work_dir / CHECKPOINT[backend]).exists()
+
+
+def train_model(
+    work_dir: Path,
+    task_dir: Path,
+    *,
+    init_data: Sequence[Path] = (),
+    iter_data: Sequence[Path] = (),
+    valid_data: Sequence[Path] = (),
+    init_model: Path | None = None,
+    finetune_model: Path | None = None,
+    profile: DpProfile | None = None,
+    init_options: InitModelOptions | None = None,
+) -> dict[str, Any]:
+    """Train and freeze one model in `work_dir`; return its metrics (also in METRICS_FILE).
+
+    `init_data`: systems or folders of them; `iter_data`: one entry per past iteration
+    (the newest last), which the 'old_data_larger_than:N' policy needs. Everything is
+    checked (data, type_map, models, dp and its backend) before dp trains.
+    """
+    profile = profile or DpProfile()
+    init_options = init_options or InitModelOptions()
+    template_path = task_dir / SCRIPT_NAME
+    if not template_path.is_file():
+        raise MissingInputError(f"{task_dir}: no {SCRIPT_NAME}; not a training task dir")
+    script = json.loads(template_path.read_text())
+    if not init_data and not iter_data:
+        raise ConfigError("no training data: give init_data and/or iter_data")
+    init_systems = find_systems(init_data)
+    iter_systems = [find_systems([p]) for p in iter_data]
+    train_systems = init_systems + [s for group in iter_systems for s in group]
+    valid_systems = find_systems(valid_data)
+    check_type_map(script["model"]["type_map"], train_systems + valid_systems)
+    for what, model in (("init_model", init_model), ("finetune_model", finetune_model)):
+        if model is not None and not Path(model).is_file():
+            raise MissingInputError(f"{what}: no model file at {model}")
+    old_frames = count_frames(init_systems) + count_frames(
+        s for group in iter_systems[:-1] for s in group)
+    use_init = decide_init_model(init_options.policy, init_model is not None, old_frames,
+                                 bool(iter_data))
+    if use_init and finetune_model is not None:
+        raise ConfigError("init_model and finetune_model both apply; give one of them")
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    check_dp(profile, work_dir)
+    script = with_data(script, train_systems, valid_systems)
+    start_args: list[str] = []
+    if has_checkpoint(work_dir, profile.backend):
+        mode = "restart"
+        start_args = ["--restart", CHECKPOINT[profile.backend]]
+        # the restart keeps the steps and rates of the run it continues
+        recorded = json.loads((work_dir / RECORD_FILE).read_text()) \
+            if (work_dir / RECORD_FILE).is_file() else {}
+        if recorded.get("mode") == "init_model":
+            script = with_init_model_options(script, init_options)
+    elif use_init:
+        mode = "init_model"
+        script = with_init_model_options(script, init_options)
+        flag = "--init-model" if str(init_model).endswith(".pt") else "--init-frz-model"
+        start_args = [flag, str(Path(init_model).resolve())]  # type: ignore[arg-type]
+    elif finetune_model is not None:
+        mode = "finetune"
+        start_args = ["--finetune", str(Path(finetune_model).resolve())]
+    else:
+        mode = "scratch"
+    (work_dir / SCRIPT_NAME).write_text(json.dumps(script, indent=1))
+    record = {"mode": mode if mode != "restart" else _first_mode(work_dir),
+              "restarted": mode == "restart", "init_model": str(init_model) if use_init else None,
+              "finetune_model": str(finetune_model) if finetune_model else None,
+              "old_data_frames": old_frames, "init_model_policy": init_options.policy,
+              "n_train_systems": len(train_systems), "n_valid_systems": len(valid_systems)}
+    (work_dir / RECORD_FILE).write_text(json.dumps(record, indent=1))
+
+    env = profile.environment()
+    run_command(profile.argv("train", SCRIPT_NAME, "-l", LOG_FILE, *start_args), work_dir,
+                env=env, timeout=profile.timeout_s, log_name="dp-train")
+    frozen = FROZEN_MODEL[profile.backend]
+    run_command(profile.argv("freeze", "-o", frozen), work_dir, env=env,
+                timeout=profile.timeout_s, log_name="dp-freeze")
+    if not (work_dir / frozen).is_file():
+        raise MissingInputError(f"dp freeze wrote no {frozen} in {work_dir}")
+    lcurve = work_dir / str(script["training"].get("disp_file", "lcurve.out"))
+    metrics = {**lcurve_metrics(lcurve), "start": record["mode"],
+               "restarted": record["restarted"], "backend": profile.backend}
+    (work_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def _first_mode(work_dir: Path) -> str:
+    """The start mode of the run a restart continues (from its record)."""
+    path = work_dir / RECORD_FILE
+    if path.is_file():
+        return str(json.loads(path.read_text()).get("mode", "scratch"))
+    return "scratch"
+
+
+def copy_task_inputs(task_dir: Path, work_dir: Path) -> None:
+    """Copy the task dir's files into the work dir, keeping what a previous attempt left
+    there (its checkpoints are what a restart continues from)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for item in task_dir.iterdir():
+        target = work_dir / item.name
+        if target.exists():
+            continue
+        if item.is_dir():
+            shutil.copytree(item, target, symlinks=False)
+        else:
+            shutil.copy2(item, target)
