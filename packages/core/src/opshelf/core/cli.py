@@ -121,7 +121,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opshelf",
-        description="Run opshelf workflows locally, resume them, inspect them, export them to Argo.")
+        description="Run opshelf workflows locally, resume them, inspect them, export them to Argo.",
+        epilog="A workflow may add commands of its own: opshelf WORKFLOW COMMAND ... "
+               "(see opshelf WORKFLOW --help).")
     parser.add_argument("--version", action="version", version=f"opshelf-core {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error")
@@ -182,8 +184,46 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def workflow_parser(workflow: str) -> argparse.ArgumentParser:
+    """`opshelf <workflow> ...`: the commands the workflow plugin adds (`add_cli_commands`)."""
+    from opshelf.core.local.runner import resolve_workflow
+
+    plugin = resolve_workflow(workflow)
+    parser = argparse.ArgumentParser(prog=f"opshelf {workflow}",
+                                     description=f"Commands of the {workflow!r} workflow.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    plugin.add_cli_commands(sub)
+    if not sub.choices:
+        raise UserError(f"workflow {workflow!r} adds no commands; see `opshelf --help`")
+    return parser
+
+
+def _workflow_of(argv: Sequence[str], parser: argparse.ArgumentParser) -> str | None:
+    """The workflow name when argv is `[--debug] <workflow> ...` and not a core command."""
+    from opshelf.core.plugins import names
+
+    words = [a for a in argv if a != "--debug"]
+    if not words or words[0].startswith("-"):
+        return None
+    core_commands = next(a for a in parser._actions
+                         if isinstance(a, argparse._SubParsersAction)).choices
+    if words[0] in core_commands or words[0] not in names("opshelf.workflows"):
+        return None
+    return words[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        workflow = _workflow_of(argv, parser)
+        if workflow is not None:
+            argv.remove(workflow)
+            parser = workflow_parser(workflow)
+    except UserError as exc:
+        print(f"opshelf: error: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         code = args.func(args)

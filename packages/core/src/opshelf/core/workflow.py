@@ -15,6 +15,8 @@ from opshelf.core.config import StrictModel, load_config
 from opshelf.core.execution import StepsConfig
 
 if TYPE_CHECKING:  # dflow is imported only when a workflow is built
+    import argparse
+
     from dflow import Workflow
 
 
@@ -74,3 +76,9 @@ class WorkflowPlugin(ABC):
         from opshelf.core.errors import UserError
 
         raise UserError(f"workflow {self.name!r} has no report")
+
+    def add_cli_commands(self, commands: argparse._SubParsersAction) -> None:
+        """Commands of this workflow, run as `opshelf <workflow> <command> ...` (importers
+        of other tools' inputs, ...): add a parser per command to `commands`, each with
+        `set_defaults(func=callable(args) -> exit code)`. Default: none."""
+        return None
