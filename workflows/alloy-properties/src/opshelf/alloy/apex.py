@@ -1,0 +1,322 @@
+"""`opshelf alloy import-apex param.json [more.json ...] [global.json]`: APEX (apex-flow)
+parameter files -> an opshelf alloy config.
+
+Mapped: `structures` (globs of folders holding a POSCAR), `interaction` (deepmd, eam_alloy,
+eam_fs, meam), `relaxation.cal_setting` (relax_pos/shape/vol, ftol, maxiter) and the
+properties eos, elastic, vacancy, interstitial, surface, gamma (-> stacking_fault) and
+phonon. Everything else is listed in a note that says why it is not mapped; a mapping that
+would change what is computed (absolute EOS volumes, another interaction type) is an error.
+Pure functions, no dflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opshelf.core.config import read_mapping
+from opshelf.core.errors import ConfigError
+
+#: APEX LAMMPS interaction type -> opshelf-md potential style
+LAMMPS_STYLES = {"eam_alloy": "eam/alloy", "eam_fs": "eam/fs"}
+#: APEX gamma plane (Miller) -> opshelf-props slip system
+GAMMA_PLANES = {(1, 1, 1): "fcc_111_112", (1, 1, 0): "bcc_110_111", (0, 0, 1): "hcp_0001_1010",
+                (0, 0, 0, 1): "hcp_0001_1010"}
+#: keys of the global (machine) file: execution is opshelf's `steps` block, not the config
+GLOBAL_KEYS = {"apex_image_name", "run_image_name", "run_command", "batch_type", "context_type",
+               "local_root", "remote_root", "machine", "resources", "dflow_host", "k8s_api_server",
+               "group_size", "pool_size", "is_bohrium_dflow", "email", "password", "program_id",
+               "job_type", "platform", "scass_type", "debug_workdir", "mode", "submit_only",
+               "flow_name", "user_name", "lammps_image_name", "vasp_image_name"}
+
+
+class ApexImport:
+    """The config being built and the notes about what was not mapped."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.notes: list[str] = []
+        self.config: dict[str, Any] = {}
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def rel(self, path: Path) -> str:
+        return os.path.relpath(path.resolve(), self.out_dir.resolve())
+
+
+def slug(text: str) -> str:
+    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return (name or "structure")[:32].strip("-")
+
+
+def is_global_file(data: dict[str, Any]) -> bool:
+    return not ({"structures", "interaction", "properties", "relaxation"} & set(data)) and \
+        bool(set(data) & GLOBAL_KEYS)
+
+
+def map_structures(patterns: list[str], base: Path, imp: ApexImport) -> list[dict[str, Any]]:
+    out = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(base / pattern)))
+        if not matches:
+            imp.note(f"structures: {pattern!r} matches no folder under {base}")
+        for folder in map(Path, matches):
+            poscar = folder / "POSCAR" if folder.is_dir() else folder
+            if not poscar.is_file():
+                imp.note(f"structures: {folder} holds no POSCAR (APEX's 'confs' from Materials "
+                         "Project ids need a download: not mapped)")
+                continue
+            out.append({"name": slug(folder.name), "file": imp.rel(poscar)})
+    names = [s["name"] for s in out]
+    for index, item in enumerate(out):  # make repeated names unique
+        if names.count(item["name"]) > 1:
+            item["name"] = f"{item['name'][:28]}-{index}"
+    return out
+
+
+def map_interaction(inter: dict[str, Any], base: Path, imp: ApexImport) -> dict[str, Any]:
+    kind = inter.get("type")
+    models = inter.get("model")
+    models = [models] if isinstance(models, str) else list(models or [])
+    files = [imp.rel(base / m) if (base / m).exists() else m for m in models]
+    if "type_map" in inter:
+        imp.note("interaction.type_map: not needed (opshelf maps atom types by element name)")
+    for key in sorted(set(inter) - {"type", "model", "type_map", "deepmd_version"}):
+        imp.note(f"interaction.{key}: not mapped")
+    name = slug(str(kind))
+    if kind == "deepmd":
+        if len(files) != 1:
+            raise ConfigError(f"interaction deepmd: one model expected, got {models}")
+        return {"name": name, "deepmd": files[0]}
+    if kind in LAMMPS_STYLES:
+        if len(files) != 1:
+            raise ConfigError(f"interaction {kind}: one potential file expected, got {models}")
+        return {"name": name, "lammps": {"potential": {"style": LAMMPS_STYLES[kind],
+                                                       "file": files[0]}}}
+    if kind == "meam":
+        if len(files) not in (1, 2):
+            raise ConfigError(f"interaction meam: [library, parameters] expected, got {models}")
+        potential: dict[str, Any] = {"style": "meam", "library": files[0]}
+        if len(files) == 2:
+            potential["parameters"] = files[1]
+        return {"name": name, "lammps": {"potential": potential}}
+    raise ConfigError(f"interaction type {kind!r} cannot be mapped: opshelf maps deepmd, "
+                      f"eam_alloy, eam_fs and meam; for DFT ({kind}) write an `engine:` "
+                      "interaction (opshelf-fp) by hand")
+
+
+def map_relaxation(relaxation: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
+    setting = dict(relaxation.get("cal_setting") or {})
+    relax: dict[str, Any] = {}
+    pos = setting.pop("relax_pos", True)
+    shape = setting.pop("relax_shape", True)
+    vol = setting.pop("relax_vol", True)
+    relax["relax_positions"] = bool(pos)
+    relax["relax_cell"] = bool(shape or vol)
+    relax["relax_volume_only"] = bool(vol and not shape)
+    if shape and not vol:
+        imp.note("relaxation: relax_shape without relax_vol has no opshelf equivalent; "
+                 "the cell shape and volume are relaxed")
+    ftol = setting.pop("ftol", None)
+    if ftol:
+        relax["fmax_eV_per_A"] = float(ftol)
+    maxiter = setting.pop("maxiter", None)
+    if maxiter:
+        relax["max_steps"] = int(maxiter)
+    for key in sorted(setting):
+        imp.note(f"relaxation.cal_setting.{key}: not mapped (opshelf stops on fmax_eV_per_A)")
+    for key in sorted(set(relaxation) - {"cal_setting"}):
+        imp.note(f"relaxation.{key}: not mapped")
+    return relax
+
+
+def _eos(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
+    if p.pop("vol_abs", False):
+        raise ConfigError("eos: vol_abs (absolute volumes per atom) cannot be mapped: opshelf "
+                          "scans ratios of the relaxed volume")
+    start, end, step = float(p.pop("vol_start")), float(p.pop("vol_end")), float(p.pop("vol_step"))
+    ratios = np.arange(start, end, step)  # APEX's own scan: `end` excluded
+    return {"type": "eos", "volume_ratio_min": float(ratios[0]),
+            "volume_ratio_max": float(ratios[-1]), "n_points": len(ratios)}
+
+
+def _elastic(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
+    out = {"type": "elastic"}
+    if "norm_deform" in p:
+        out["normal_strain"] = float(p.pop("norm_deform"))
+    if "shear_deform" in p:
+        out["shear_strain"] = float(p.pop("shear_deform"))
+    return out
+
+
+def _vacancy(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
+    return {"type": "vacancy", **({"supercell": list(p.pop("supercell"))}
+                                  if "supercell" in p else {})}
+
+
+def _interstitial(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
+    inserted = p.pop("insert_ele", None)
+    if inserted:
+        imp.note(f"interstitial.insert_ele {inserted}: opshelf inserts the host element at "
+                 "the standard sites of the lattice")
+    return {"type": "interstitial", **({"supercell": list(p.pop("supercell"))}
+                                       if "supercell" in p else {})}
+
+
+def _surface(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "surface"}
+    if "max_miller" in p:
+        out["max_miller_index"] = int(p.pop("max_miller"))
+    if "min_slab_size" in p:
+        out["min_slab_size_A"] = float(p.pop("min_slab_size"))
+    if "min_vacuum_size" in p:
+        out["min_vacuum_size_A"] = float(p.pop("min_vacuum_size"))
+    cal_type = p.pop("cal_type", "relaxation")
+    out["relax_ions"] = cal_type != "static"
+    return out
+
+
+def _gamma(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "stacking_fault"}
+    plane = p.pop("plane_miller", None) or p.pop("miller_index", None)
+    if plane is not None:
+        system = GAMMA_PLANES.get(tuple(int(i) for i in plane))
+        if system is None:
+            raise ConfigError(f"gamma: plane {plane} has no opshelf slip system (fcc (111), "
+                              "bcc (110), hcp (0001))")
+        out["slip_system"] = system
+    direction = p.pop("slip_direction", None) or p.pop("displace_direction", None)
+    if direction is not None:
+        imp.note(f"gamma.slip_direction {direction}: opshelf shifts along the slip system's "
+                 "standard direction (fcc <112>, bcc <111>, hcp <10-10>)")
+    if "n_steps" in p:
+        out["n_points"] = max(4, int(p.pop("n_steps")))
+    imp.note("gamma: opshelf's stacking-fault energies are rigid shifts of a periodic cell "
+             "(no vacuum, no relaxation), APEX's relax the atoms perpendicular to the plane")
+    return out
+
+
+def _phonon(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "phonon"}
+    if "supercell_size" in p:
+        out["supercell"] = list(p.pop("supercell_size"))
+    if p.pop("approach", "linear") != "linear":
+        imp.note("phonon.approach: opshelf uses finite displacements (phonopy) only")
+    return out
+
+
+PROPERTY_MAPS = {"eos": _eos, "elastic": _elastic, "vacancy": _vacancy,
+                 "interstitial": _interstitial, "surface": _surface, "gamma": _gamma,
+                 "phonon": _phonon}
+#: keys every APEX property may have that carry no physics
+IGNORED_KEYS = {"skip", "req_calc", "start_confs_path"}
+
+
+def map_property(raw: dict[str, Any], index: int, imp: ApexImport) -> dict[str, Any] | None:
+    p = dict(raw)
+    kind = p.pop("type", None)
+    where = f"properties[{index}] ({kind})"
+    if p.get("skip"):
+        imp.note(f"{where}: skip: true, left out")
+        return None
+    if kind not in PROPERTY_MAPS:
+        imp.note(f"{where}: no such property in opshelf-props (it has {sorted(PROPERTY_MAPS)} "
+                 "as APEX names); left out")
+        return None
+    try:
+        out = PROPERTY_MAPS[kind](p, imp)
+    except KeyError as exc:
+        raise ConfigError(f"{where}: missing key {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    setting = p.pop("cal_setting", None) or {}
+    if "ftol" in setting and out["type"] in ("elastic", "vacancy", "interstitial", "surface"):
+        out["fmax_eV_per_A"] = float(setting.pop("ftol"))
+    for key in sorted(setting):
+        imp.note(f"{where}.cal_setting.{key}: not mapped")
+    for key in sorted(set(p) - IGNORED_KEYS):
+        imp.note(f"{where}.{key}: not mapped")
+    return out
+
+
+def import_apex(files: list[Path], out_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """(opshelf alloy config, notes) from APEX parameter files (relax, props or joint) and
+    an optional global file. Paths in the config are relative to `out_dir`."""
+    imp = ApexImport(out_dir)
+    structures: list[dict[str, Any]] = []
+    interaction = None
+    relax: dict[str, Any] | None = None
+    properties: list[dict[str, Any]] = []
+    for path in files:
+        data = read_mapping(path)
+        base = path.resolve().parent
+        if is_global_file(data):
+            imp.note(f"{path.name}: global (machine) settings are not part of the config; "
+                     "set execution in its `steps` block")
+            continue
+        if "structures" in data and not structures:
+            structures = map_structures(list(data["structures"]), base, imp)
+        if "interaction" in data and interaction is None:
+            interaction = map_interaction(dict(data["interaction"]), base, imp)
+        if "relaxation" in data:
+            relax = map_relaxation(dict(data["relaxation"]), imp)
+        for index, raw in enumerate(data.get("properties") or []):
+            mapped = map_property(dict(raw), index, imp)
+            if mapped is not None:
+                properties.append(mapped)
+        for key in sorted(set(data) - {"structures", "interaction", "relaxation",
+                                       "properties"}):
+            imp.note(f"{path.name}: {key}: not mapped")
+    if not structures:
+        raise ConfigError("no structure found: the APEX files give no `structures` that "
+                          "match a folder with a POSCAR")
+    if interaction is None:
+        raise ConfigError("no `interaction` in the APEX files")
+    config: dict[str, Any] = {"structures": structures, "interactions": [interaction]}
+    config["relax"] = relax if relax is not None else {"relax_cell": True}
+    if relax is None:
+        imp.note("no relaxation block: the structures are relaxed (cell and positions) first, "
+                 "as APEX's props flow expects relaxed structures")
+    config["properties"] = properties
+    return config, imp.notes
+
+
+def cmd_import_apex(args: argparse.Namespace) -> int:
+    import yaml
+
+    out = Path(args.output) if args.output else None
+    config, notes = import_apex([Path(f) for f in args.files],
+                                out.parent if out else Path.cwd())
+    # validate what was made: a mapping bug must not give a config the workflow rejects
+    from opshelf.alloy.config import AlloyConfig
+    from opshelf.core.config import validate_into
+
+    validate_into(AlloyConfig, config, where="imported config")
+    text = "# imported from APEX: " + " ".join(str(f) for f in args.files) + "\n"
+    text += "".join(f"# note: {n}\n" for n in notes)
+    text += yaml.safe_dump(config, sort_keys=False)
+    if out:
+        out.write_text(text)
+        print(f"opshelf: wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    for note in notes:
+        print(f"opshelf: note: {note}", file=sys.stderr)
+    return 0
+
+
+def add_import_apex_command(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("import-apex", help="turn APEX parameter files into an alloy config")
+    p.add_argument("files", nargs="+", help="APEX param.json (relax, props or joint), more "
+                   "param files, and optionally global.json")
+    p.add_argument("-o", "--output", help="config file to write (default: stdout); paths "
+                   "in it are relative to its folder")
+    p.set_defaults(func=cmd_import_apex)

@@ -1,0 +1,230 @@
+"""`alloy`: relax every structure with every interaction, then compute every property of
+each relaxed structure in parallel, then gather `results.json` and one HTML report.
+
+    for each (structure, interaction), all pairs in parallel:
+        relax (opshelf-props' PropertySteps) -> property blocks in parallel (PropertySteps)
+
+Step keys: `<structure>--<interaction>--<block>--make|run-000003|post`, e.g.
+`cu--eam--eos--post`. `steps` overrides are keyed by block and phase: `relax-run`,
+`elastic-make`, `stacking-fault-post`, ... (the same for every structure and interaction).
+A property that fails is recorded in results.json (`failures`) and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opshelf.alloy.config import AlloyConfig, StructureSpec
+from opshelf.alloy.structures import build_structure, read_structure_file
+from opshelf.core.config import StrictModel
+from opshelf.core.engine import load_engine
+from opshelf.core.errors import ConfigError
+from opshelf.core.workflow import BuildContext, WorkflowPlugin
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ase import Atoms
+    from dflow import Workflow
+
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.html"
+PHASES = ("make", "run", "post")
+
+
+def pair_key(structure: str, interaction: str) -> str:
+    return f"{structure}--{interaction}"
+
+
+def structure_atoms(spec: StructureSpec, config_dir: Path) -> Atoms:
+    if spec.generate is not None:
+        return build_structure(spec.generate)
+    path = Path(spec.file or "").expanduser()
+    return read_structure_file(path if path.is_absolute() else config_dir / path, spec.format)
+
+
+class AlloyWorkflow(WorkflowPlugin):
+    name = "alloy"
+    description = ("alloy properties: relax + EOS, elastic, defects, surfaces, stacking "
+                   "faults, phonons with several interactions side by side")
+    Config = AlloyConfig
+
+    def step_names(self, config: StrictModel) -> list[str]:
+        assert isinstance(config, AlloyConfig)
+        blocks = (["relax"] if config.relax is not None else []) + config.block_names()
+        return [f"{block}-{phase}" for block in blocks for phase in PHASES]
+
+    # -- checks ----------------------------------------------------------------------------
+    def structures(self, config: AlloyConfig, ctx: BuildContext) -> dict[str, Atoms]:
+        out = {}
+        for spec in config.structures:
+            try:
+                out[spec.name] = structure_atoms(spec, ctx.config_dir)
+            except ConfigError as exc:
+                raise type(exc)(f"structure {spec.name!r}: {exc}") from None
+        return out
+
+    def check(self, config: StrictModel, ctx: BuildContext) -> None:
+        """Structures build, every engine finds what it needs for their elements, and every
+        property can make its tasks for every structure it is asked for."""
+        assert isinstance(config, AlloyConfig)
+        super().check(config, ctx)
+        from opshelf.props import get_property
+        from opshelf.props.base import elements_of
+
+        structures = self.structures(config, ctx)
+        for interaction in config.interactions:
+            engine = load_engine(interaction.engine_spec(ctx.config_dir))
+            for name, atoms in structures.items():
+                try:
+                    engine.check(elements_of(atoms))
+                except ConfigError as exc:
+                    raise type(exc)(f"interaction {interaction.name!r}, structure {name!r}: "
+                                    f"{exc}") from None
+        for spec in config.structures:
+            for block, params in config.blocks_of(spec):
+                try:
+                    get_property(params.type).make(structures[spec.name], params)
+                except ConfigError as exc:
+                    raise ConfigError(f"structure {spec.name!r}, property {block!r}: {exc} "
+                                      f"(leave it out with `properties:` on the structure)"
+                                      ) from None
+
+    # -- workflow --------------------------------------------------------------------------
+    def structure_files(self, config: AlloyConfig, ctx: BuildContext) -> dict[str, Path]:
+        """Every structure written to `run_dir/inputs/<name>.extxyz` (what the steps read)."""
+        import ase.io
+
+        inputs = ctx.run_dir / "inputs"
+        inputs.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for name, atoms in self.structures(config, ctx).items():
+            files[name] = inputs / f"{name}.extxyz"
+            ase.io.write(files[name], atoms, format="extxyz")
+        return files
+
+    def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
+        assert isinstance(config, AlloyConfig)
+        from dflow import Step, Steps, Workflow, upload_artifact
+
+        from opshelf.props.ops import PropertySteps, count_tasks
+
+        files = self.structure_files(config, ctx)
+        steps = config.steps
+        templates: dict[tuple[str, int], PropertySteps] = {}
+
+        def template(block: str, n_tasks: int) -> PropertySteps:
+            # one template per block and fan-out size (the size sets the group size)
+            if (block, n_tasks) not in templates:
+                templates[(block, n_tasks)] = PropertySteps(
+                    f"{block}-{n_tasks}-steps", *(steps.for_step(f"{block}-{p}") for p in PHASES),
+                    mode=ctx.mode, n_tasks_hint=n_tasks)
+            return templates[(block, n_tasks)]
+
+        pairs = []
+        for spec in config.structures:
+            for interaction in config.interactions:
+                engine = interaction.engine_spec(ctx.config_dir).model_dump(mode="json")
+                key = pair_key(spec.name, interaction.name)
+                pair = Steps(name=f"{key}-pair")
+                source: Any = upload_artifact(files[spec.name])
+                if config.relax is not None:
+                    relax = Step(f"{key}--relax", template("relax", 1), key=f"{key}--relax",
+                                 parameters={"block_id": f"{key}--relax",
+                                             "property": config.relax.model_dump(mode="json"),
+                                             "engine": engine},
+                                 artifacts={"structure": source})
+                    pair.add(relax)
+                    source = relax.outputs.artifacts["structure"]
+                blocks = []
+                for block, params in config.blocks_of(spec):
+                    n_tasks = count_tasks(params, files[spec.name])
+                    blocks.append(Step(
+                        f"{key}--{block}", template(block, n_tasks), key=f"{key}--{block}",
+                        parameters={"block_id": f"{key}--{block}",
+                                    "property": params.model_dump(mode="json"),
+                                    "engine": engine},
+                        artifacts={"structure": source},
+                        # one failed property is recorded; the others go on
+                        continue_on_failed=True))
+                if blocks:
+                    pair.add(blocks)
+                pairs.append(Step(key, pair, key=key))
+        workflow = Workflow(name="alloy", id=ctx.workflow_id)
+        workflow.add(pairs)
+        return workflow
+
+    # -- results ---------------------------------------------------------------------------
+    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
+        assert isinstance(config, AlloyConfig)
+        from opshelf.alloy.report import write_report
+        from opshelf.alloy.results import assemble_results, failure_reason
+        from opshelf.core.workflows.outputs import local_step_outputs
+
+        workdir = _dflow_workdir(ctx, workflow)
+        results_dir = ctx.run_dir / "results"
+        results_dir.mkdir(parents=True, exist_ok=True)
+        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        failures = []
+        for spec in config.structures:
+            blocks = (["relax"] if config.relax is not None else []) + [
+                b for b, _ in config.blocks_of(spec)]
+            for interaction in config.interactions:
+                key = pair_key(spec.name, interaction.name)
+                for block in blocks:
+                    where = (spec.name, interaction.name, block)
+                    try:
+                        outputs = local_step_outputs(workdir, workflow, f"{key}--{block}--post")
+                        source = outputs.artifact_items("results")[0]
+                    except (FileNotFoundError, KeyError, IndexError):
+                        failures.append({"structure": spec.name, "interaction": interaction.name,
+                                         "property": block,
+                                         "reason": failure_reason(workdir / workflow.id,
+                                                                  f"{key}--{block}")})
+                        continue
+                    target = results_dir / spec.name / interaction.name / block
+                    if target.exists():
+                        shutil.rmtree(target)
+                    shutil.copytree(source, target)
+                    found[where] = json.loads(next(target.glob("*.json")).read_text())
+        files = {spec.name: ctx.run_dir / "inputs" / f"{spec.name}.extxyz"
+                 for spec in config.structures}
+        results = assemble_results(config, ctx.config_dir, files, found, failures)
+        (results_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1, sort_keys=True))
+        report = write_report(results, results_dir, results_dir / REPORT_FILE)
+        n_done = len(found)
+        lines = [f"{n_done} results of {len(config.structures)} structure(s) x "
+                 f"{len(config.interactions)} interaction(s) -> {results_dir / RESULTS_FILE}",
+                 f"report: {report}"]
+        for failure in failures:
+            lines.append(f"FAILED {failure['structure']} / {failure['interaction']} / "
+                         f"{failure['property']}: {failure['reason'].splitlines()[-1:] or ''}")
+        return lines
+
+    def report(self, run_dir: Path) -> Path:
+        from opshelf.alloy.report import write_report
+
+        results_dir = Path(run_dir) / "results"
+        path = results_dir / RESULTS_FILE
+        if not path.is_file():
+            from opshelf.core.errors import MissingInputError
+
+            raise MissingInputError(f"{path} not found: the run has not finished (opshelf status "
+                                    f"{run_dir})")
+        return write_report(json.loads(path.read_text()), results_dir, results_dir / REPORT_FILE)
+
+    def add_cli_commands(self, commands: argparse._SubParsersAction) -> None:
+        from opshelf.alloy.apex import add_import_apex_command
+
+        add_import_apex_command(commands)
+
+
+def _dflow_workdir(ctx: BuildContext, workflow: Workflow) -> Path:
+    """dflow's debug workdir of the run: run_dir/dflow for opshelf runs."""
+    for candidate in (ctx.run_dir / "dflow", ctx.run_dir):
+        if (candidate / str(workflow.id)).is_dir():
+            return candidate
+    raise FileNotFoundError(f"run {workflow.id} not found under {ctx.run_dir}")

@@ -1,0 +1,104 @@
+"""`opshelf alloy import-apex`: APEX parameter files -> a valid alloy config, with a note
+for everything it cannot map and an error where mapping would change the physics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase.build import bulk
+
+from opshelf.alloy.apex import import_apex
+from opshelf.alloy.config import AlloyConfig
+from opshelf.core.cli import main
+from opshelf.core.config import validate_into
+from opshelf.core.errors import ConfigError
+
+RELAX = {"structures": ["confs/std-*"],
+         "interaction": {"type": "eam_alloy", "model": "AlCu.eam.alloy",
+                         "type_map": {"Al": 0, "Cu": 1}},
+         "relaxation": {"cal_setting": {"etol": 0, "ftol": 1e-10, "maxiter": 5000,
+                                        "maximal": 500000}}}
+PROPS = {"structures": ["confs/std-*"],
+         "interaction": RELAX["interaction"],
+         "properties": [
+             {"type": "eos", "vol_start": 0.9, "vol_end": 1.1, "vol_step": 0.02},
+             {"type": "elastic", "norm_deform": 1e-2, "shear_deform": 1e-2},
+             {"type": "vacancy", "supercell": [2, 2, 2]},
+             {"type": "surface", "min_slab_size": 10, "min_vacuum_size": 11, "max_miller": 2,
+              "cal_type": "static"},
+             {"type": "gamma", "plane_miller": [1, 1, 1], "slip_direction": [-1, 1, 0],
+              "n_steps": 10, "supercell_size": [1, 1, 5]},
+             {"type": "phonon", "supercell_size": [3, 3, 3], "band_path": "0 0 0 0.5 0 0.5"},
+             {"type": "interstitial", "skip": True},
+             {"type": "cohesive", "latt_start": 0.6}]}
+GLOBAL = {"run_command": "lmp -in in.lammps", "context_type": "Local", "batch_type": "Shell"}
+
+
+@pytest.fixture
+def apex_dir(tmp_path: Path) -> Path:
+    for name, atoms in (("std-fcc", bulk("Al", "fcc", a=4.05, cubic=True)),
+                        ("std-l12", bulk("Cu", "fcc", a=3.7, cubic=True))):
+        (tmp_path / "confs" / name).mkdir(parents=True)
+        atoms.write(tmp_path / "confs" / name / "POSCAR", format="vasp")
+    for name, data in (("param_relax.json", RELAX), ("param_props.json", PROPS),
+                       ("global.json", GLOBAL)):
+        (tmp_path / name).write_text(json.dumps(data))
+    return tmp_path
+
+
+def test_apex_files_map_to_a_valid_config(apex_dir: Path) -> None:
+    files = [apex_dir / n for n in ("param_relax.json", "param_props.json", "global.json")]
+    config, notes = import_apex(files, apex_dir)
+    validate_into(AlloyConfig, config)
+    assert [s["name"] for s in config["structures"]] == ["std-fcc", "std-l12"]
+    assert config["structures"][0]["file"] == "confs/std-fcc/POSCAR"
+    assert config["interactions"] == [{"name": "eam-alloy", "lammps": {"potential": {
+        "style": "eam/alloy", "file": "AlCu.eam.alloy"}}}]
+    assert config["relax"] == {"relax_positions": True, "relax_cell": True,
+                               "relax_volume_only": False, "fmax_eV_per_A": 1e-10,
+                               "max_steps": 5000}
+    props = {p["type"]: p for p in config["properties"]}
+    assert list(props) == ["eos", "elastic", "vacancy", "surface", "stacking_fault", "phonon"]
+    # APEX scans np.arange(vol_start, vol_end, vol_step) (end excluded in exact arithmetic;
+    # here round-off keeps 1.0999..): the same volumes
+    expected = np.arange(0.9, 1.1, 0.02)
+    assert props["eos"]["n_points"] == len(expected)
+    assert props["eos"]["volume_ratio_max"] == pytest.approx(expected[-1])
+    assert props["surface"] == {"type": "surface", "max_miller_index": 2, "min_slab_size_A": 10.0,
+                                "min_vacuum_size_A": 11.0, "relax_ions": False}
+    assert props["stacking_fault"]["slip_system"] == "fcc_111_112"
+    assert props["phonon"]["supercell"] == [3, 3, 3]
+    text = "\n".join(notes)
+    for expected in ("type_map", "etol", "maximal", "skip: true", "cohesive", "band_path",
+                     "supercell_size", "global (machine) settings"):
+        assert expected in text, expected
+
+
+def test_unmappable_inputs_are_errors_that_say_why(apex_dir: Path) -> None:
+    vasp = dict(RELAX, interaction={"type": "vasp", "incar": "INCAR"})
+    (apex_dir / "vasp.json").write_text(json.dumps(vasp))
+    with pytest.raises(ConfigError, match="interaction type 'vasp' cannot be mapped"):
+        import_apex([apex_dir / "vasp.json"], apex_dir)
+    absolute = dict(PROPS, properties=[{"type": "eos", "vol_start": 10, "vol_end": 14,
+                                        "vol_step": 1, "vol_abs": True}])
+    (apex_dir / "abs.json").write_text(json.dumps(absolute))
+    with pytest.raises(ConfigError, match="vol_abs"):
+        import_apex([apex_dir / "abs.json"], apex_dir)
+
+
+def test_cli_writes_the_config(apex_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = apex_dir / "out" / "alloy.yaml"
+    out.parent.mkdir()
+    code = main(["alloy", "import-apex", str(apex_dir / "param_relax.json"),
+                 str(apex_dir / "param_props.json"), "-o", str(out)])
+    assert code == 0
+    config = yaml.safe_load(out.read_text())
+    assert config["structures"][0]["file"] == "../confs/std-fcc/POSCAR"
+    assert "note: interaction.type_map" in out.read_text()
+    assert "opshelf: note:" in capsys.readouterr().err
+    # a file that is not there: exit 2 and a message, no traceback
+    assert main(["alloy", "import-apex", str(apex_dir / "nope.json")]) == 2

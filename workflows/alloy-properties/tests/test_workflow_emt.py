@@ -1,0 +1,93 @@
+"""The alloy workflow end to end in local mode through the `opshelf` CLI, on core's ASE
+engine with EMT (no external program): every block's result lands in results.json, the
+values agree with the same quantities computed directly with ASE, and the report is one
+self-contained file."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ase.build import bulk
+
+from opshelf.core.cli import main
+
+CONFIG = {
+    "structures": [
+        {"name": "cu", "generate": {"element": "Cu", "prototype": "fcc",
+                                    "lattice_constant_A": 3.6}},
+        {"name": "cu3au", "generate": {"elements": ["Cu", "Au"], "prototype": "L1_2"},
+         "properties": ["eos"]},
+    ],
+    "interactions": [{"name": "emt", "calculator": "emt"}],
+    "relax": {"relax_cell": True},
+    "properties": [{"type": "eos", "n_points": 7},
+                   {"type": "elastic"},
+                   {"type": "vacancy", "supercell": [2, 2, 2]},
+                   {"type": "stacking_fault", "n_points": 6, "n_layers": 6},
+                   {"type": "phonon", "supercell": [2, 2, 2], "band_points_per_segment": 5,
+                    "mesh": [4, 4, 4]}],
+}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("alloy-emt")
+    (tmp / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    code = main(["run", "alloy", str(tmp / "config.yaml"), "--runs-dir", str(tmp / "runs"),
+                 "--name", "emt", "--no-progress"])
+    assert code == 0, (tmp / "runs" / "emt" / "driver.log").read_text()[-3000:]
+    return tmp / "runs" / "emt"
+
+
+@pytest.fixture(scope="module")
+def results(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "results" / "results.json").read_text())
+
+
+def emt_equilibrium() -> tuple[float, float]:
+    """(a0 A, E0 eV/atom) of EMT Cu, relaxed directly with ASE."""
+    from ase.calculators.emt import EMT
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.calc = EMT()
+    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=1e-5)
+    return atoms.cell.lengths()[0], atoms.get_potential_energy() / len(atoms)
+
+
+def test_every_block_has_a_result(results: dict[str, Any]) -> None:
+    assert results["failures"] == []
+    assert sorted(results["results"]["cu"]["emt"]) == [
+        "elastic", "eos", "phonon", "relax", "stacking-fault", "vacancy"]
+    # structure.properties limits what is computed for cu3au
+    assert sorted(results["results"]["cu3au"]["emt"]) == ["eos", "relax"]
+    assert results["structures"]["cu3au"]["formula"] == "AuCu3"
+
+
+def test_values_agree_with_ase(results: dict[str, Any]) -> None:
+    a0, e0 = emt_equilibrium()
+    cu = results["results"]["cu"]["emt"]
+    # the workflow's relax stops at 1e-3 eV/A (props default): a within 1e-3 A
+    assert cu["relax"]["lattice_constant_A"] == pytest.approx(a0, abs=1e-3)
+    assert cu["eos"]["e0_eV_per_atom"] == pytest.approx(e0, abs=1e-4)
+    # B from the EOS and from the elastic constants describe the same curvature (1 GPa)
+    assert cu["elastic"]["bulk_modulus_vrh_GPa"] == pytest.approx(
+        cu["eos"]["bulk_modulus_GPa"], abs=1.0)
+    assert cu["phonon"]["has_imaginary_modes"] is False
+
+
+def test_report_is_self_contained(run_dir: Path) -> None:
+    text = (run_dir / "results" / "report.html").read_text()
+    # EOS (2 structures), stacking fault and phonon plots, inline
+    assert text.count("<svg") == 4
+    assert "Elastic constants" in text and "Point defects" in text
+    # nothing fetched from elsewhere: no src/href to a file or a URL
+    assert not re.search(r"(src|href)\s*=\s*['\"](?!#)", text)
+    # `opshelf report` writes it again from results.json
+    assert main(["report", str(run_dir)]) == 0
