@@ -20,14 +20,14 @@ CU_EAM = {"name": "lammps",
 def cu_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """relax, EOS, elastic, vacancy (4x4x4), surfaces (max index 2), stacking fault and
     phonons of fcc Cu with Cu_u3.eam, all from one relaxed structure."""
-    require_engine("py:opshelf.md")
-    require_engine("py:lammps")
+    # the engine with its settings: opshelf-md installed, the LAMMPS binary and Cu_u3.eam found
+    require_engine(CU_EAM, ["Cu"])
     from opshelf.props import compute_properties
 
     return compute_properties(
         bulk("Cu", "fcc", a=3.6, cubic=True), CU_EAM,
         [{"type": "eos"}, {"type": "elastic"}, {"type": "vacancy", "supercell": [4, 4, 4]},
-         {"type": "surface", "max_miller_index": 2}, {"type": "stacking_fault"},
+         {"type": "surface", "max_miller_index": 2}, {"type": "stacking_fault", "relax": False},
          {"type": "phonon", "supercell": [3, 3, 3]}],
         tmp_path_factory.mktemp("props-cu-eam"), relax={"relax_cell": True})
 
@@ -64,6 +64,7 @@ def test_surface_and_stacking_fault_regression(cu_results: dict[str, dict[str, A
     assert cu_results["surface"]["lowest_energy_surface"] == [1, 1, 1]
     sf = cu_results["stacking_fault"]
     assert sf["slip_system"] == "fcc_111_112"
+    assert sf["relaxed"] is False  # rigid shifts: the recorded values below are those
     # regression of this code's own values (first run recorded them); 1e-4 J/m^2 absorbs
     # relaxation round-off between LAMMPS builds
     values = {f"surface_{k}_J_per_m2": [v] for k, v in sorted(surfaces.items())}
@@ -78,3 +79,27 @@ def test_phonons_have_no_imaginary_modes(cu_results: dict[str, dict[str, Any]]) 
     # Cu's highest phonon frequency is ~7.3 THz (neutron data, Svensson et al. 1967);
     # an EAM fit to elastic constants lands within ~15 %
     assert 6.0 < phonon["max_frequency_THz"] < 8.5
+
+
+def test_relaxed_stacking_fault_or_a_clear_error(cu_results: dict[str, dict[str, Any]],
+                                                 tmp_path: Any) -> None:
+    """relax: true needs RelaxOptions.move_axes in the LAMMPS engine (`fix setforce 0 0
+    NULL`): relaxed, it lies at or below the rigid curve; without it, a ConfigError that
+    names the missing option, before any task runs."""
+    from opshelf.core.engine import load_engine
+    from opshelf.core.errors import ConfigError
+    from opshelf.props import compute_property
+
+    structure = bulk("Cu", "fcc", a=cu_results["relax"]["lattice_constant_A"], cubic=True)
+    params = {"type": "stacking_fault", "relax": True}
+    if "move_axes" not in load_engine(CU_EAM).relax_features:
+        with pytest.raises(ConfigError, match=r"does not implement relax option.*move_axes"):
+            compute_property(params, structure, CU_EAM, tmp_path)
+        assert not (tmp_path / "tasks").exists()
+        return
+    relaxed = compute_property(params, structure, CU_EAM, tmp_path)
+    rigid = cu_results["stacking_fault"]
+    assert relaxed["relaxed"] is True
+    # relaxation lowers every point of the rigid curve (1e-6 J/m^2: minimizer round-off)
+    assert all(r <= g + 1e-6 for r, g in zip(relaxed["gsfe_J_per_m2"], rigid["gsfe_J_per_m2"]))
+    assert relaxed["unstable_fault_energy_J_per_m2"] < rigid["unstable_fault_energy_J_per_m2"]

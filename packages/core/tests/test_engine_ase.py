@@ -110,6 +110,56 @@ def test_relax_volume_only_keeps_the_shape(tmp_path: Path) -> None:
     assert ratio[0] > 1.0  # a = 3.5 A is compressed for EMT Cu (a0 ~ 3.59 A)
 
 
+def test_relax_along_z_only_matches_ase_fixcartesian(tmp_path: Path) -> None:
+    from ase.constraints import FixCartesian
+    from ase.optimize import BFGS
+
+    atoms = rattled_cu(seed=3)
+    task = Task(kind="relax", relax={"move_axes": ["z"], "fmax_eV_per_A": 1e-4})
+    result = run_task(tmp_path, frame_of(atoms), task)
+    relaxed = result.system["coords"][0]
+    # x and y stay where they were; z moved
+    np.testing.assert_allclose(relaxed[:, :2], atoms.positions[:, :2], atol=1e-12)
+    assert np.abs(relaxed[:, 2] - atoms.positions[:, 2]).max() > 1e-3
+    forces = result.system["forces"][0]  # the labels are the true, unconstrained forces
+    assert np.abs(forces[:, 2]).max() < 1e-4 < np.abs(forces[:, :2]).max()
+    # the same relaxation directly with ASE (same optimizer and threshold): same minimum
+    direct = atoms.copy()
+    direct.calc = EMT()
+    direct.set_constraint(FixCartesian(range(len(direct)), mask=[True, True, False]))
+    BFGS(direct, logfile=None).run(fmax=1e-4)
+    assert result.system["energies"][0] == pytest.approx(direct.get_potential_energy(),
+                                                         abs=1e-6)
+    np.testing.assert_allclose(relaxed, direct.positions, atol=1e-5)
+
+
+def test_move_axes_is_checked_and_needs_an_engine_that_implements_it() -> None:
+    from pydantic import ValidationError
+
+    from opshelf.core.config import validate_into
+    from opshelf.core.engine import RelaxOptions
+
+    assert RelaxOptions(move_axes=["z", "x"]).fixed_axes() == [1]
+    assert RelaxOptions().fixed_axes() == []
+    with pytest.raises(ConfigError, match=r"move_axes.*relax_cell: false"):
+        validate_into(RelaxOptions, {"move_axes": ["z"], "relax_cell": True}, where="relax")
+    for bad in ([], ["z", "z"]):
+        with pytest.raises(ValidationError, match=r"distinct axes"):
+            RelaxOptions(move_axes=bad)
+    with pytest.raises(ValidationError):
+        RelaxOptions(move_axes=["w"])
+    task = Task(kind="relax", relax={"move_axes": ["z"]})
+    assert AseEngine({"calculator": "emt"}).supports(task)
+
+    class WithoutAxes(AseEngine):
+        relax_features = frozenset()
+
+    engine = WithoutAxes({"calculator": "emt"})
+    assert not engine.supports(task)
+    assert "does not implement relax option(s) ['move_axes']" in engine.unsupported_reason(task)
+    assert engine.supports(Task(kind="relax"))
+
+
 def test_relax_not_converged_is_a_task_failure(tmp_path: Path) -> None:
     task = Task(kind="relax", relax={"fmax_eV_per_A": 1e-6, "max_steps": 2})
     with pytest.raises(TaskFailed, match=r"did not converge within max_steps=2"):

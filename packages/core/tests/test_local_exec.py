@@ -50,6 +50,25 @@ class Square(OP):
         return OPIO({"y": ip["x"] ** 2, "pid": os.getpid()})
 
 
+class SeesPreloaded(OP):
+    """Reports which modules were imported before its execute ran (by the fork server)."""
+
+    preload_modules = ("xml.dom.minidom",)
+
+    @classmethod
+    def get_input_sign(cls):
+        return OPIOSign({"engine": dict})
+
+    @classmethod
+    def get_output_sign(cls):
+        return OPIOSign({"preloaded": list})
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        names = ["xml.dom.minidom", "opshelf.core.engines.ase_engine", "ase.io"]
+        return OPIO({"preloaded": [n for n in names if n in sys.modules]})
+
+
 class Total(OP):
     @classmethod
     def get_input_sign(cls):
@@ -162,6 +181,26 @@ def test_chain_of_20_steps(tmp_path: Path) -> None:
     # 5 + 20 increments, each step a separate process
     assert output(tmp_path, "chain", "inc-019", "y") == 25
     assert launch_record(tmp_path, "chain", "inc-019")["via"] == "forkserver"
+
+
+def test_fork_server_preloads_declared_modules_and_named_engines(tmp_path: Path) -> None:
+    engine = {"name": "ase", "settings": {"calculator": "emt"}}
+    wf = Workflow(name="preload", id="preload")
+    wf.add(make_step("sees", SeesPreloaded, StepExecution(), key="sees",
+                     parameters={"engine": engine}))
+    modules = local_run.preload_modules(wf)
+    # the OP's module, what it declares, the engine's module and what the engine declares
+    assert modules[0] == __name__
+    for name in ("xml.dom.minidom", "opshelf.core.engines.ase_engine", "ase.io"):
+        assert name in modules
+    # a dict that merely has a "name" (extra keys) is no engine spec
+    other = Workflow(name="other", id="other")
+    other.add(make_step("sees", SeesPreloaded, StepExecution(), key="sees",
+                        parameters={"engine": {"name": "ase", "colour": "red"}}))
+    assert "opshelf.core.engines.ase_engine" not in local_run.preload_modules(other)
+    assert run_locally(wf, tmp_path) == "Succeeded"
+    assert output(tmp_path, "preload", "sees", "preloaded") == [
+        "xml.dom.minidom", "opshelf.core.engines.ase_engine", "ase.io"]
 
 
 @pytest.mark.slow  # 20 x 100 steps: ~1.5 min on an idle 2-core machine, ~4.5 min loaded

@@ -206,6 +206,48 @@ def test_missing_engine_reasons() -> None:
     assert "not found on PATH" in (missing_engine_reason("no-such-engine-xyz") or "")
 
 
+def test_missing_engine_reasons_of_engine_specs() -> None:
+    from opshelf.core.errors import ConfigError
+
+    emt = {"name": "ase", "settings": {"calculator": "emt"}}
+    assert missing_engine_reason(emt, ["Cu"]) is None
+    # the engine's own check runs, with the test's elements: EMT has no uranium
+    assert "'U'" in (missing_engine_reason(emt, ["U"]) or "")
+    assert "not installed" in (missing_engine_reason({"name": "no-such-engine-xyz"}) or "")
+    with pytest.raises(ConfigError, match=r"calculatr.*calculator"):  # a test's own bug
+        missing_engine_reason({"name": "ase", "settings": {"calculatr": "emt"}})
+
+
+class _EngineNeedingSettings:
+    """Stands in for an engine class whose settings have required keys (lammps)."""
+
+    program = "no-such-program-xyz"
+
+    def __init__(self) -> None:
+        from opshelf.core.errors import ConfigError
+
+        raise ConfigError("engine 'needy' settings: missing required key 'potential'")
+
+    def default_command(self) -> list[str]:
+        return [self.program]
+
+
+def test_engine_name_needing_settings_checks_its_program(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    from opshelf.core.testing import engines
+
+    class EntryPoint:
+        @staticmethod
+        def load() -> type:
+            return _EngineNeedingSettings
+
+    monkeypatch.setattr(engines, "_engine_entry_points", lambda: {"needy": EntryPoint()})
+    reason = missing_engine_reason("needy")
+    assert reason is not None and "'no-such-program-xyz' not found on PATH" in reason
+    monkeypatch.setattr(_EngineNeedingSettings, "program", shutil.which("python3") or "sh")
+    assert missing_engine_reason("needy") is None
+
+
 def test_require_engine_skips_or_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPSHELF_REQUIRE_ENGINES", raising=False)
     with pytest.raises(pytest.skip.Exception, match="no-such-engine-xyz"):

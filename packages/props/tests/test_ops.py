@@ -82,3 +82,20 @@ def test_errors_name_the_problem_before_work(tmp_path: Path, emt: dict[str, Any]
     with pytest.raises(ConfigError, match=r"unknown fcc sites \['crowdion'\]"):
         compute_property({"type": "interstitial", "sites": ["crowdion"]},
                          bulk("Cu", "fcc", a=3.6), emt, tmp_path / "int")
+
+
+@pytest.mark.parametrize("params", [
+    {"type": "surface", "max_miller_index": 2},
+    {"type": "surface", "miller_indices": [[1, 1, 1], [1, 0, 0]]},
+    {"type": "elastic", "normal_strain": 0.01},
+    {"type": "eos", "n_points": 7},
+])
+def test_cheap_task_counts_equal_what_make_writes(params: dict[str, Any]) -> None:
+    # the workflow sizes its fan-outs with count_tasks; surface and elastic count without
+    # building their structures, so check the count against make itself
+    from opshelf.props.registry import get_property
+
+    parsed = parse_params(params)
+    prop = get_property(parsed.type)
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    assert prop.count_tasks(atoms, parsed) == len(prop.make(atoms, parsed).tasks)

@@ -196,8 +196,10 @@ def intrinsic_fault_energy(a: float) -> float:
 
 def test_stacking_fault_matches_explicit_stacking(tmp_path: Path, emt: dict[str, Any],
                                                   cu_emt: Atoms) -> None:
-    result = compute_property({"type": "stacking_fault"}, cu_emt, emt, tmp_path)
+    result = compute_property({"type": "stacking_fault", "relax": False}, cu_emt, emt,
+                              tmp_path)
     assert result["slip_system"] == "fcc_111_112"
+    assert result["relaxed"] is False
     gamma = np.array(result["gsfe_J_per_m2"])
     assert gamma[0] == 0.0
     expected = intrinsic_fault_energy(cu_emt.cell.lengths()[0])
@@ -206,6 +208,79 @@ def test_stacking_fault_matches_explicit_stacking(tmp_path: Path, emt: dict[str,
     assert result["stable_fault_energy_J_per_m2"] == pytest.approx(expected, abs=5e-3)
     assert result["unstable_fault_energy_J_per_m2"] > max(gamma[1], gamma[3])
     assert result["slip_length_A"] == pytest.approx(cu_emt.cell.lengths()[0] * np.sqrt(6) / 2)
+
+
+def explicit_gsfe(a: float, samples: int, relax: bool) -> np.ndarray:
+    """GSFE of fcc {111}<112> built by hand: 12 close-packed layers ABC.. of the 1x1
+    primitive (111) cell; the upper 6 shifted by i/samples of the <112> repeat (three
+    partials a/sqrt(6)), c tilted by the same shift; relaxed (z only) directly with ASE."""
+    from ase.constraints import FixCartesian
+
+    side, spacing, n = a / np.sqrt(2), a / np.sqrt(3), 12
+    a1, a2 = np.array([side, 0, 0]), np.array([side / 2, side * np.sqrt(3) / 2, 0])
+    hollow = {"A": 0.0, "B": 1 / 3, "C": 2 / 3}
+    energies = []
+    for i in range(samples):
+        cell = np.array([a1, a2, [0, 0, spacing * n]])
+        atoms = Atoms("Cu" * n, cell=cell, pbc=True, scaled_positions=[
+            (hollow[s], hollow[s], k / n) for k, s in enumerate("ABC" * (n // 3))])
+        shift = i / samples * (a1 + a2)  # (a1 + a2) / 3 is one partial, a/sqrt(6)
+        atoms.positions[atoms.positions[:, 2] > spacing * (n / 2 - 0.5)] += shift
+        cell[2] += shift
+        atoms.set_cell(cell, scale_atoms=False)
+        atoms.calc = EMT()
+        if relax:
+            atoms.set_constraint(FixCartesian(range(n), mask=[True, True, False]))
+            BFGS(atoms, logfile=None).run(fmax=1e-4)
+        energies.append(atoms.get_potential_energy())
+    area = side * side * np.sqrt(3) / 2
+    return (np.array(energies) - energies[0]) / area * EV_PER_A2_TO_J_PER_M2
+
+
+def test_relaxed_stacking_fault_matches_ase(tmp_path: Path, emt: dict[str, Any],
+                                            cu_emt: Atoms, num_regression: Any) -> None:
+    # the ASE engine implements move_axes: relax: null (default) means relaxed
+    result = compute_property({"type": "stacking_fault"}, cu_emt, emt, tmp_path)
+    assert result["relaxed"] is True
+    gamma = np.array(result["gsfe_J_per_m2"])
+    a = cu_emt.cell.lengths()[0]
+    # the same shifts in a hand-built cell (4x fewer atoms per layer), relaxed along z by
+    # ASE's FixCartesian + BFGS: measured to agree to ~1e-6 J/m^2; 1e-4 allows for the
+    # two relaxation thresholds (1e-3 and 1e-4 eV/A)
+    np.testing.assert_allclose(gamma, explicit_gsfe(a, 12, relax=True), atol=1e-4)
+    # relaxing can only lower the rigid curve; by a lot at the top (0.87 vs 2.05 J/m^2
+    # rigid, measured) and at the unstable fault
+    rigid = explicit_gsfe(a, 12, relax=False)
+    assert np.all(gamma <= rigid + 1e-6)
+    assert gamma[8] < 0.5 * rigid[8]
+    assert result["unstable_fault_energy_J_per_m2"] < rigid[2]
+    # the recorded relaxed curve of this code (first run); 1e-5 J/m^2 absorbs BFGS
+    # round-off across numpy/ASE builds
+    num_regression.check({"gsfe_J_per_m2": gamma,
+                          "unstable_J_per_m2": [result["unstable_fault_energy_J_per_m2"]] * 12,
+                          "stable_J_per_m2": [result["stable_fault_energy_J_per_m2"]] * 12},
+                         default_tolerance={"atol": 1e-5, "rtol": 0})
+
+
+def test_stacking_fault_relax_needs_an_engine_that_relaxes_along_z(
+        tmp_path: Path, cu_emt: Atoms, caplog: pytest.LogCaptureFixture) -> None:
+    from opshelf.core.engines.ase_engine import AseEngine
+    from opshelf.core.errors import ConfigError
+
+    class RigidOnly(AseEngine):  # an engine without RelaxOptions.move_axes
+        relax_features = frozenset()
+
+    engine = RigidOnly({"calculator": "emt"})
+    with pytest.raises(ConfigError, match=r"relax: true.*does not implement relax option"
+                                          r".*move_axes.*relax: false"):
+        compute_property({"type": "stacking_fault", "relax": True}, cu_emt, engine,
+                         tmp_path / "true")
+    assert not (tmp_path / "true" / "tasks").exists()  # refused before any work
+    # the default falls back to rigid shifts, says so in the result and the log
+    result = compute_property({"type": "stacking_fault", "n_points": 6}, cu_emt, engine,
+                              tmp_path / "auto")
+    assert result["relaxed"] is False
+    assert "rigid shifts" in caplog.text
 
 
 def test_fault_energies_of_a_known_curve() -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import dpdata
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from opshelf.core.config import StrictModel, validate_into
 from opshelf.core.errors import ConfigError, MissingInputError
@@ -48,6 +48,27 @@ class RelaxOptions(StrictModel):
     relax_cell: bool = Field(False, description="relax cell shape and volume")
     relax_volume_only: bool = Field(False, description="with relax_cell: keep the shape")
     pressure_GPa: float = 0.0
+    move_axes: list[Literal["x", "y", "z"]] | None = Field(
+        None, description="Cartesian directions atoms may move in (e.g. ['z'] relaxes a "
+        "stacking fault only normal to its plane); None: all. Fixed cell only. Only engines "
+        "listing 'move_axes' in their relax_features run it")
+
+    @model_validator(mode="after")
+    def _check_move_axes(self) -> RelaxOptions:
+        if self.move_axes is None:
+            return self
+        if not self.move_axes or len(set(self.move_axes)) != len(self.move_axes):
+            raise ValueError(f"move_axes {self.move_axes}: one to three distinct axes of "
+                             "x, y, z (None: all)")
+        if self.relax_cell or not self.relax_positions:
+            raise ValueError("move_axes constrains atoms in a fixed cell: it needs "
+                             "relax_positions: true and relax_cell: false")
+        return self
+
+    def fixed_axes(self) -> list[int]:
+        """Indices (0 x, 1 y, 2 z) of the directions atoms may not move in."""
+        free = set(self.move_axes or "xyz")
+        return [i for i, axis in enumerate("xyz") if axis not in free]
 
 
 class MDOptions(StrictModel):
@@ -124,6 +145,12 @@ class Engine(ABC):
     Settings: ClassVar[type[StrictModel]] = StrictModel
     #: Files that `run` keeps besides the labelled data (globs, relative to the task dir).
     raw_file_globs: ClassVar[tuple[str, ...]] = ()
+    #: Optional RelaxOptions features this engine implements ("move_axes"); a task that
+    #: uses one the engine lacks is refused by `supports` (never silently ignored).
+    relax_features: ClassVar[frozenset[str]] = frozenset()
+    #: Modules a local run's fork server imports when a workflow names this engine (the
+    #: libraries `run`/`read_results` import lazily), so that each step does not pay them.
+    preload_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -176,7 +203,22 @@ class Engine(ABC):
             raise MissingInputError(f"engine {self.name!r}: executable {exe!r} not found on PATH")
 
     def supports(self, task: Task) -> bool:
-        return task.kind in self.kinds
+        return self.unsupported_reason(task) is None
+
+    def unsupported_reason(self, task: Task) -> str | None:
+        """Why this engine cannot run `task` (its kind, or a relax feature it lacks); None
+        when it can."""
+        if task.kind not in self.kinds:
+            return (f"engine {self.name!r} cannot run task kind {task.kind.value!r}; it runs "
+                    f"{sorted(k.value for k in self.kinds)}")
+        options = task.options()
+        if isinstance(options, RelaxOptions):
+            used = {"move_axes"} if options.move_axes is not None else set()
+            missing = sorted(used - self.relax_features)
+            if missing:
+                return (f"engine {self.name!r} does not implement relax option(s) {missing} "
+                        f"(its relax_features: {sorted(self.relax_features)})")
+        return None
 
     def run(self, task_dir: Path, task: Task, frame: dpdata.System) -> EngineResult:
         """Run a task whose inputs are written. Raises CommandError or TaskFailed."""

@@ -85,9 +85,20 @@ class Property(ABC):
     #: the result keys a reader looks for first (printed by the runner)
     headline: ClassVar[tuple[str, ...]] = ()
 
+    def for_engine(self, params: Any, engine: Engine) -> Any:
+        """`params` with what depends on the engine resolved (e.g. a default that needs an
+        engine feature); ConfigError when the engine cannot do what they ask. Runs before
+        `make`; the resolved params are what `post` sees."""
+        return params
+
     @abstractmethod
     def make(self, atoms: Atoms, params: Any) -> Made:
         """The engine tasks of this property for `atoms` (the equilibrium structure)."""
+
+    def count_tasks(self, atoms: Atoms, params: Any) -> int:
+        """How many tasks `make` would write (sizes a fan-out when a workflow is built).
+        Override where `make` is costly and the count is not (surface, elastic)."""
+        return len(self.make(atoms, params).tasks)
 
     @abstractmethod
     def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome], params: Any,
@@ -207,14 +218,14 @@ def make_property(prop: Property, params: Any, atoms: Atoms, engine: Engine, tas
     Everything the engine lacks (executable, potential, pseudopotential for an element) is
     reported by `engine.check` before any task dir is written.
     """
+    params = prop.for_engine(params, engine)
     made = prop.make(atoms, params)
     if not made.tasks:
         raise ConfigError(f"{prop.type}: the parameters give no calculation to run")
     for item in made.tasks:
-        if not engine.supports(item.task):
-            raise ConfigError(f"{prop.type}: engine {engine.name!r} cannot run task kind "
-                              f"{item.task.kind.value!r}; it runs "
-                              f"{sorted(k.value for k in engine.kinds)}")
+        reason = engine.unsupported_reason(item.task)
+        if reason is not None:
+            raise ConfigError(f"{prop.type}: {reason}")
     engine.check(elements_of(atoms), made.tasks[0].task)
     if context_dir.exists():
         shutil.rmtree(context_dir)

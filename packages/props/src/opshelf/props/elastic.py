@@ -83,6 +83,9 @@ class Elastic(Property):
                             "deformation": deformation.tolist()})
         return Made(tasks=tasks, context={"strains": strains})
 
+    def count_tasks(self, atoms: Atoms, params: ElasticParams) -> int:
+        return 1 + len(strain_set(params))  # the reference and every strain; no pymatgen
+
     def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
              params: ElasticParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
         from pymatgen.analysis.elasticity import Deformation, ElasticTensor, Stress

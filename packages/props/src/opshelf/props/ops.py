@@ -52,9 +52,19 @@ STEP_RUN = "run"
 STEP_POST = "post"
 
 
+#: Libraries make and post import lazily (seconds each, sympy through pymatgen's elasticity
+#: alone ~1.5 s): core's local runner preloads them once in its fork server, not per step.
+PRELOAD_MODULES = ("ase.io", "ase.build", "ase.lattice.cubic", "scipy.interpolate",
+                   "pymatgen.io.ase", "pymatgen.symmetry.analyzer", "pymatgen.core.surface",
+                   "pymatgen.analysis.eos", "pymatgen.analysis.elasticity", "phonopy",
+                   "matplotlib.pyplot")
+
+
 class MakeProperty(OP):
     """Structure (any file ASE reads) + `property` params + `engine` -> one task dir per
     calculation and the context dir `post` needs. The engine is checked first."""
+
+    preload_modules = PRELOAD_MODULES
 
     @classmethod
     def get_input_sign(cls) -> OPIOSign:
@@ -85,6 +95,8 @@ class MakeProperty(OP):
 class PostProperty(OP):
     """Context + every task's labelled output -> `results` (<type>.json, plot), `result`
     (the same dict) and `structure` (the relaxed one for relax, else the input)."""
+
+    preload_modules = PRELOAD_MODULES
 
     @classmethod
     def get_input_sign(cls) -> OPIOSign:
@@ -181,7 +193,7 @@ def block_names(properties: Sequence[Any]) -> list[str]:
 
 def count_tasks(params: Any, structure: Path) -> int:
     """How many tasks `params` makes (sizes the fan-out's groups at build time)."""
-    return len(get_property(params.type).make(read_structure(structure), params).tasks)
+    return get_property(params.type).count_tasks(read_structure(structure), params)
 
 
 def build_props_workflow(structure: str | Path, engine: EngineSpec | dict[str, Any],

@@ -4,13 +4,18 @@ system, in J/m^2, with the unstable and stable fault energies.
 The crystal is oriented with the fault plane normal along z and the slip direction along a
 cell vector of length L (one lattice repeat). The atoms above a plane in the middle are
 shifted by f*L and the c vector is tilted by the same shift (wrapped into [-L/2, L/2)), so
-the periodic cell holds exactly one fault and no surface. The shifts are rigid (no
-relaxation): the engine protocol has no per-direction constraints, and a free relaxation
-would slide the fault back to the perfect crystal.
+the periodic cell holds exactly one fault and no surface.
+
+Relaxed (the standard GSFE, as APEX and atomate compute it): at each shift the atoms relax
+along z only (core's `RelaxOptions.move_axes=["z"]`), in the fixed cell; a free relaxation
+would slide the fault back to the perfect crystal. Rigid: the shifted structures as made.
+`relax: null` (the default) relaxes when the engine implements `move_axes`, else computes
+the rigid curve and says so (`relaxed: false` in the result).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,7 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from opshelf.core.config import StrictModel
-from opshelf.core.engine import Task, TaskKind
+from opshelf.core.engine import Engine, RelaxOptions, Task, TaskKind
 from opshelf.core.errors import ConfigError
 from opshelf.props.base import (
     EV_PER_A2_TO_J_PER_M2,
@@ -36,6 +41,8 @@ from opshelf.props.base import (
 if TYPE_CHECKING:
     from ase import Atoms
 
+log = logging.getLogger(__name__)
+
 #: slip system name -> lattice it belongs to
 SLIP_SYSTEMS = {"fcc_111_112": "fcc", "bcc_110_111": "bcc", "hcp_0001_1010": "hcp"}
 
@@ -51,6 +58,18 @@ class StackingFaultParams(StrictModel):
                           description="shifts f = i/n_points of the repeat L, i = 0..n-1")
     min_in_plane_A: float = Field(
         5.0, gt=0, description="repeat the cell in the plane until both lengths reach this")
+    relax: bool | None = Field(
+        None, description="relax atoms normal to the fault plane at each shift. null: when "
+        "the engine implements per-axis relaxation (RelaxOptions.move_axes), else rigid; "
+        "true: relaxed or an error naming the engine; false: rigid shifts")
+    fmax_eV_per_A: float = Field(1e-3, gt=0, description="relaxation: force convergence")
+    max_steps: int = Field(500, ge=1, description="relaxation: at most this many steps")
+
+
+def relax_task(params: StackingFaultParams) -> Task:
+    """Relax along z (the fault normal) only, in the fixed cell: the shift stays imposed."""
+    return Task(kind=TaskKind.RELAX, relax=RelaxOptions(
+        fmax_eV_per_A=params.fmax_eV_per_A, max_steps=params.max_steps, move_axes=["z"]))
 
 
 def oriented_cell(atoms: Atoms, slip_system: str, n_layers: int, min_in_plane_A: float
@@ -136,6 +155,20 @@ class StackingFault(Property):
     Params = StackingFaultParams
     headline = ("unstable_fault_energy_J_per_m2", "stable_fault_energy_J_per_m2")
 
+    def for_engine(self, params: StackingFaultParams, engine: Engine
+                   ) -> StackingFaultParams:
+        reason = engine.unsupported_reason(relax_task(params))
+        if params.relax is None:
+            if reason is not None:
+                log.warning("stacking_fault: rigid shifts, the engine cannot relax along z "
+                            "only: %s", reason)
+            return params.model_copy(update={"relax": reason is None})
+        if params.relax and reason is not None:
+            raise ConfigError(f"stacking_fault.relax: true relaxes atoms normal to the fault "
+                              f"only (RelaxOptions.move_axes), and {reason}; set relax: false "
+                              "for the rigid curve")
+        return params
+
     def make(self, atoms: Atoms, params: StackingFaultParams) -> Made:
         kind = lattice_kind(atoms)
         system = params.slip_system
@@ -152,8 +185,8 @@ class StackingFault(Property):
         cell, axis = oriented_cell(atoms, system, params.n_layers, params.min_in_plane_A)
         z_split = split_height(cell)
         fractions = np.arange(params.n_points) / params.n_points
-        tasks = [PropertyTask(f"gsfe-{i:03d}", shifted(cell, axis, f, z_split),
-                              Task(kind=TaskKind.SINGLE_POINT))
+        task = relax_task(params) if params.relax else Task(kind=TaskKind.SINGLE_POINT)
+        tasks = [PropertyTask(f"gsfe-{i:03d}", shifted(cell, axis, f, z_split), task)
                  for i, f in enumerate(fractions)]
         area = float(np.linalg.norm(np.cross(cell.cell[0], cell.cell[1])))
         return Made(tasks=tasks, context={
@@ -168,7 +201,7 @@ class StackingFault(Property):
         fractions = np.array(context["fractions"])
         faults = fault_energies(fractions, gamma)
         plot_gsfe(fractions * context["slip_length_A"], gamma, faults, context,
-                  out_dir / "stacking_fault.png")
+                  bool(params.relax), out_dir / "stacking_fault.png")
         stable = faults["stable"]
         return {
             "slip_system": context["slip_system"],
@@ -180,12 +213,12 @@ class StackingFault(Property):
             "shifts_A": fractions * context["slip_length_A"],
             "gsfe_J_per_m2": gamma,
             "n_atoms": context["n_atoms"],
-            "relaxed": False,
+            "relaxed": bool(params.relax),
         }
 
 
 def plot_gsfe(shifts: np.ndarray, gamma: np.ndarray, faults: dict[str, Any],
-              context: dict[str, Any], path: Path) -> None:
+              context: dict[str, Any], relaxed: bool, path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     length = context["slip_length_A"]
@@ -196,7 +229,8 @@ def plot_gsfe(shifts: np.ndarray, gamma: np.ndarray, faults: dict[str, Any],
                     ms=10, label=f"{key}: {faults[key]['energy_J_per_m2']:.3f} J/m²")
     ax.set_xlabel("shift (Å)")
     ax.set_ylabel("fault energy (J/m²)")
-    ax.set_title(f"GSFE {context['slip_system']} (rigid shifts)")
+    how = "relaxed normal to the plane" if relaxed else "rigid shifts"
+    ax.set_title(f"GSFE {context['slip_system']} ({how})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -113,6 +113,89 @@ def op_modules(workflow: Workflow) -> list[str]:
     return found
 
 
+#: The keys of an EngineSpec dict (opshelf.core.engine): a step parameter holding a dict
+#: with a `name` of an installed engine and no other keys names an engine.
+_ENGINE_SPEC_KEYS = frozenset({"name", "settings", "profile"})
+
+
+def _walk_templates(workflow: Workflow) -> Iterator[Any]:
+    """Every template of `workflow` and every step (each once), depth first."""
+    seen: set[int] = set()
+    stack: list[Any] = [workflow.entrypoint]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        stack.append(getattr(item, "template", None))
+        for extra in ("prepare_step", "check_step"):
+            stack.append(getattr(item, extra, None))
+        for step in getattr(item, "steps", None) or []:
+            stack.extend(step if isinstance(step, list) else [step])
+        stack.extend(getattr(item, "tasks", None) or [])
+
+
+def declared_modules(workflow: Workflow) -> list[str]:
+    """Modules the workflow's OP classes and engines ask the fork server to preload.
+
+    - an OP class's ``preload_modules`` (class attribute, module names): libraries its
+      ``execute`` imports lazily (pymatgen, phonopy, ...);
+    - every engine named by a step parameter (an EngineSpec dict, at any depth of a dict
+      or list value): the module of its ``opshelf.engines`` entry point and the engine
+      class's ``preload_modules``. Without this each step that runs an engine task paid
+      the import of the engine and of what it reads its results with.
+    """
+    from dflow.python import OP
+
+    from opshelf.core.plugins import _entry_points
+
+    engines = _entry_points("opshelf.engines")
+    found: list[str] = []
+    named: set[str] = set()
+
+    def add(modules: Any) -> None:
+        for module in modules or ():
+            if isinstance(module, str) and module not in found:
+                found.append(module)
+
+    def scan(value: Any, depth: int = 0) -> None:
+        if depth > 8:
+            return
+        if isinstance(value, dict):
+            name = value.get("name")
+            if isinstance(name, str) and name in engines and set(value) <= _ENGINE_SPEC_KEYS:
+                named.add(name)
+            for item in value.values():
+                scan(item, depth + 1)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                scan(item, depth + 1)
+
+    for item in _walk_templates(workflow):
+        op_class = getattr(item, "op_class", None)
+        if op_class is not None:
+            add(getattr(type(op_class) if isinstance(op_class, OP) else op_class,
+                        "preload_modules", ()))
+        inputs = getattr(item, "inputs", None)
+        for parameter in (getattr(inputs, "parameters", None) or {}).values():
+            scan(getattr(parameter, "value", None))
+    for name in sorted(named):
+        add([engines[name].module])
+        try:
+            add(getattr(engines[name].load(), "preload_modules", ()))
+        except Exception as exc:  # the step that uses it reports the error itself
+            logger.warning("engine %r does not load (%r); not preloading it", name, exc)
+    return found
+
+
+def preload_modules(workflow: Workflow) -> list[str]:
+    """What the fork server of `workflow` imports before it serves: the OP modules, then
+    the modules its OPs and engines declare (``declared_modules``)."""
+    modules = op_modules(workflow)
+    return modules + [m for m in declared_modules(workflow) if m not in modules]
+
+
 def _extra_sys_path() -> list[str]:
     """Entries of this interpreter's sys.path that a fresh one would not have (a test
     directory pytest inserted, a PYTHONPATH, ...): steps must import what we import."""
@@ -341,7 +424,8 @@ def run_locally(workflow: Workflow, workdir: str | os.PathLike[str], *, resume: 
     """Run `workflow` on this machine in dflow's debug mode; return "Succeeded" or "Failed".
 
     Steps run under this interpreter (``sys.executable``) with this venv's bin/ first on
-    PATH, through a fork server that has imported dflow and the workflow's OP modules.
+    PATH, through a fork server that has imported dflow, the workflow's OP modules and
+    the modules its OPs and engines declare (``preload_modules``).
     Up to ``os.cpu_count()`` steps of a fan-out run at once (unless dflow's
     ``debug_pool_workers`` is set).
 
@@ -377,7 +461,7 @@ def run_locally(workflow: Workflow, workdir: str | os.PathLike[str], *, resume: 
     }
     server = None
     if os.environ.get(FORKSERVER_SWITCH_ENV, "1") != "0":
-        server = ForkServerProcess.start(op_modules(workflow), workdir / "forkserver.log",
+        server = ForkServerProcess.start(preload_modules(workflow), workdir / "forkserver.log",
                                          {**os.environ, **step_env})
     if server is not None:
         step_env[SOCKET_ENV] = server.socket_path

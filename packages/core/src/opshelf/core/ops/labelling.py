@@ -120,8 +120,9 @@ def prepare_engine_tasks(
     Every frame gets the same atom-name order (`type_map`, extended by elements it lacks),
     so the labelled data of all tasks can be merged.
     """
-    if not engine.supports(task):
-        raise ConfigError(f"engine {engine.name!r} cannot run task kind {task.kind.value!r}")
+    reason = engine.unsupported_reason(task)
+    if reason is not None:
+        raise ConfigError(reason)
     frames = [frame for path in frame_files for frame in read_frames(path, fmt)]
     names_map = union_type_map(frames, type_map)
     names: list[str] = []

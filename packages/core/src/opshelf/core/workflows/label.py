@@ -147,10 +147,9 @@ class LabelWorkflow(WorkflowPlugin):
         super().check(config, ctx)
         _, _, elements = self._frames(config, ctx, write=False)
         engine = load_engine(config.engine)
-        if not engine.supports(config.task):
-            raise ConfigError(f"engine {engine.name!r} cannot run task kind "
-                              f"{config.task.kind.value!r}; it runs "
-                              f"{sorted(k.value for k in engine.kinds)}")
+        reason = engine.unsupported_reason(config.task)
+        if reason is not None:
+            raise ConfigError(reason)
         engine.check(elements, config.task)
 
     # -- workflow ------------------------------------------------------------------------
