@@ -27,6 +27,7 @@ import difflib
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -448,6 +449,82 @@ def bench(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The main job, exactly as `./dev demo` runs it (the dev script names the demo)."""
     session.run(str(ROOT / "dev"), "demo", *session.posargs, external=True)
+
+
+CONTAINERS = ROOT / "containers"
+BASE_IMAGE_ENV = "OPSHELF_BASE_IMAGE"
+LOCAL_BASE_IMAGE = "localhost/opshelf-base:bookworm-python3.11"
+VERSION_LABEL = "org.opencontainers.image.version"
+
+
+def _image_name(package: LocalPackage) -> tuple[str, str]:
+    """(image, version) of a package, named by core's opshelf.core.images (the one place)."""
+    version = nox.project.load_toml(package.path / "pyproject.toml")["project"]["version"]
+    code = ("import sys; from opshelf.core.images import package_image; "
+            "print(package_image(sys.argv[1], sys.argv[2]))")
+    proc = subprocess.run([str(DEV_VENV / "bin" / "python"), "-c", code, package.dist_name,
+                           version], capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise RuntimeError(f"cannot name the image with opshelf.core.images (run ./dev first): "
+                           f"{proc.stderr.strip()}")
+    return proc.stdout.strip(), version
+
+
+@nox.session(venv_backend="none")
+def containers(session: nox.Session) -> None:
+    """Build containers/<name>/Containerfile images (buildah, --isolation chroot) and run each
+    image's smoke.sh inside it. Args: image names (default: all). Needs root and buildah; the
+    base is $OPSHELF_BASE_IMAGE, else a local debootstrap base (containers/base/)."""
+    names = sorted(p.parent.name for p in CONTAINERS.glob("*/Containerfile")
+                   if p.parent.name != "base")
+    wanted = list(session.posargs) or names
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        session.error(f"no containers/<name>/Containerfile for {unknown}; known: {names}")
+    base = os.environ.get(BASE_IMAGE_ENV)
+    if not base:
+        base = LOCAL_BASE_IMAGE
+        present = subprocess.run(["buildah", "inspect", "--type", "image", base],
+                                 capture_output=True, check=False).returncode == 0
+        if not present:
+            session.run(str(CONTAINERS / "base" / "build-base.sh"), base,
+                        str(ROOT / ".nox" / "container-base"), external=True)
+    build_args = ["--build-arg", f"BASE_IMAGE={base}"]
+    volumes: list[str] = []
+    # pip inside the build sees the build machine's wheel folder and CA bundle, if it has them
+    for name in ("PIP_FIND_LINKS", "PIP_CERT"):
+        path = os.environ.get(name, "")
+        if path and Path(path).exists():
+            volumes += ["--volume", f"{path}:{path}:ro"]
+            build_args += ["--build-arg", f"{name}={path}"]
+    failed: list[str] = []
+    for name in wanted:
+        package = PACKAGES.get(name)
+        if package is None:
+            session.error(f"containers/{name}: no package with short-name {name!r}")
+        image, version = _image_name(package)
+        try:
+            session.run("buildah", "bud", "--isolation", "chroot", "--layers",
+                        "-f", str(CONTAINERS / name / "Containerfile"),
+                        *build_args, "--build-arg", f"VERSION={version}", *volumes,
+                        "-t", image, str(ROOT), external=True)
+            label = session.run("buildah", "inspect", "--type", "image", "--format",
+                                f'{{{{index .OCIv1.Config.Labels "{VERSION_LABEL}"}}}}',
+                                image, external=True, silent=True)
+            if str(label).strip() != version:
+                raise nox.command.CommandFailed(f"{image}: label {VERSION_LABEL}={label!r}")
+            container = str(session.run("buildah", "from", image, external=True,
+                                        silent=True)).strip().splitlines()[-1]
+            try:
+                session.run("buildah", "run", "--isolation", "chroot", container, "--",
+                            "/opt/opshelf/smoke.sh", external=True)
+            finally:
+                session.run("buildah", "rm", container, external=True, silent=True)
+            session.log(f"{image}: built, smoke test passed")
+        except nox.command.CommandFailed as err:
+            failed.append(f"{name} ({err.reason})")
+    if failed:
+        session.error(f"container image(s) failed: {', '.join(failed)}")
 
 
 # `nox` alone (and `./dev test`) runs the checks; docs, bench and demo run on request.

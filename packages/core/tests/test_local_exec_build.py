@@ -102,7 +102,7 @@ def test_dispatcher_step_polls_at_the_configured_interval(tmp_path: Path) -> Non
     step = make_step("inc", Inc, execution, parameters={"x": 41}, key="inc")
     assert isinstance(step.executor, PolledDispatcherExecutor)
     rendered = step.executor.render(step.template)
-    assert "run_submission(check_interval=0.5, " in rendered.script
+    assert "check_interval=0.5, " in rendered.script
     assert sys.executable in rendered.script  # the job runs this interpreter
 
     wf = Workflow("dispatch")

@@ -30,6 +30,7 @@ from dflow.python import OP, PythonOPTemplate, Slices
 
 from opshelf.core.errors import ConfigError
 from opshelf.core.execution import ArgoExecutor, DispatcherExecutor, StepExecution
+from opshelf.core.images import image_for
 
 Mode = Literal["local", "argo"]
 
@@ -44,27 +45,140 @@ _SLICES_KEYS = frozenset({
 })
 
 
+#: Messages of a scheduler that is briefly unreachable or busy (Slurm, PBS, LSF, SSH): the
+#: submission is tried again after ``scheduler_retry_wait_s`` instead of failing the step.
+TRANSIENT_SCHEDULER_ERRORS = (
+    "Unable to contact slurm controller",
+    "Socket timed out on send/recv operation",
+    "Slurm temporarily unable to accept job",
+    "Resource temporarily unavailable",
+    "Connection refused",
+    "Connection reset by peer",
+    "cannot connect to server",  # PBS qsub/qstat
+    "LSF is processing your request",
+    "Batch system not responding",  # LSF
+)
+
+# Python source put into the dispatcher step's script (it runs wherever dflow runs that
+# script: this machine in local mode, a pod in Argo mode), so it needs only dpdispatcher.
+_RUN_SUBMISSION_SOURCE = r'''
+def _opshelf_run_submission(submission, *, clean, check_interval, retry_wait, retries,
+                            transient):
+    """opshelf: poll every `check_interval` s; retry transient scheduler failures; on a
+    failure, report the scheduler's own output (job state, scheduler log, task stderr)."""
+    import shlex, sys, time
+    import dpdispatcher.utils.utils as dpd_utils
+
+    class _CappedTime:  # dpdispatcher's own retry of sbatch/squeue sleeps 60 s
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds):
+            if seconds > retry_wait:
+                print(f"opshelf: retrying after {retry_wait} s, not {seconds} s",
+                      file=sys.stderr, flush=True)
+            time.sleep(min(seconds, retry_wait))
+
+    dpd_utils.time = _CappedTime()
+
+    def scheduler_report():
+        lines = []
+        try:
+            machine = submission.machine
+            context = machine.context
+            batch = type(machine).__name__
+            lines.append(f"scheduler report ({batch}, {context.remote_root}):")
+            for job in submission.belonging_jobs:
+                lines.append(f"  job {job.job_hash}: scheduler id {job.job_id or '-'}, "
+                             f"state {job.job_state!r}, failures {job.fail_count}")
+                if batch.startswith("Slurm") and job.job_id:
+                    _, _, out, err = context.block_call(
+                        "scontrol show job -o " + shlex.quote(str(job.job_id)))
+                    lines.append("    " + (out.read().decode(errors="replace").strip()
+                                           or err.read().decode(errors="replace").strip()))
+            _, _, out, _ = context.block_call(
+                "for f in slurm-*.out *.o[0-9]* *.e[0-9]* *_last_err_file */log log; do "
+                "[ -f \"$f\" ] && { echo \"--- $f (last 30 lines)\"; tail -n 30 \"$f\"; }; "
+                "done; true")
+            lines.append(out.read().decode(errors="replace").rstrip())
+        except Exception as exc:  # the report must never hide the failure itself
+            lines.append(f"(no scheduler report: {type(exc).__name__}: {exc})")
+        return "\n".join(lines)
+
+    attempt = 0
+    while True:
+        try:
+            return submission.run_submission(clean=clean, check_interval=check_interval)
+        except Exception as exc:
+            text, cause = f"{type(exc).__name__}: {exc}", exc.__cause__ or exc.__context__
+            while cause is not None:  # dpdispatcher's "Failed to run do_submit" hides why
+                text += f"\n  caused by {type(cause).__name__}: {cause}"
+                cause = cause.__cause__ or cause.__context__
+            # a job's own stderr (quoted after this marker) is no scheduler message
+            ours = text.split("Possible remote error message")[0]
+            if attempt < retries and any(marker in ours for marker in transient):
+                attempt += 1
+                print(f"opshelf: transient scheduler failure (attempt {attempt} of "
+                      f"{retries}), retrying in {retry_wait} s: {text}",
+                      file=sys.stderr, flush=True)
+                time.sleep(retry_wait)
+                continue
+            report = scheduler_report()
+            print(f"opshelf: dispatcher job failed: {text}\n{report}", file=sys.stderr,
+                  flush=True)
+            raise RuntimeError(f"dispatcher job failed: {text}\n{report}") from exc
+
+
+'''
+
+
 class PolledDispatcherExecutor(_DflowDispatcherExecutor):
-    """dflow's DispatcherExecutor, passing dpdispatcher's ``check_interval``.
+    """dflow's DispatcherExecutor, made dependable for real schedulers.
 
     dflow's generated script calls ``submission.run_submission(clean=...)`` and so gets
-    dpdispatcher's default of 30 s between polls: a 2 s job took 31 s (FIELD-NOTES).
+    dpdispatcher's default of 30 s between polls: a 2 s job took 31 s (FIELD-NOTES). Here
+    the call is replaced by one that
+
+    - polls every ``check_interval_s`` (dpdispatcher's ``check_interval``);
+    - retries a transient scheduler failure (``TRANSIENT_SCHEDULER_ERRORS``: sbatch or
+      squeue refused while the controller is down or busy) up to ``transient_retries``
+      times, ``scheduler_retry_wait_s`` apart (dpdispatcher's own retry of those waits
+      60 s; it is capped to the same wait). The submission is persisted by dpdispatcher,
+      so a retry resumes it: finished tasks are not run again;
+    - on a failure, writes the scheduler's view into the step log and the error: job
+      ids and states (``scontrol show job`` for Slurm), the scheduler output file and
+      the task's stderr.
+
+    A job the scheduler ends (``scancel``, node failure) is resubmitted by dpdispatcher
+    up to the machine's ``retry_count`` times.
     """
 
-    def __init__(self, *args: Any, check_interval_s: float = 2.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, check_interval_s: float = 2.0,
+                 scheduler_retry_wait_s: float = 10.0, transient_retries: int = 3,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.check_interval_s = check_interval_s
+        self.scheduler_retry_wait_s = scheduler_retry_wait_s
+        self.transient_retries = transient_retries
 
     def render(self, template: Any) -> Any:
         rendered = super().render(template)
         script = getattr(rendered, "script", None)
         if rendered is template or not isinstance(script, str):
             return rendered
-        call = "submission.run_submission("
-        if call not in script:
+        call = f"\nsubmission.run_submission(clean={self.clean!r})\n"
+        if script.count(call) != 1:
             raise RuntimeError("dflow's dispatcher script no longer calls "
-                               "submission.run_submission(): update PolledDispatcherExecutor")
-        rendered.script = script.replace(call, f"{call}check_interval={self.check_interval_s!r}, ")
+                               "submission.run_submission(clean=...) once at top level: "
+                               "update PolledDispatcherExecutor")
+        ours = (f"\n_opshelf_run_submission(submission, clean={self.clean!r}, "
+                f"check_interval={self.check_interval_s!r}, "
+                f"retry_wait={self.scheduler_retry_wait_s!r}, "
+                f"retries={self.transient_retries!r}, "
+                f"transient={TRANSIENT_SCHEDULER_ERRORS!r})\n")
+        head, tail = script.split(call)
+        rendered.script = head + "\n" + _RUN_SUBMISSION_SOURCE + ours + tail
         return rendered
 
 
@@ -143,10 +257,8 @@ def python_op_template(op_class: type[OP] | OP, execution: StepExecution, *,
     }
     if mode == "argo":
         argo = executor if isinstance(executor, ArgoExecutor) else ArgoExecutor()
-        kwargs["image"] = argo.image or image
-        if kwargs["image"] is None:
-            raise ConfigError(f"step with OP {name}: Argo mode needs a container image "
-                              "(executor.image, or the package image)")
+        # the package image of the OP (opshelf.core.images) unless the config names one
+        kwargs["image"] = argo.image or image or image_for(op_class)
         kwargs["image_pull_policy"] = argo.image_pull_policy
         requests = _resources(argo)
         limits = dict(requests or {})
@@ -173,6 +285,8 @@ def dispatcher_executor(executor: DispatcherExecutor, *, mode: Mode = "local"
         resources_dict=deepcopy(executor.resources),
         remote_command=[executor.python or sys.executable],
         check_interval_s=executor.poll_interval_s,
+        scheduler_retry_wait_s=executor.scheduler_retry_wait_s,
+        transient_retries=executor.retry_count,
     )
     dispatcher.machine_dict = machine  # replace, do not merge with dflow's SSH defaults
     return dispatcher
@@ -225,6 +339,6 @@ def make_step(name: str, op_class: type[OP] | OP, execution: StepExecution, *,
 
 
 __all__: Sequence[str] = [
-    "AUTO_GROUPS_PER_CPU", "PolledDispatcherExecutor", "dispatcher_executor", "make_step",
+    "AUTO_GROUPS_PER_CPU", "PolledDispatcherExecutor", "TRANSIENT_SCHEDULER_ERRORS", "dispatcher_executor", "make_step",
     "python_op_template", "resolve_group_size",
 ]

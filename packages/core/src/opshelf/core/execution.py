@@ -41,7 +41,10 @@ class DispatcherExecutor(StrictModel):
         default_factory=dict,
         description="dpdispatcher Resources: number_node, cpu_per_node, gpu_per_node, queue_name, ...")
     poll_interval_s: float = Field(2.0, gt=0, description="how often to poll the scheduler (dpdispatcher's check_interval)")
-    retry_count: int = Field(3, ge=0, description="dpdispatcher's own resubmissions of a failed job")
+    retry_count: int = Field(3, ge=0, description="dpdispatcher's own resubmissions of a failed job; "
+                             "also the retries of a transient scheduler failure (sbatch refused)")
+    scheduler_retry_wait_s: float = Field(
+        10.0, gt=0, description="wait before retrying a transient scheduler failure")
     python: str | None = Field(None, description="interpreter on the remote side; the local one when unset")
 
 

@@ -1,0 +1,8 @@
+#!/bin/bash
+# Smoke test of the opshelf-cl image: run inside it by `nox -s containers`.
+set -euo pipefail
+opshelf --version
+opshelf list
+opshelf list | grep -qw cl
+opshelf schema cl > /dev/null
+echo "smoke: workflow cl is installed and has a schema"
