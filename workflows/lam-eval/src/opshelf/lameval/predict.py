@@ -1,0 +1,172 @@
+"""Evaluate a model on many structures: batched where the model supports it, else an ASE loop.
+
+A per-structure ASE loop pays the model's per-call latency (graph building, a small forward
+pass, Python overhead) once per structure; packing many structures into one forward pass is
+where the speed is for graph networks. CHGNet batches with `CHGNet.predict_structure(list)`,
+SevenNet with torch-geometric batching of its atom graphs. Any other calculator (EMT, DeePMD,
+an import path) runs in the ASE loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import Field
+
+from opshelf.core.config import StrictModel
+from opshelf.core.models import load_calculator
+
+if TYPE_CHECKING:
+    from ase import Atoms
+    from ase.calculators.calculator import BaseCalculator
+
+#: GPa -> eV/A^3 (CHGNet's stresses are in GPa)
+GPA_TO_EV_PER_A3 = 1 / 160.21766208
+#: calculators with a batched evaluation here
+BATCHED = ("chgnet", "sevennet")
+
+
+class ModelSpec(StrictModel):
+    """One model on the leaderboard."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                      description="leaderboard label (letters, digits, _ . -)")
+    calculator: str = Field(description="'opshelf.models' entry point (emt, chgnet, sevennet, "
+                            "deepmd, ...) or an import path 'module:factory'")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to the calculator")
+    batched: bool = Field(True, description="batched inference where the model supports it "
+                          f"({', '.join(BATCHED)}); otherwise a per-structure ASE loop")
+    batch_size: int = Field(32, ge=1, description="structures per forward pass")
+
+
+@dataclass
+class Prediction:
+    """A model's labels for one structure (ASE units)."""
+
+    energy_eV: float
+    forces_eV_per_A: np.ndarray
+    #: 3x3, ASE's sign (positive in tension), eV/A^3; None when the model gives none
+    stress_eV_per_A3: np.ndarray | None
+
+    def virial_eV(self, volume_A3: float) -> np.ndarray | None:
+        """dpdata's virial (-stress x volume), eV."""
+        return None if self.stress_eV_per_A3 is None else -self.stress_eV_per_A3 * volume_A3
+
+
+def _voigt_to_matrix(stress: np.ndarray) -> np.ndarray:
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    return voigt_6_to_full_3x3_stress(np.asarray(stress, dtype=float))
+
+
+class AseLoopPredictor:
+    """One `get_potential_energy` / `get_forces` / `get_stress` call per structure."""
+
+    batched = False
+
+    def __init__(self, calc: BaseCalculator) -> None:
+        self.calc = calc
+
+    def predict(self, frames: Sequence[Atoms]) -> list[Prediction]:
+        from ase.calculators.calculator import PropertyNotImplementedError
+
+        out = []
+        for frame in frames:
+            atoms = frame.copy()
+            atoms.calc = self.calc
+            energy = float(atoms.get_potential_energy())
+            forces = np.array(atoms.get_forces())
+            stress = None
+            if atoms.pbc.all():
+                try:
+                    stress = _voigt_to_matrix(atoms.get_stress())
+                except (PropertyNotImplementedError, NotImplementedError):
+                    stress = None
+            out.append(Prediction(energy, forces, stress))
+        return out
+
+
+def _chunks(frames: Sequence[Atoms], size: int) -> Iterator[Sequence[Atoms]]:
+    for start in range(0, len(frames), size):
+        yield frames[start:start + size]
+
+
+class ChgnetBatchPredictor:
+    """CHGNet's own batching: `predict_structure(list of structures, batch_size)`."""
+
+    batched = True
+
+    def __init__(self, kwargs: dict[str, Any], batch_size: int) -> None:
+        from opshelf.lameval.models import load_chgnet_model
+
+        self.model = load_chgnet_model(kwargs.get("model_name", "0.3.0"),
+                                       kwargs.get("device", "auto"))
+        self.batch_size = batch_size
+
+    def predict(self, frames: Sequence[Atoms]) -> list[Prediction]:
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        structures = [AseAtomsAdaptor.get_structure(atoms) for atoms in frames]
+        raw = self.model.predict_structure(structures, task="efs", batch_size=self.batch_size)
+        raw = raw if isinstance(raw, list) else [raw]
+        return [Prediction(float(r["e"]) * len(atoms), np.asarray(r["f"], dtype=float),
+                           np.asarray(r["s"], dtype=float) * GPA_TO_EV_PER_A3)
+                for r, atoms in zip(raw, frames)]
+
+
+class SevennetBatchPredictor:
+    """SevenNet's atom graphs batched by torch-geometric, one forward pass per batch."""
+
+    batched = True
+
+    def __init__(self, kwargs: dict[str, Any], batch_size: int) -> None:
+        from opshelf.lameval.models import sevennet
+
+        self.calc = sevennet(**kwargs)
+        self.batch_size = batch_size
+
+    def predict(self, frames: Sequence[Atoms]) -> list[Prediction]:
+        import sevenn._keys as KEY
+        import torch
+        from sevenn.atom_graph_data import AtomGraphData
+        from sevenn.train.dataload import unlabeled_atoms_to_graph
+        from torch_geometric.data import Batch
+
+        calc = self.calc
+        out: list[Prediction] = []
+        calc.model.set_is_batch_data(True)
+        try:
+            for chunk in _chunks(frames, self.batch_size):
+                graphs = []
+                for atoms in chunk:
+                    graph = AtomGraphData.from_numpy_dict(
+                        unlabeled_atoms_to_graph(atoms, calc.cutoff, with_shift=False))
+                    if calc.modal:
+                        graph[KEY.DATA_MODALITY] = calc.modal
+                    graphs.append(graph)
+                batch = Batch.from_data_list(graphs).to(calc.device)
+                result = calc.model(batch)
+                energies = result[KEY.PRED_TOTAL_ENERGY].detach().cpu().numpy()
+                forces = torch.split(result[KEY.PRED_FORCE].detach().cpu(),
+                                     result[KEY.NUM_ATOMS].tolist())
+                # SevenNet's stress: -(xx, yy, zz, xy, yz, zx); ASE's Voigt: xx yy zz yz xz xy
+                stresses = -result[KEY.PRED_STRESS].detach().cpu().numpy()[:, [0, 1, 2, 4, 5, 3]]
+                for energy, force, stress in zip(energies, forces, stresses):
+                    out.append(Prediction(float(energy), force.numpy().astype(float),
+                                          _voigt_to_matrix(stress)))
+        finally:
+            calc.model.set_is_batch_data(False)
+        return out
+
+
+def make_predictor(spec: ModelSpec) -> AseLoopPredictor | ChgnetBatchPredictor | \
+        SevennetBatchPredictor:
+    """The batched predictor of a model that has one (and `spec.batched`), else the ASE loop."""
+    if spec.batched and spec.calculator == "chgnet":
+        return ChgnetBatchPredictor(spec.kwargs, spec.batch_size)
+    if spec.batched and spec.calculator == "sevennet":
+        return SevennetBatchPredictor(spec.kwargs, spec.batch_size)
+    return AseLoopPredictor(load_calculator(spec.calculator, **spec.kwargs))

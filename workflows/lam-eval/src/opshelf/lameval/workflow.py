@@ -1,0 +1,165 @@
+"""`lameval`: evaluate large atomic models side by side, LAMBench-style.
+
+    evaluate-<model> (one step per model: accuracy, delta, properties, md, efficiency)
+        -> leaderboard (leaderboard.json/.csv, results.json, report.html)
+
+One step per model loads the model once for all its tasks (loading CHGNet or SevenNet costs
+seconds); models run in parallel steps. Results land in `<run>/results/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field, model_validator
+
+from opshelf.core.config import StrictModel
+from opshelf.core.errors import MissingInputError
+from opshelf.core.execution import StepsConfig
+from opshelf.core.workflow import BuildContext, WorkflowPlugin
+from opshelf.lameval.data import DatasetSpec, reference_datasets
+from opshelf.lameval.predict import ModelSpec
+from opshelf.lameval.tasks import TasksConfig
+
+if TYPE_CHECKING:
+    from dflow import Workflow
+
+STEP_EVALUATE = "evaluate"
+STEP_LEADERBOARD = "leaderboard"
+
+
+def evaluate_step_id(model_name: str) -> str:
+    """Step name and key of a model's evaluation: dflow/Argo keys allow only lower-case
+    alphanumerics and '-' (a model named 'chgnet-0.3.0' would be rejected)."""
+    return f"{STEP_EVALUATE}-{model_name}".lower().replace("_", "-").replace(".", "-")
+
+
+class LamEvalConfig(StrictModel):
+    """Configuration of the `lameval` workflow."""
+
+    models: list[ModelSpec] = Field(min_length=1)
+    datasets: list[DatasetSpec] | None = Field(
+        None, description="labelled data sets; the shipped CP2K PBE reference set when unset")
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
+    steps: StepsConfig = Field(default_factory=StepsConfig)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> LamEvalConfig:
+        for what, names in (("models", [m.name for m in self.models]),
+                            ("datasets", [d.name for d in self.datasets or []])):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{what}: names must be unique, repeated: {repeated}")
+        return self
+
+
+class LamEvalWorkflow(WorkflowPlugin):
+    name = "lameval"
+    description = "evaluate large atomic models (accuracy, Delta, properties, MD, speed)"
+    Config = LamEvalConfig
+
+    def step_names(self, config: StrictModel) -> list[str]:
+        return [STEP_EVALUATE, STEP_LEADERBOARD]
+
+    def datasets(self, config: LamEvalConfig, ctx: BuildContext) -> list[DatasetSpec]:
+        if config.datasets is None:
+            return reference_datasets()
+        resolved = []
+        for spec in config.datasets:
+            path = spec.path.expanduser()
+            path = path if path.is_absolute() else (ctx.config_dir / path)
+            if not path.exists():
+                raise MissingInputError(f"datasets: {spec.name}: not found: {spec.path} "
+                                        f"(looked at {path})")
+            resolved.append(spec.model_copy(update={"path": path.resolve()}))
+        return resolved
+
+    def check(self, config: StrictModel, ctx: BuildContext) -> None:
+        assert isinstance(config, LamEvalConfig)
+        super().check(config, ctx)
+        from opshelf.core.models import resolve_calculator_factory
+        from opshelf.lameval.data import load_frames
+
+        for model in config.models:
+            resolve_calculator_factory(model.calculator)  # unknown name / module: an error now
+        if config.tasks.accuracy.enabled:
+            for spec in self.datasets(config, ctx):
+                load_frames(spec.path, spec.fmt)  # unreadable or unlabelled: an error now
+
+    def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
+        assert isinstance(config, LamEvalConfig)
+        from dflow import Workflow, upload_artifact
+
+        from opshelf.core.dflow_build import make_step
+        from opshelf.lameval.ops import EvaluateModel, MakeLeaderboard
+
+        datasets = self.datasets(config, ctx) if config.tasks.accuracy.enabled else []
+        data_artifact = upload_artifact([d.path for d in datasets]) if datasets else None
+        specs = [d.model_dump(mode="json", exclude={"path"}) for d in datasets]
+        workflow = Workflow(name="lameval", id=ctx.workflow_id)
+        evaluations = []
+        for model in config.models:
+            step_id = evaluate_step_id(model.name)
+            step = make_step(
+                step_id, EvaluateModel, config.steps.for_step(STEP_EVALUATE),
+                key=step_id, mode=ctx.mode,
+                artifacts={"datasets": data_artifact} if data_artifact else {},
+                parameters={"model": model.model_dump(mode="json"),
+                            "tasks": config.tasks.model_dump(mode="json"),
+                            "dataset_specs": specs, "config_dir": str(ctx.config_dir)})
+            evaluations.append(step)
+        workflow.add(evaluations)
+        board = make_step(
+            STEP_LEADERBOARD, MakeLeaderboard, config.steps.for_step(STEP_LEADERBOARD),
+            key=STEP_LEADERBOARD, mode=ctx.mode,
+            artifacts={"results": [s.outputs.artifacts["result"] for s in evaluations]})
+        workflow.add(board)
+        return workflow
+
+    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
+        from opshelf.core.workflows.label import step_output_artifacts
+
+        outputs = step_output_artifacts(ctx, workflow, STEP_LEADERBOARD)
+        results = ctx.run_dir / "results"
+        if results.exists():
+            shutil.rmtree(results)
+        shutil.copytree(outputs["leaderboard"], results)
+        board = json.loads((results / "leaderboard.json").read_text())
+        lines = [f"leaderboard of {len(board['models'])} model(s): {results / 'leaderboard.csv'}",
+                 f"report: {results / 'report.html'}"]
+        for row in board["models"]:
+            lines.append(f"  {row['model']}: M_FF {row['generalizability_error']}, "
+                         f"Delta {row['mean_delta_meV_per_atom']} meV/atom, "
+                         f"M_IS {row['instability']}, {row['us_per_atom_per_step']} us/atom/step")
+        return lines
+
+    def report(self, run_dir: Path) -> Path:
+        from opshelf.lameval.leaderboard import write_leaderboard
+
+        results = Path(run_dir) / "results"
+        if not (results / "results.json").is_file():
+            raise MissingInputError(f"{results / 'results.json'} not found: the run has not "
+                                    f"finished (opshelf status {run_dir})")
+        return write_leaderboard(json.loads((results / "results.json").read_text()),
+                                 results)["html"]
+
+    def add_cli_commands(self, commands: argparse._SubParsersAction) -> None:
+        """`opshelf lameval models`: the installed models (the `opshelf.models` group)."""
+        parser = commands.add_parser("models", help="list the models installed for lameval")
+        parser.set_defaults(func=list_models)
+
+
+def list_models(args: argparse.Namespace) -> int:
+    from opshelf.core.plugins import describe
+
+    models = describe("opshelf.models")
+    width = max((len(n) for n in models), default=0)
+    for name, where in models.items():
+        print(f"{name.ljust(width)}  {where}", file=sys.stdout)
+    print("(any ASE calculator also works by import path: module:factory)")
+    return 0

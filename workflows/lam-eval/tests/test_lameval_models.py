@@ -1,0 +1,106 @@
+"""EMT, CHGNet and SevenNet-0 on the shipped CP2K reference set and a 3-element Delta test."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from opshelf.core.testing.engines import engines_required
+from opshelf.lameval.data import load_frames, reference_datasets
+from opshelf.lameval.predict import AseLoopPredictor, ModelSpec, make_predictor
+from opshelf.lameval.tasks import AccuracyTask, DeltaTask, MdTask, run_accuracy, run_delta, run_md
+
+
+def require_package(name: str) -> None:
+    """Skip without the package, fail under OPSHELF_REQUIRE_ENGINES=1 (like require_engine)."""
+    if importlib.util.find_spec(name) is None:
+        if engines_required():
+            pytest.fail(f"python package {name!r} missing (OPSHELF_REQUIRE_ENGINES=1)")
+        pytest.skip(f"python package {name!r} missing")
+
+
+def al_datasets():
+    return [d for d in reference_datasets() if d.domain == "Al"]
+
+
+def test_emt_accuracy_on_reference_set() -> None:
+    result = run_accuracy(ModelSpec(name="emt", calculator="emt"), al_datasets(), AccuracyTask())
+    rattled = result["datasets"]["Al-rattled"]
+    assert rattled["status"] == "succeeded"
+    # EMT vs CP2K PBE on rattled 4-atom Al: tens of meV/A force errors, not eV/A, not zero
+    assert 5 < rattled["force_rmse_meV_per_A"] < 500
+    assert set(rattled["normalised"]) == {"energy", "force", "virial"}
+    assert 0 < result["generalizability_error"] <= 1
+
+
+@pytest.mark.parametrize("calculator", ["chgnet", "sevennet"])
+def test_batched_equals_ase_loop(calculator: str) -> None:
+    """The batched evaluation gives the calculator's own numbers (float32 models: 1e-4)."""
+    require_package({"chgnet": "chgnet", "sevennet": "sevenn"}[calculator])
+    from opshelf.core.models import load_calculator
+
+    frames = [f for d in al_datasets() for f in load_frames(d.path, d.fmt).atoms]
+    batched = make_predictor(ModelSpec(name=calculator, calculator=calculator, batch_size=4))
+    assert batched.batched
+    loop = AseLoopPredictor(load_calculator(calculator)).predict(frames)
+    for got, want in zip(batched.predict(frames), loop):
+        assert got.energy_eV == pytest.approx(want.energy_eV, abs=1e-3)
+        np.testing.assert_allclose(got.forces_eV_per_A, want.forces_eV_per_A, atol=1e-3)
+        np.testing.assert_allclose(got.stress_eV_per_A3, want.stress_eV_per_A3, atol=1e-4)
+
+
+@pytest.mark.parametrize("calculator", ["chgnet", "sevennet"])
+def test_universal_model_accuracy(calculator: str) -> None:
+    require_package({"chgnet": "chgnet", "sevennet": "sevenn"}[calculator])
+    result = run_accuracy(ModelSpec(name=calculator, calculator=calculator), al_datasets(),
+                          AccuracyTask())
+    for name, data in result["datasets"].items():
+        assert data["status"] == "succeeded", name
+    # Universal models trained on PBE (MPtrj): force errors vs our coarse CP2K PBE labels of
+    # rattled Al of order 10-200 meV/A (CHGNet's MPtrj test MAE is ~60 meV/A)
+    assert 1 < result["datasets"]["Al-rattled"]["force_rmse_meV_per_A"] < 300
+    assert result["batched"]
+
+
+def test_chgnet_delta_three_elements(tmp_path: Path) -> None:
+    """Delta vs WIEN2k for Al, Cu, Si through opshelf-props' EOS on core's ase engine."""
+    require_package("chgnet")
+    result = run_delta(ModelSpec(name="chgnet", calculator="chgnet"),
+                       DeltaTask(elements=["Al", "Cu", "Si"], n_points=7), tmp_path)
+    cu = result["elements"]["Cu"]
+    assert result["n_failed"] == 0
+    # FIELD-NOTES (measured here): CHGNet fcc Cu a0 3.616 A -> V0 = 3.616^3/4 = 11.82 A^3/atom
+    assert cu["v0_A3_per_atom"] == pytest.approx(3.616**3 / 4, rel=5e-3)
+    # B0 against ASE's own Birch-Murnaghan fit of CHGNet energies on the same volumes (1 %).
+    # (FIELD-NOTES' 137 GPa came from another volume range; here +-6 % around WIEN2k's V0.)
+    from ase.eos import EquationOfState
+    from ase.units import GPa
+
+    eos = EquationOfState(cu["volumes_A3_per_atom"], cu["energies_eV_per_atom"],
+                          eos="birchmurnaghan")
+    v0, _, b0 = eos.fit()
+    assert cu["b0_GPa"] == pytest.approx(b0 / GPa, rel=0.01)
+    assert cu["v0_A3_per_atom"] == pytest.approx(v0, rel=1e-3)
+    # PBE-trained models sit within tens of meV/atom of WIEN2k PBE; a wrong EOS is far off
+    for element in ("Al", "Cu", "Si"):
+        assert 0 < result["elements"][element]["delta_meV_per_atom"] < 30, element
+
+
+def test_emt_delta_and_md_failures_are_recorded(tmp_path: Path) -> None:
+    """EMT has no Si: the Delta element fails with its reason, the others still run."""
+    result = run_delta(ModelSpec(name="emt", calculator="emt"),
+                       DeltaTask(elements=["Al", "Cu", "Si"], n_points=7), tmp_path)
+    assert result["elements"]["Si"]["status"] == "failed"
+    assert result["elements"]["Al"]["status"] == "succeeded"
+    assert result["n_failed"] == 1
+    md = run_md(ModelSpec(name="emt", calculator="emt"),
+                MdTask(systems=[{"element": "Cu"}, {"element": "Si", "crystal": "diamond"}],
+                       n_steps=40))
+    assert md["runs"]["Cu-fcc-2x2x2"]["status"] == "succeeded"
+    # 2 fs velocity Verlet on EMT Cu at 600 K: drift well below LAMBench's 5e-4 eV/atom/ps x 10
+    assert abs(md["runs"]["Cu-fcc-2x2x2"]["drift_eV_per_atom_per_ps"]) < 5e-3
+    assert md["runs"]["Si-diamond-2x2x2"]["status"] == "failed"
+    assert md["instability"] >= 2.5  # (Cu's <= 1, Si's 5) / 2
