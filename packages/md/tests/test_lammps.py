@@ -160,3 +160,48 @@ def test_deepmd_ensemble_devi_matches_ase_on_the_same_frames(tiny_models: list[P
 
 def test_batch_runner_needs_a_task(tmp_path: Path) -> None:
     assert run_lammps_tasks([], ["lmp"], {}, tmp_path) == {}
+
+
+def test_models_of_one_file_name_stay_distinct(tiny_models: list[Path], tmp_path: Path) -> None:
+    """Every trained model is `frozen_model.pb`: copied by name, LAMMPS would run one model
+    n times (deviation ~1e-16). They must reach the task dir under distinct names."""
+    import shutil
+
+    same_name = []
+    for i, model in enumerate(tiny_models):
+        (tmp_path / f"train-{i}").mkdir()
+        same_name.append(str(shutil.copyfile(model, tmp_path / f"train-{i}" / "frozen_model.pb")))
+    conf = tmp_path / "conf.extxyz"
+    start = bulk("Cu", "fcc", a=3.615, cubic=True) * (2, 2, 2)
+    start.rattle(0.05, seed=5)  # off the lattice: forces (and their deviation) are not zero
+    ase.io.write(conf, start, format="extxyz")
+    config = ExploreConfig(
+        engine={"name": "lammps", "settings": {"potential": {"style": "deepmd",
+                                                             "models": same_name}}},
+        groups=[{"kind": "md", "temperatures_K": [600], "n_steps": 20, "dump_every": 10}])
+    names, paths, _ = prepare_explore_tasks([conf], "auto", config, tmp_path / "tasks")
+    script = (paths[0] / "in.lammps").read_text()
+    assert "pair_style deepmd model-000.pb model-001.pb" in script
+    assert (paths[0] / "model-000.pb").read_bytes() == tiny_models[0].read_bytes()
+    assert (paths[0] / "model-001.pb").read_bytes() == tiny_models[1].read_bytes()
+    assert [r["status"] for r in run_explore_tasks(paths, tmp_path / "runs")] == ["succeeded"]
+    devi = read_model_devi(tmp_path / "runs" / names[0] / "model_devi.out")
+    # two differently seeded models disagree by >1e-4 eV/A (test above); one model run twice
+    # gives round-off (~1e-16)
+    assert np.all(devi[:, 4] > 1e-4)
+
+
+def test_explore_seed_changes_every_velocity_seed(tmp_path: Path) -> None:
+    conf = tmp_path / "conf.extxyz"
+    ase.io.write(conf, bulk("Cu", "fcc", a=3.615, cubic=True) * (2, 2, 2), format="extxyz")
+    group = {"kind": "md", "temperatures_K": [300, 600], "n_steps": 10, "n_samples": 2}
+
+    def velocity_lines(seed: int) -> list[str]:
+        config = ExploreConfig(engine=EAM, groups=[group], seed=seed)
+        _, paths, _ = prepare_explore_tasks([conf], "auto", config, tmp_path / f"s{seed}")
+        return [line for p in paths for line in (p / "in.lammps").read_text().splitlines()
+                if line.startswith("velocity")]
+
+    default, again, other = velocity_lines(0), velocity_lines(0), velocity_lines(1234)
+    assert default == again and len(set(default)) == 4  # deterministic, distinct per run
+    assert not set(default) & set(other)  # a new base seed: no run repeats its velocities

@@ -49,6 +49,7 @@ from opshelf.md.lammps import (
     MODEL_DEVI_FILE,
     DeepmdPotential,
     LammpsEngine,
+    deepmd_model_names,
     run_lammps_tasks,
 )
 from opshelf.md.model_devi import read_model_devi
@@ -101,6 +102,8 @@ class ExploreConfig(StrictModel):
 
     engine: EngineSpec
     groups: list[ExploreGroup] = Field(min_length=1)
+    seed: int = Field(0, ge=0, description="base of the MD velocity seeds (run k of a group "
+                      "gets seed + k); a loop passes a new one per iteration")
 
 
 def _conf_indices(group: MdGroup | TemplateGroup, n_confs: int, where: str) -> list[int]:
@@ -113,12 +116,12 @@ def _conf_indices(group: MdGroup | TemplateGroup, n_confs: int, where: str) -> l
     return list(group.confs)
 
 
-def expand_md_group(group: MdGroup, n_confs: int, where: str = "groups[0]"
+def expand_md_group(group: MdGroup, n_confs: int, where: str = "groups[0]", seed: int = 0
                     ) -> list[tuple[int, MDOptions, dict[str, Any]]]:
-    """(conf index, MD options, grid point) for every run of the group; seeds differ per run."""
+    """(conf index, MD options, grid point) for every run of the group; seeds differ per run
+    (`seed` + 1, `seed` + 2, ...)."""
     pressures = group.pressures_GPa if group.ensemble == "npt" else [0.0]
     runs = []
-    seed = 0
     for conf in _conf_indices(group, n_confs, where):
         for t, p in itertools.product(group.temperatures_K, pressures):
             for _ in range(group.n_samples):
@@ -142,7 +145,7 @@ def revise_template(text: str, revision: dict[str, Any], models: Sequence[str] |
     for line in text.splitlines():
         words = line.split()
         if words[:2] == ["pair_style", "deepmd"] and models is not None:
-            line = (f"pair_style deepmd {' '.join(Path(m).name for m in models)}"
+            line = (f"pair_style deepmd {' '.join(deepmd_model_names(models))}"
                     + (f" out_freq {dump_every} out_file {MODEL_DEVI_FILE}"
                        if len(models) > 1 else ""))
         elif words[:1] == ["dump"] and len(words) >= 2:
@@ -189,7 +192,7 @@ def prepare_explore_tasks(conf_files: Sequence[Path], fmt: str, config: ExploreC
     for g, group in enumerate(config.groups):
         where = f"groups[{g}]"
         if isinstance(group, MdGroup):
-            for conf, options, point in expand_md_group(group, len(confs), where):
+            for conf, options, point in expand_md_group(group, len(confs), where, config.seed):
                 planned.append((g, conf, point, Task(kind=TaskKind.MD, md=options), None))
             continue
         if not isinstance(engine, LammpsEngine):

@@ -102,6 +102,16 @@ def resolve_file(name: str, base: Path | None = None) -> Path:
     raise MissingInputError(f"potential file not found: {name}")
 
 
+def deepmd_model_names(models: Sequence[str]) -> list[str]:
+    """The names the models get in a task dir: their own names when those differ, else
+    model-000.pb, model-001.pb, ... (trained models are all `frozen_model.pb`, and copying
+    by name would leave one model that LAMMPS then runs n times)."""
+    names = [Path(m).name for m in models]
+    if len(set(names)) == len(names):
+        return names
+    return [f"model-{i:03d}{Path(m).suffix}" for i, m in enumerate(models)]
+
+
 def potential_files(potential: Any) -> list[str]:
     if isinstance(potential, EamPotential):
         return list(potential.files.values())
@@ -132,7 +142,7 @@ def pair_lines(potential: Any, type_map: Sequence[str], model_devi_every: int | 
         return ["pair_style meam",
                 f"pair_coeff * * {Path(potential.library).name} {names} {params} {names}"]
     if isinstance(potential, DeepmdPotential):
-        models = " ".join(Path(m).name for m in potential.models)
+        models = " ".join(deepmd_model_names(potential.models))
         devi = ""
         if len(potential.models) > 1 and model_devi_every is not None:
             devi = f" out_freq {model_devi_every} out_file {MODEL_DEVI_FILE}"
@@ -309,9 +319,13 @@ class LammpsEngine(Engine):
             raise ConfigError(f"lammps: task kind {task.kind.value!r} is not supported")
 
     def copy_potential_files(self, task_dir: Path) -> None:
-        for name in potential_files(self.settings.potential):
+        potential = self.settings.potential
+        files = potential_files(potential)
+        targets = (deepmd_model_names(files) if isinstance(potential, DeepmdPotential)
+                   else [resolve_file(name).name for name in files])
+        for name, target_name in zip(files, targets):
             source = resolve_file(name)
-            target = task_dir / source.name
+            target = task_dir / target_name
             if not target.exists():
                 shutil.copyfile(source, target)
 
