@@ -1,0 +1,120 @@
+"""Wall time of a finished cl run split into train / explore / select / label / overhead.
+
+    python benchmarks/cl_demo_time.py RUN_DIR          (e.g. after `./dev demo`)
+    python benchmarks/cl_demo_time.py --run CONFIG     (runs `opshelf run cl CONFIG` first)
+
+A phase's time is the union of the intervals of its step processes (from the first file
+written under the step dir's `inputs` to its final `phase` write, so dflow's per-step
+start-up counts as phase time);
+overhead is the wall time of the driver attempts during which no step process ran at all
+(building, scheduling, collecting). Prints
+`train_s=.. explore_s=.. select_s=.. label_s=.. overhead_s=.. wall_s=.. overhead_fraction=..`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from opshelf.cl.flow import PHASE_OF_STEP
+from opshelf.cl.status import iteration_steps
+
+
+def union_length(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for lo, hi in sorted(intervals):
+        if hi <= end:
+            continue
+        total += hi - max(lo, end)
+        end = hi
+    return total
+
+
+def split(run_dir: Path) -> dict[str, float]:
+    record = json.loads((run_dir / "run.json").read_text())
+    wfdir = run_dir / "dflow" / record["run_id"]
+    by_phase: dict[str, list[tuple[float, float]]] = {}
+    for _, steps in iteration_steps(wfdir).items():
+        for name, dirs in steps.items():
+            phase = PHASE_OF_STEP.get(name)
+            for d in dirs:
+                if phase is None or not (d / "inputs").exists() or not (d / "phase").exists():
+                    continue
+                written = [f.lstat().st_mtime for f in (d / "inputs").rglob("*")]
+                start = min(written, default=(d / "phase").stat().st_mtime)
+                interval = (start, (d / "phase").stat().st_mtime)
+                by_phase.setdefault(phase, []).append(interval)
+    attempts = [(dt.datetime.fromisoformat(a["start"]).timestamp(),
+                 dt.datetime.fromisoformat(a["end"]).timestamp())
+                for a in record["attempts"] if a.get("end")]
+    wall = sum(hi - lo for lo, hi in attempts)
+    busy = union_length([iv for ivs in by_phase.values() for iv in ivs])
+    out = {f"{p}_s": union_length(by_phase.get(p, [])) for p in
+           ("train", "explore", "select", "label")}
+    out.update(overhead_s=max(0.0, wall - busy), wall_s=wall)
+    out["overhead_fraction"] = out["overhead_s"] / wall if wall else float("nan")
+    return out
+
+
+def step_processes(run_dir: Path) -> list[tuple[float, float, float, str]]:
+    """(start, end, process wall s, step key) of every step that ran a process, by start:
+    `launcher.json`'s wall_s is the step process alone; start..end includes dflow's handling
+    of the step (artifact copies, its script written) in the driver."""
+    record = json.loads((run_dir / "run.json").read_text())
+    wfdir = run_dir / "dflow" / record["run_id"]
+    rows = []
+    for d in wfdir.iterdir():
+        launcher = d / "launcher.json"
+        if not launcher.is_file() or not (d / "phase").exists():
+            continue
+        written = [f.lstat().st_mtime for f in (d / "inputs").rglob("*")] \
+            if (d / "inputs").exists() else []
+        end = (d / "phase").stat().st_mtime
+        rows.append((min(written, default=end), end,
+                     float(json.loads(launcher.read_text()).get("wall_s") or 0.0), d.name))
+    return sorted(rows)
+
+
+def gaps(rows: list[tuple[float, float, float, str]], top: int = 8) -> list[tuple[float, str]]:
+    """The longest stretches with no step running, each named by the step that ends it."""
+    out, end = [], float("-inf")
+    for lo, hi, _, name in rows:
+        if end > float("-inf") and lo > end:
+            out.append((lo - end, name))
+        end = max(end, hi)
+    return sorted(out, reverse=True)[:top]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir", nargs="?", type=Path)
+    parser.add_argument("--run", type=Path, help="a cl config to run first")
+    parser.add_argument("--gaps", action="store_true",
+                        help="also print step-process time and the longest idle gaps")
+    args = parser.parse_args()
+    run_dir = args.run_dir
+    if args.run is not None:
+        name = "cl-demo-time-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        subprocess.run([sys.executable, "-m", "opshelf.core.cli", "run", "cl", str(args.run),
+                        "--name", name, "--no-progress"], check=True)
+        from opshelf.core.rundir import default_runs_root
+
+        run_dir = default_runs_root() / name
+    if run_dir is None:
+        parser.error("give RUN_DIR or --run CONFIG")
+    figures = split(run_dir)
+    print(" ".join(f"{k}={v:.3f}" if k == "overhead_fraction" else f"{k}={v:.1f}"
+                   for k, v in figures.items()))
+    if args.gaps:
+        rows = step_processes(run_dir)
+        print(f"step_processes={len(rows)} step_process_s={sum(r[2] for r in rows):.1f}")
+        for length, name in gaps(rows):
+            print(f"gap_s={length:.1f} before={name}")
+
+
+if __name__ == "__main__":
+    main()

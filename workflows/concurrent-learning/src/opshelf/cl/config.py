@@ -1,0 +1,141 @@
+"""The strict, typed config of the concurrent-learning workflow (`opshelf run cl CONFIG`).
+
+    type_map, seed, max_iterations
+    init_data:  labelled systems in any dpdata format (several entries)
+    train:      DeePMD template, ensemble size, init-model policy, how dp runs
+    explore:    engine (lammps | ase-ensemble) and stages; a stage = initial confs (files or
+                generated lattices with random substitutions) + task groups + convergence
+    select:     trust levels, max frames per iteration, filters (opshelf-md's SelectConfig)
+    fp:         any opshelf engine (cp2k, qe, vasp, abacus, gaussian, ase), task, success ratio
+    steps:      execution per step (local by default; dispatcher or argo per step)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from opshelf.core.config import StrictModel
+from opshelf.core.engine import EngineSpec, Task
+from opshelf.core.execution import StepsConfig
+from opshelf.md.explore import ExploreGroup
+from opshelf.md.filters import ConfFilters
+from opshelf.md.selection import TrustLevels
+from opshelf.train.deepmd import DpProfile
+from opshelf.train.script import InitModelOptions
+
+
+class DataSource(StrictModel):
+    """Labelled frames: a deepmd/npy folder (or folder of systems) or any file dpdata reads."""
+
+    path: str = Field(description="file or folder, relative to the config file")
+    fmt: str = Field("auto", description="dpdata format; 'auto': deepmd/npy for a folder, "
+                     "else any file ASE reads with energies and forces (extxyz, OUTCAR, ...)")
+
+
+class TrainSection(StrictModel):
+    template: str | dict[str, Any] = Field(
+        description="DeePMD input (file, JSON or YAML, or inline); the data paths are set by "
+        "the workflow, model.type_map and seeds too")
+    numb_models: int = Field(4, ge=2, description="ensemble size (>= 2 for model deviation)")
+    init_model: InitModelOptions = Field(default_factory=InitModelOptions)
+    dp: DpProfile = Field(default_factory=DpProfile)
+
+
+class Substitution(StrictModel):
+    """Replace a random fraction of the atoms of one element (alloys from a pure lattice)."""
+
+    replace: str = Field(description="element replaced, e.g. 'Cu'")
+    by: dict[str, float] = Field(description="element -> fraction of the sites of `replace`")
+
+
+class LatticeConfs(StrictModel):
+    """Initial confs generated from a crystal: supercell, random substitutions, rattle."""
+
+    element: str
+    crystal: Literal["fcc", "bcc", "hcp", "diamond", "sc"] = "fcc"
+    lattice_constant_A: float | None = Field(None, gt=0)
+    supercell: tuple[int, int, int] = (2, 2, 2)
+    cubic: bool = True
+    n_confs: int = Field(1, ge=1)
+    substitutions: list[Substitution] = Field(default_factory=list)
+    rattle_A: float = Field(0.0, ge=0)
+    seed: int = 0
+
+
+class ConfSource(StrictModel):
+    files: list[str] | None = Field(None, description="structure files (any dpdata format)")
+    fmt: str = "auto"
+    generate: LatticeConfs | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ConfSource:
+        if (self.files is None) == (self.generate is None):
+            raise ValueError("give exactly one of 'files' and 'generate'")
+        return self
+
+
+class Convergence(StrictModel):
+    """When a stage is done (DPGEN2's convergence checks)."""
+
+    style: Literal["accurate-ratio", "adaptive-lower"] = "accurate-ratio"
+    min_accurate_ratio: float = Field(
+        0.97, ge=0, le=1, description="accurate-ratio: converged when at least this fraction "
+        "of the explored frames is accurate")
+    level_tolerance: float = Field(
+        0.005, ge=0, description="adaptive-lower: converged when the adaptive lower force "
+        "level moved by less than this (eV/A) over the last `n_checked` iterations")
+    n_checked: int = Field(2, ge=2)
+    max_iterations: int = Field(5, ge=1, description="iterations of this stage at most")
+    fatal_at_max: bool = Field(False, description="fail the run when the stage reaches "
+                               "max_iterations unconverged (else move on to the next stage)")
+
+
+class Stage(StrictModel):
+    name: str | None = None
+    confs: ConfSource
+    groups: list[ExploreGroup] = Field(min_length=1, description="opshelf-md task groups; "
+                                       "their `confs` indices count within this stage")
+    convergence: Convergence = Field(default_factory=Convergence)
+
+
+class ExploreSection(StrictModel):
+    engine: Literal["lammps", "ase-ensemble"] = "lammps"
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="engine settings besides the potential (the "
+        "ensemble of trained models is filled in), e.g. lammps' neighbor_skin_A")
+    profile: dict[str, Any] = Field(default_factory=dict, description="engine profile "
+                                    "(command, mpi_prefix, threads, timeout_s)")
+    tasks_per_batch: int = Field(8, ge=1, description="MD runs per process (LAMMPS)")
+    stages: list[Stage] = Field(min_length=1)
+
+
+class SelectSection(StrictModel):
+    trust: TrustLevels
+    max_select: int | None = Field(None, ge=0, description="frames labelled per iteration "
+                                   "at most")
+    max_select_ratio: float | None = Field(None, ge=0, le=1)
+    filters: ConfFilters = Field(default_factory=ConfFilters)
+
+
+class FpSection(StrictModel):
+    engine: EngineSpec
+    task: Task = Field(default_factory=Task)
+    min_success_ratio: float = Field(
+        0.8, ge=0, le=1, description="an iteration fails when fewer FP tasks succeed")
+    keep_files: list[str] = Field(default_factory=list)
+
+
+class ClConfig(StrictModel):
+    """Configuration of the `cl` workflow."""
+
+    type_map: list[str] = Field(min_length=1)
+    seed: int = Field(0, description="every random choice derives from (seed, iteration, step)")
+    max_iterations: int = Field(20, ge=1, description="iterations over all stages at most")
+    init_data: list[DataSource] = Field(min_length=1)
+    train: TrainSection
+    explore: ExploreSection
+    select: SelectSection
+    fp: FpSection
+    steps: StepsConfig = Field(default_factory=StepsConfig)

@@ -1,0 +1,290 @@
+"""The loop as recursive dflow Steps (as DPGEN2 builds it).
+
+    cl-loop(state)                                   key iter-NNNNNN--loop
+      block: train -> explore -> select -> label -> collect-data
+             (train, explore, label: small Steps around the prep/run fan-outs)
+             keys iter-NNNNNN--prep-train, iter-NNNNNN--run-train-000001, ...,
+                  iter-NNNNNN--run-fp-000013, iter-NNNNNN--collect-data
+      scheduler                                      key iter-NNNNNN--scheduler
+      next: cl-loop(new state)   when scheduler's done == 0
+
+Every OP class is injected through `ClOps`, so tests wire mocked subclasses into the same
+graph. The loop state travels as a parameter (a small dict) from scheduler to scheduler.
+"""
+
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dflow import (
+    InputArtifact,
+    InputParameter,
+    Inputs,
+    OutputArtifact,
+    OutputParameter,
+    Outputs,
+    Step,
+    Steps,
+    argo_len,
+    argo_sequence,
+)
+from dflow.python import OP
+
+from opshelf.core.dflow_build import make_step
+from opshelf.core.execution import StepsConfig
+
+STEP_PREP_TRAIN = "prep-train"
+STEP_RUN_TRAIN = "run-train"
+STEP_PREP_EXPLORE = "prep-explore"
+STEP_RUN_EXPLORE = "run-explore"
+STEP_SELECT = "select-confs"
+STEP_PREP_FP = "prep-fp"
+STEP_RUN_FP = "run-fp"
+STEP_COLLECT_FP = "collect-fp"
+STEP_COLLECT_DATA = "collect-data"
+STEP_SCHEDULER = "scheduler"
+STEP_NAMES = [STEP_PREP_TRAIN, STEP_RUN_TRAIN, STEP_PREP_EXPLORE, STEP_RUN_EXPLORE, STEP_SELECT,
+              STEP_PREP_FP, STEP_RUN_FP, STEP_COLLECT_FP, STEP_COLLECT_DATA, STEP_SCHEDULER]
+#: the phases of an iteration, for the status table and timing: step name -> phase
+PHASE_OF_STEP = {STEP_PREP_TRAIN: "train", STEP_RUN_TRAIN: "train",
+                 STEP_PREP_EXPLORE: "explore", STEP_RUN_EXPLORE: "explore",
+                 STEP_SELECT: "select", STEP_PREP_FP: "label", STEP_RUN_FP: "label",
+                 STEP_COLLECT_FP: "label", STEP_COLLECT_DATA: "label",
+                 STEP_SCHEDULER: "select"}
+
+
+@dataclass
+class ClOps:
+    """The OP classes of the loop (real ones by default; tests inject mocked subclasses)."""
+
+    prep_train: type[OP]
+    run_train: type[OP]
+    prep_explore: type[OP]
+    run_explore: type[OP]
+    select_confs: type[OP]
+    prep_fp: type[OP]
+    run_fp: type[OP]
+    collect_fp: type[OP]
+    collect_data: type[OP]
+    scheduler: type[OP]
+
+    @classmethod
+    def real(cls) -> ClOps:
+        from opshelf.cl.ops import (
+            CollectFpCl,
+            CollectIterData,
+            PrepExploreCl,
+            PrepFpCl,
+            Scheduler,
+        )
+        from opshelf.fp.ops import RunFp
+        from opshelf.md.ops import RunExplore, SelectConfs
+        from opshelf.train.ops import PrepTrain, RunTrain
+
+        return cls(PrepTrain, RunTrain, PrepExploreCl, RunExplore, SelectConfs, PrepFpCl, RunFp,
+                   CollectFpCl, CollectIterData, Scheduler)
+
+
+_BLOCK_PARAMS = ("block_id", "template", "numb_models", "type_map", "train_seed", "train_config",
+                 "explore", "tasks_per_batch", "select", "fp_engine", "fp_task",
+                 "min_success_ratio", "keep_files")
+_BLOCK_ARTS = ("init_data", "iter_data", "init_models", "confs")
+_LOOP_PARAMS = (*_BLOCK_PARAMS, "state", "convergence", "stages_explore", "seed",
+                "max_iterations")
+
+
+def _slices(inputs_p: list[str], inputs_a: list[str], out_p: list[str], out_a: list[str]
+            ) -> dict[str, Any]:
+    return {"slices": "int('{{item}}')", "input_parameter": inputs_p,
+            "input_artifact": inputs_a, "output_parameter": out_p, "output_artifact": out_a}
+
+
+def _fanout(of: Any) -> Any:
+    return argo_sequence(argo_len(of), format="%06d")
+
+
+def _sub_steps(name: str, params: tuple[str, ...], arts: tuple[str, ...],
+               outs: tuple[str, ...]) -> Steps:
+    """An empty Steps template with these inputs and output artifacts."""
+    return Steps(name=name,
+                 inputs=Inputs(parameters={p: InputParameter() for p in params},
+                               artifacts={a: InputArtifact(optional=a in _OPTIONAL_ARTS)
+                                          for a in arts}),
+                 outputs=Outputs(artifacts={a: OutputArtifact() for a in outs}))
+
+
+_OPTIONAL_ARTS = ("iter_data", "init_models")
+
+
+class ClBlock(Steps):
+    """One iteration: train -> explore -> select -> label -> collect-data.
+
+    Each fan-out (run-train, run-explore, run-fp) sits in a small Steps of its own (train,
+    explore, label; DPGEN2's prep-run super-OPs): dflow's local mode deep-copies and pickles
+    the fan-out's whole enclosing Steps, finished steps included, for every slice; in one flat
+    block that cost ~10 s before each run-fp fan-out (measured, benchmarks/cl_demo_time.py).
+    Step keys are the same either way."""
+
+    def __init__(self, name: str, ops: ClOps, steps: StepsConfig, *, mode: Any = "local",
+                 numb_models: int | None = None) -> None:
+        super().__init__(
+            name=name,
+            inputs=Inputs(parameters={p: InputParameter() for p in _BLOCK_PARAMS},
+                          artifacts={a: InputArtifact(optional=a in _OPTIONAL_ARTS)
+                                     for a in _BLOCK_ARTS}),
+            outputs=Outputs(
+                parameters={"n_selected": OutputParameter()},
+                artifacts={a: OutputArtifact() for a in (
+                    "models", "iter_data", "select_report", "fp_summary", "trajs")}),
+        )
+        ip, ia = self.inputs.parameters, self.inputs.artifacts
+        block = ip["block_id"]
+
+        def step(name: str, op: type[OP], **kw: Any) -> Step:
+            return make_step(name, op, steps.for_step(name), mode=mode, **kw)
+
+        def sub(name: str, template: Steps) -> Step:
+            return Step(name, template, key=f"{block}--{name}",
+                        parameters={p: ip[p] for p in template.inputs.parameters},
+                        artifacts={a: ia[a] if a in ia else arts[a]
+                                   for a in template.inputs.artifacts})
+
+        arts: dict[str, Any] = {}
+        train = _sub_steps("cl-train", ("block_id", "template", "numb_models", "type_map",
+                                        "train_seed", "train_config"),
+                           ("init_data", "iter_data", "init_models"), ("model",))
+        tp, ta = train.inputs.parameters, train.inputs.artifacts
+        prep_train = step(
+            STEP_PREP_TRAIN, ops.prep_train, key=f"{tp['block_id']}--{STEP_PREP_TRAIN}",
+            parameters={"template": tp["template"], "numb_models": tp["numb_models"],
+                        "type_map": tp["type_map"], "seed": tp["train_seed"]},
+            artifacts={"data": ta["init_data"]})
+        run_train = step(
+            STEP_RUN_TRAIN, ops.run_train,
+            key=f"{tp['block_id']}--{STEP_RUN_TRAIN}-{{{{item}}}}",
+            parameters={"config": tp["train_config"],
+                        "task_name": prep_train.outputs.parameters["task_names"]},
+            artifacts={"task_path": prep_train.outputs.artifacts["task_paths"],
+                       "init_data": ta["init_data"], "iter_data": ta["iter_data"],
+                       "init_model": ta["init_models"]},
+            slices=_slices(["task_name"], ["task_path", "init_model"], ["report"],
+                           ["model", "lcurve", "log", "script", "metrics"]),
+            with_sequence=_fanout(prep_train.outputs.parameters["task_names"]),
+            n_items=numb_models)
+        train.add(prep_train)
+        train.add(run_train)
+        train.outputs.artifacts["model"]._from = run_train.outputs.artifacts["model"]
+        train_step = sub("train", train)
+        arts["models"] = train_step.outputs.artifacts["model"]
+
+        explore = _sub_steps("cl-explore", ("block_id", "explore", "type_map",
+                                            "tasks_per_batch"), ("confs", "models"), ("trajs",))
+        xp, xa = explore.inputs.parameters, explore.inputs.artifacts
+        prep_explore = step(
+            STEP_PREP_EXPLORE, ops.prep_explore, key=f"{xp['block_id']}--{STEP_PREP_EXPLORE}",
+            parameters={"explore": xp["explore"], "type_map": xp["type_map"],
+                        "tasks_per_batch": xp["tasks_per_batch"]},
+            artifacts={"confs": xa["confs"], "models": xa["models"]})
+        run_explore = step(
+            STEP_RUN_EXPLORE, ops.run_explore,
+            key=f"{xp['block_id']}--{STEP_RUN_EXPLORE}-{{{{item}}}}",
+            parameters={"batch_name": prep_explore.outputs.parameters["batch_names"]},
+            artifacts={"batch_path": prep_explore.outputs.artifacts["batch_paths"]},
+            slices=_slices(["batch_name"], ["batch_path"], ["report"], ["trajs"]),
+            with_sequence=_fanout(prep_explore.outputs.parameters["batch_names"]))
+        explore.add(prep_explore)
+        explore.add(run_explore)
+        explore.outputs.artifacts["trajs"]._from = run_explore.outputs.artifacts["trajs"]
+        explore_step = sub("explore", explore)
+
+        select = step(
+            STEP_SELECT, ops.select_confs, key=f"{block}--{STEP_SELECT}",
+            parameters={"select": ip["select"], "type_map": ip["type_map"]},
+            artifacts={"trajs": explore_step.outputs.artifacts["trajs"]})
+        arts["frames"] = select.outputs.artifacts["confs"]
+
+        label = _sub_steps("cl-label", ("block_id", "fp_engine", "fp_task", "type_map",
+                                        "keep_files", "min_success_ratio"), ("frames",),
+                           ("data", "summary"))
+        lp, la = label.inputs.parameters, label.inputs.artifacts
+        prep_fp = step(
+            STEP_PREP_FP, ops.prep_fp, key=f"{lp['block_id']}--{STEP_PREP_FP}",
+            parameters={"engine": lp["fp_engine"], "task": lp["fp_task"],
+                        "fmt": "deepmd/npy", "type_map": lp["type_map"]},
+            artifacts={"frames": la["frames"]})
+        run_fp = step(
+            STEP_RUN_FP, ops.run_fp, key=f"{lp['block_id']}--{STEP_RUN_FP}-{{{{item}}}}",
+            parameters={"task_name": prep_fp.outputs.parameters["task_names"],
+                        "keep_files": lp["keep_files"],
+                        "program_retries": steps.for_step(STEP_RUN_FP).retries},
+            artifacts={"task_path": prep_fp.outputs.artifacts["task_paths"]},
+            slices=_slices(["task_name"], ["task_path"], ["report"],
+                           ["labeled_data", "raw_output"]),
+            with_sequence=_fanout(prep_fp.outputs.parameters["task_names"]))
+        collect_fp = step(
+            STEP_COLLECT_FP, ops.collect_fp, key=f"{lp['block_id']}--{STEP_COLLECT_FP}",
+            parameters={"type_map": lp["type_map"],
+                        "min_success_ratio": lp["min_success_ratio"]},
+            artifacts={"labeled_data": run_fp.outputs.artifacts["labeled_data"]})
+        for s in (prep_fp, run_fp, collect_fp):
+            label.add(s)
+        label.outputs.artifacts["data"]._from = collect_fp.outputs.artifacts["data"]
+        label.outputs.artifacts["summary"]._from = collect_fp.outputs.artifacts["summary"]
+        label_step = sub("label", label)
+
+        collect_data = step(
+            STEP_COLLECT_DATA, ops.collect_data, key=f"{block}--{STEP_COLLECT_DATA}",
+            parameters={"block_id": block},
+            artifacts={"iter_data": ia["iter_data"],
+                       "labeled_data": label_step.outputs.artifacts["data"]})
+        for s in (train_step, explore_step, select, label_step, collect_data):
+            self.add(s)
+        out = self.outputs
+        out.artifacts["models"]._from = train_step.outputs.artifacts["model"]
+        out.artifacts["iter_data"]._from = collect_data.outputs.artifacts["iter_data"]
+        out.artifacts["select_report"]._from = select.outputs.artifacts["report"]
+        out.artifacts["fp_summary"]._from = label_step.outputs.artifacts["summary"]
+        out.artifacts["trajs"]._from = explore_step.outputs.artifacts["trajs"]
+        out.parameters["n_selected"].value_from_parameter = select.outputs.parameters["n_selected"]
+
+
+class ClLoop(Steps):
+    """block -> scheduler -> (when not done) the next ClLoop: recursion, as in DPGEN2."""
+
+    def __init__(self, name: str, ops: ClOps, steps: StepsConfig, *, mode: Any = "local",
+                 numb_models: int | None = None) -> None:
+        super().__init__(
+            name=name,
+            inputs=Inputs(parameters={p: InputParameter() for p in _LOOP_PARAMS},
+                          artifacts={a: InputArtifact(optional=a in _OPTIONAL_ARTS)
+                                     for a in _BLOCK_ARTS}),
+        )
+        ip, ia = self.inputs.parameters, self.inputs.artifacts
+        block_tpl = ClBlock("cl-block", ops, steps, mode=mode, numb_models=numb_models)
+        block = Step("block", block_tpl, key=f"{ip['block_id']}--block",
+                     parameters={p: ip[p] for p in _BLOCK_PARAMS},
+                     artifacts={a: ia[a] for a in _BLOCK_ARTS})
+        scheduler = make_step(
+            STEP_SCHEDULER, ops.scheduler, steps.for_step(STEP_SCHEDULER), mode=mode,
+            key=f"{ip['block_id']}--{STEP_SCHEDULER}",
+            parameters={p: ip[p] for p in ("state", "convergence", "stages_explore", "select",
+                                           "seed", "max_iterations")},
+            artifacts={"select_report": block.outputs.artifacts["select_report"],
+                       "fp_summary": block.outputs.artifacts["fp_summary"]})
+        sched_out = scheduler.outputs.parameters
+        following = {p: ip[p] for p in _LOOP_PARAMS}
+        following.update(state=sched_out["state"], block_id=sched_out["block_id"],
+                         explore=sched_out["explore"], select=sched_out["select"],
+                         train_seed=sched_out["train_seed"])
+        next_loop = Step(
+            "next", self, key=f"{sched_out['block_id']}--loop",
+            parameters=following,
+            artifacts={"init_data": ia["init_data"], "confs": ia["confs"],
+                       "iter_data": block.outputs.artifacts["iter_data"],
+                       "init_models": block.outputs.artifacts["models"]},
+            when=f"{sched_out['done']} == 0")
+        self.add(block)
+        self.add(scheduler)
+        self.add(next_loop)

@@ -1,0 +1,177 @@
+"""Inputs of a run prepared before the loop starts: initial data, initial confs, template.
+
+Pure functions (no dflow): they read the user's files through dpdata/ASE and write what the
+steps receive into `<run>/inputs/`. Every problem is a UserError naming the file or key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opshelf.cl.config import ClConfig, ConfSource, DataSource, LatticeConfs
+from opshelf.core.errors import ConfigError, MissingInputError
+
+INIT_DATA_DIR = "init-data"
+CONFS_DIR = "confs"
+
+
+def resolve(path: str, base: Path) -> Path:
+    p = Path(path).expanduser()
+    return (p if p.is_absolute() else base / p).resolve()
+
+
+def read_labelled(source: DataSource, base: Path, type_map: list[str]) -> Any:
+    """A dpdata MultiSystems of the labelled frames of `source`."""
+    import dpdata
+
+    path = resolve(source.path, base)
+    if not path.exists():
+        raise MissingInputError(f"init_data: not found: {source.path} (looked at {path})")
+    multi = dpdata.MultiSystems(type_map=type_map)
+    try:
+        if source.fmt == "auto" and path.is_dir():
+            systems = [p.parent for p in sorted(path.rglob("type.raw"))]
+            if not systems:
+                raise MissingInputError(f"init_data: no deepmd/npy system in {path}")
+            for system in systems:
+                multi.append(dpdata.LabeledSystem(str(system), fmt="deepmd/npy"))
+        elif source.fmt == "auto":
+            import ase.io
+
+            for atoms in ase.io.read(path, index=":"):
+                multi.append(dpdata.LabeledSystem(atoms, fmt="ase/structure"))
+        else:
+            loaded = dpdata.MultiSystems.from_file(str(path), fmt=source.fmt,
+                                                   labeled=True, type_map=type_map)
+            for system in loaded:
+                multi.append(system)
+    except (MissingInputError, ConfigError):
+        raise
+    except Exception as exc:  # dpdata/ASE raise anything on a bad file
+        raise ConfigError(f"init_data: cannot read {path} as labelled frames "
+                          f"(fmt {source.fmt!r}): {type(exc).__name__}: {exc}") from None
+    if not multi.get_nframes():
+        raise ConfigError(f"init_data: {path} holds no labelled frame")
+    extra = sorted({n for s in multi for n, c in zip(s["atom_names"], s["atom_numbs"]) if c}
+                   - set(type_map))
+    if extra:
+        raise ConfigError(f"init_data: {path} holds elements {extra} not in type_map {type_map}")
+    return multi
+
+
+def write_init_data(config: ClConfig, base: Path, out: Path) -> int:
+    """Every init_data entry into `out` (deepmd/npy, one folder per formula); frames."""
+    import dpdata
+
+    merged = dpdata.MultiSystems(type_map=config.type_map)
+    for source in config.init_data:
+        for system in read_labelled(source, base, config.type_map):
+            merged.append(system)
+    merged.to("deepmd/npy", str(out))
+    return merged.get_nframes()
+
+
+def lattice_confs(spec: LatticeConfs) -> list[Any]:
+    """`spec.n_confs` supercells with random substitutions and rattle (seeded)."""
+    from ase.build import bulk
+
+    try:
+        base = bulk(spec.element, spec.crystal, a=spec.lattice_constant_A,
+                    cubic=spec.cubic and spec.crystal != "hcp")
+    except (ValueError, KeyError, NotImplementedError) as exc:
+        raise ConfigError(f"generate: cannot build {spec.crystal} {spec.element}: {exc}") from None
+    base = base * spec.supercell
+    rng = np.random.default_rng(spec.seed)
+    confs = []
+    for _ in range(spec.n_confs):
+        atoms = base.copy()
+        symbols = atoms.get_chemical_symbols()
+        for sub in spec.substitutions:
+            sites = [i for i, s in enumerate(symbols) if s == sub.replace]
+            if not sites:
+                raise ConfigError(f"generate.substitutions: no {sub.replace!r} site in the "
+                                  f"{spec.element} lattice")
+            order = rng.permutation(sites)
+            start = 0
+            for element, fraction in sub.by.items():
+                n = int(round(fraction * len(sites)))
+                for i in order[start:start + n]:
+                    symbols[i] = element
+                start += n
+        atoms.set_chemical_symbols(symbols)
+        if spec.rattle_A:
+            atoms.positions += rng.normal(0.0, spec.rattle_A, atoms.positions.shape)
+        confs.append(atoms)
+    return confs
+
+
+def stage_confs(source: ConfSource, base: Path) -> list[Any]:
+    """The initial confs of a stage as ASE Atoms."""
+    if source.generate is not None:
+        return lattice_confs(source.generate)
+    from opshelf.core.ops.labelling import read_frames
+
+    atoms = []
+    for entry in source.files or []:
+        path = resolve(entry, base)
+        if not path.exists():
+            raise MissingInputError(f"explore.stages: conf file not found: {entry} "
+                                    f"(looked at {path})")
+        atoms.extend(frame.to("ase/structure")[0] for frame in read_frames(path, source.fmt))
+    if not atoms:
+        raise ConfigError(f"explore.stages: no conf in {source.files}")
+    return atoms
+
+
+def write_stage_confs(config: ClConfig, base: Path, out: Path | None
+                      ) -> tuple[list[Path], list[dict[str, Any]]]:
+    """Every stage's confs into one extxyz per stage under `out` (not written when None);
+    returns (files, the explore dict of each stage with conf indices made global)."""
+    import ase.io
+
+    files: list[Path] = []
+    explores = []
+    offset = 0
+    for i, stage in enumerate(config.explore.stages):
+        atoms = stage_confs(stage.confs, base)
+        bad = sorted({s for a in atoms for s in a.get_chemical_symbols()} - set(config.type_map))
+        if bad:
+            raise ConfigError(f"explore.stages[{i}]: confs hold {bad}, not in type_map")
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / f"stage-{i:03d}.extxyz"
+            ase.io.write(path, atoms, format="extxyz")
+            files.append(path)
+        groups = []
+        for g, group in enumerate(stage.groups):
+            data = group.model_dump(mode="json")
+            local = group.confs if group.confs is not None else list(range(len(atoms)))
+            wrong = [c for c in local if not 0 <= c < len(atoms)]
+            if wrong:
+                raise ConfigError(f"explore.stages[{i}].groups[{g}].confs: {wrong} out of "
+                                  f"range; the stage has {len(atoms)} confs")
+            data["confs"] = [offset + c for c in local]
+            groups.append(data)
+        offset += len(atoms)
+        explores.append({"engine": {"name": config.explore.engine,
+                                    "settings": dict(config.explore.settings),
+                                    "profile": dict(config.explore.profile)},
+                         "groups": groups})
+    return files, explores
+
+
+def load_template(config: ClConfig, base: Path) -> dict[str, Any]:
+    template = config.train.template
+    if isinstance(template, dict):
+        return template
+    path = resolve(template, base)
+    if not path.is_file():
+        raise MissingInputError(f"train.template: file not found: {template} (looked at {path})")
+    from opshelf.core.config import read_mapping
+
+    data = read_mapping(path) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+    return data

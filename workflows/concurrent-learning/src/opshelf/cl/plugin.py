@@ -1,0 +1,156 @@
+"""`cl`: the concurrent-learning workflow plugin (config, checks, build, collect, status, report)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opshelf.cl.config import ClConfig
+from opshelf.cl.flow import STEP_NAMES
+from opshelf.cl.inputs import (
+    CONFS_DIR,
+    INIT_DATA_DIR,
+    load_template,
+    write_init_data,
+    write_stage_confs,
+)
+from opshelf.cl.scheduler import LoopState, iteration_inputs
+from opshelf.core.config import StrictModel
+from opshelf.core.errors import ConfigError
+from opshelf.core.workflow import BuildContext, WorkflowPlugin
+
+if TYPE_CHECKING:
+    from dflow import Workflow
+
+    from opshelf.cl.flow import ClOps
+
+
+def _workflow_dir(run_dir: Path) -> Path:
+    from opshelf.core.rundir import RunDir
+
+    return RunDir(run_dir).workflow_dir()
+
+
+class ClWorkflow(WorkflowPlugin):
+    name = "cl"
+    description = "DPGEN2-style concurrent learning: train -> explore -> select -> label, repeated"
+    Config = ClConfig
+    #: OP classes of the loop; tests replace them with mocked subclasses
+    ops: ClOps | None = None
+
+    def step_names(self, config: StrictModel) -> list[str]:
+        return list(STEP_NAMES)
+
+    def check(self, config: StrictModel, ctx: BuildContext) -> None:
+        assert isinstance(config, ClConfig)
+        super().check(config, ctx)
+        from opshelf.cl.inputs import read_labelled
+        from opshelf.core.engine import Task, TaskKind, load_engine
+        from opshelf.train.script import ensemble_scripts
+
+        for source in config.init_data:
+            read_labelled(source, ctx.config_dir, config.type_map)
+        template = load_template(config, ctx.config_dir)
+        ensemble_scripts(template, config.train.numb_models, config.type_map)
+        if self.ops is not None:
+            write_stage_confs(config, ctx.config_dir, None)
+            return  # mocked OPs: no engine needs to exist
+        _, explores = write_stage_confs(config, ctx.config_dir, None)
+        from opshelf.cl.ops import with_models
+        from opshelf.md.explore import ExploreConfig
+
+        for i, explore in enumerate(explores):
+            try:
+                ExploreConfig.model_validate(with_models(explore, ["model.pb"]))
+            except ValueError as exc:
+                raise ConfigError(f"explore.stages[{i}]: {exc}") from None
+        engine = load_engine(config.fp.engine)
+        if not engine.supports(config.fp.task):
+            raise ConfigError(f"fp.engine {engine.name!r} cannot run task kind "
+                              f"{config.fp.task.kind.value!r}")
+        if config.fp.task.kind != TaskKind.SINGLE_POINT:
+            raise ConfigError("fp.task.kind must be 'single_point' (labels of selected frames)")
+        engine.check(config.type_map, Task())
+        import os
+
+        from opshelf.core.local.patches import step_path
+        from opshelf.train.deepmd import check_dp
+
+        # steps run with this interpreter's bin/ first on PATH: check dp as they will see it
+        saved = os.environ.get("PATH")
+        os.environ["PATH"] = step_path(saved)
+        try:
+            check_dp(config.train.dp, ctx.config_dir)
+        finally:
+            if saved is not None:
+                os.environ["PATH"] = saved
+
+    def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
+        assert isinstance(config, ClConfig)
+        from dflow import Step, Workflow, upload_artifact
+
+        from opshelf.cl.flow import ClLoop, ClOps
+
+        inputs = ctx.run_dir / "inputs"
+        init_dir = inputs / INIT_DATA_DIR
+        if init_dir.exists():
+            shutil.rmtree(init_dir)
+        write_init_data(config, ctx.config_dir, init_dir)
+        conf_files, explores = write_stage_confs(config, ctx.config_dir, inputs / CONFS_DIR)
+        template = load_template(config, ctx.config_dir)
+        select = config.select.model_dump(mode="json")
+        state = LoopState()
+        first = iteration_inputs(state, explores, select, config.seed)
+        ops = self.ops or ClOps.real()
+        loop = ClLoop("cl-loop", ops, config.steps, mode=ctx.mode,
+                      numb_models=config.train.numb_models)
+        parameters: dict[str, Any] = {
+            **first,
+            "template": template, "numb_models": config.train.numb_models,
+            "type_map": config.type_map,
+            "train_config": {"dp": config.train.dp.model_dump(mode="json"),
+                             "init_model": config.train.init_model.model_dump(mode="json")},
+            "tasks_per_batch": config.explore.tasks_per_batch,
+            "fp_engine": config.fp.engine.model_dump(mode="json"),
+            "fp_task": config.fp.task.model_dump(mode="json"),
+            "min_success_ratio": config.fp.min_success_ratio,
+            "keep_files": config.fp.keep_files,
+            "state": state.model_dump(mode="json"),
+            "convergence": [s.convergence.model_dump(mode="json")
+                            for s in config.explore.stages],
+            "stages_explore": explores, "seed": config.seed,
+            "max_iterations": config.max_iterations,
+        }
+        step = Step("cl-loop", loop, key=f"{first['block_id']}--loop", parameters=parameters,
+                    artifacts={"init_data": upload_artifact([init_dir]),
+                               "confs": upload_artifact(conf_files)})
+        workflow = Workflow(name="cl", id=ctx.workflow_id)
+        workflow.add(step)
+        return workflow
+
+    # -- results ---------------------------------------------------------------------------
+    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
+        from opshelf.cl.results import collect_results
+
+        return collect_results(ctx.run_dir, _workflow_dir(ctx.run_dir), ctx.run_dir / "results")
+
+    def status_table(self, run_dir: Path) -> str | None:
+        from opshelf.cl.status import format_table, latest_state, status_rows
+
+        wfdir = _workflow_dir(run_dir)
+        return format_table(status_rows(wfdir), latest_state(wfdir))
+
+    def report(self, run_dir: Path) -> Path:
+        from opshelf.cl.report import write_report
+
+        out = run_dir / "results" / "report.html"
+        write_report(_workflow_dir(run_dir), out, title=f"concurrent learning: {run_dir.name}")
+        return out
+
+
+def history_json(run_dir: Path) -> dict[str, Any]:
+    from opshelf.cl.status import latest_state
+
+    return latest_state(_workflow_dir(run_dir)) or {}
+

@@ -1,0 +1,64 @@
+"""Gather a finished run's results: final models, the whole data set, history, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from opshelf.cl.status import (
+    fanout_artifacts,
+    format_table,
+    iteration_steps,
+    latest_state,
+    phase,
+    status_rows,
+    step_artifacts,
+)
+
+
+def final_models(wfdir: Path) -> list[Path]:
+    """The models of the newest iteration whose training finished."""
+    for _, steps in sorted(iteration_steps(wfdir).items(), reverse=True):
+        dirs = steps.get("run-train", [])
+        if dirs and all(phase(d) == "Succeeded" for d in dirs):
+            return fanout_artifacts(dirs, "model")
+    return []
+
+
+def iteration_data(wfdir: Path) -> list[Path]:
+    """Every iteration's labelled data (the newest collect-data step's output)."""
+    for _, steps in sorted(iteration_steps(wfdir).items(), reverse=True):
+        for d in steps.get("collect-data", []):
+            if phase(d) == "Succeeded":
+                return step_artifacts(d, "iter_data")
+    return []
+
+
+def collect_results(run_dir: Path, wfdir: Path, out: Path) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    models_dir, data_dir = out / "models", out / "data"
+    for d in (models_dir, data_dir):
+        if d.exists():
+            shutil.rmtree(d)
+    models_dir.mkdir()
+    models = final_models(wfdir)
+    for i, model in enumerate(models):
+        shutil.copyfile(model, models_dir / f"model-{i:03d}{model.suffix}")
+    shutil.copytree(run_dir / "inputs" / "init-data", data_dir / "init")
+    iters = iteration_data(wfdir)
+    for path in iters:
+        shutil.copytree(path, data_dir / path.name)
+    state = latest_state(wfdir) or {}
+    (out / "history.json").write_text(json.dumps(state, indent=1))
+    table = format_table(status_rows(wfdir), state)
+    (out / "status.txt").write_text(table + "\n")
+    from opshelf.cl.report import write_report
+
+    report = out / "report.html"
+    write_report(wfdir, report, title=f"concurrent learning: {run_dir.name}")
+    n_labelled = sum(r.get("n_labelled", 0) for r in state.get("history", []))
+    return [f"{len(state.get('history', []))} iterations; {state.get('reason', '')}",
+            f"models ({len(models)}): {models_dir}",
+            f"data: {data_dir} (init + {len(iters)} iterations, {n_labelled} labelled frames)",
+            f"report: {report}"]

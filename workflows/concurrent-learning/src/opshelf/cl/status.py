@@ -1,0 +1,116 @@
+"""Read a cl run's progress from its step dirs: no dflow import (`opshelf status` stays fast).
+
+The scheduler step of every finished iteration (`iter-NNNNNN--scheduler`) holds the loop
+state as an output parameter; its history is the per-iteration table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from opshelf.core.workflows.outputs import artifact_items
+
+#: keys (after the block id) of the Steps around the fan-outs (flow.py): containers, not OPs
+SUB_STEPS = ("train", "explore", "label")
+_ITER = re.compile(r"^(iter-(\d{6}))--(.+?)(?:-(\d{6}))?$")
+
+
+def read_param(step_dir: Path, name: str) -> Any:
+    """An output parameter of a finished step (a BigParameter is stored as an artifact)."""
+    path = step_dir / "outputs" / "parameters" / name
+    if not path.is_file():
+        path = step_dir / "outputs" / "artifacts" / f"dflow_bigpar_{name}"
+    text = path.read_text()
+    value: Any = text
+    for _ in range(2):  # dflow may store a JSON text of a JSON text
+        if not isinstance(value, str):
+            break
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            break
+    return value
+
+
+def step_artifacts(step_dir: Path, name: str) -> list[Path]:
+    root = step_dir / "outputs" / "artifacts" / name
+    return artifact_items(root) if root.exists() else []
+
+
+def fanout_artifacts(step_dirs: list[Path], name: str) -> list[Path]:
+    """Output artifact `name` of every slice of a fan-out, once each (grouped slices share
+    one artifact root holding every slice's items)."""
+    seen: dict[Path, None] = {}
+    for d in step_dirs:
+        for item in step_artifacts(d, name):
+            seen.setdefault(item.resolve(), None)
+    return list(seen)
+
+
+def phase(step_dir: Path) -> str:
+    try:
+        return (step_dir / "phase").read_text().strip()
+    except FileNotFoundError:
+        return "Pending"
+
+
+def iteration_steps(wfdir: Path) -> dict[int, dict[str, list[Path]]]:
+    """iteration -> step name -> step dirs (slices of a fan-out sorted)."""
+    out: dict[int, dict[str, list[Path]]] = {}
+    if not wfdir.is_dir():
+        return out
+    for entry in sorted(wfdir.iterdir()):
+        match = _ITER.match(entry.name)
+        if match and entry.is_dir():
+            out.setdefault(int(match.group(2)), {}).setdefault(match.group(3), []).append(entry)
+    return out
+
+
+def latest_state(wfdir: Path) -> dict[str, Any] | None:
+    """The loop state written by the newest succeeded scheduler step."""
+    for _, steps in sorted(iteration_steps(wfdir).items(), reverse=True):
+        for step_dir in steps.get("scheduler", []):
+            if phase(step_dir) == "Succeeded":
+                return read_param(step_dir, "state")
+    return None
+
+
+def status_rows(wfdir: Path) -> list[dict[str, Any]]:
+    """One row per iteration: the finished ones from the loop state, then a running one."""
+    state = latest_state(wfdir)
+    rows = [dict(r) for r in (state or {}).get("history", [])]
+    done = {r["iteration"] for r in rows}
+    for it, steps in sorted(iteration_steps(wfdir).items()):
+        if it in done:
+            continue
+        phases = {name: [phase(d) for d in dirs] for name, dirs in steps.items()
+                  if name not in ("block", "loop", *SUB_STEPS) and not name.endswith("-group")}
+        failed = [n for n, ps in phases.items() if "Failed" in ps]
+        running = [n for n, ps in phases.items() if any(p != "Succeeded" for p in ps)]
+        rows.append({"iteration": it, "stage": (state or {}).get("stage", 0),
+                     "decision": f"failed at {failed[0]}" if failed else
+                     f"running {running[-1] if running else 'scheduler'}"})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], state: dict[str, Any] | None) -> str:
+    head = ("iter", "stage", "frames", "accurate", "candidate", "failed", "selected",
+            "labelled", "fp-fail", "converged", "decision")
+    lines = ["  ".join(f"{h:>9s}" if i < 10 else h for i, h in enumerate(head))]
+
+    def num(row: dict[str, Any], key: str, fmt: str) -> str:
+        return format(row[key], fmt) if row.get(key) is not None else "-"
+
+    for r in rows:
+        conv = ("yes" if r["converged"] else "no") if "converged" in r else "-"
+        cells = [str(r["iteration"]), str(r.get("stage", "-")), num(r, "n_frames", "d"),
+                 num(r, "accurate_ratio", ".3f"), num(r, "candidate_ratio", ".3f"),
+                 num(r, "failed_ratio", ".3f"), num(r, "n_selected", "d"),
+                 num(r, "n_labelled", "d"), num(r, "n_fp_failed", "d"), conv]
+        lines.append("  ".join(f"{c:>9s}" for c in cells) + "  " + r.get("decision", ""))
+    if state and state.get("done"):
+        lines.append(f"loop finished: {state.get('reason', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""The whole loop through the CLI with mocked training, exploration and selection (wiring),
+real EMT labels; restart after a failure at every phase gives the same data set.
+
+Expected numbers come from clmocks.py: the mocked accurate ratio is
+min(1, training frames / 16); the config starts from 4 frames and labels 4 per iteration,
+so the ratios are 4/16, 8/16 (stage 0 stops at its 2 iterations), 12/16, 16/16 (stage 1
+converges at >= 0.99: nothing is selected, the loop ends).
+One uninterrupted run is shared by the tests; the restart test runs a second one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import DATA, opshelf
+
+from opshelf.core.local.reuse import content_hash
+
+WF = "clmocks:MockClWorkflow"
+EXPECTED_ACCURATE = [0.25, 0.5, 0.75, 1.0]  # n / 16, see above
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    done = opshelf("run", WF, str(DATA / "mock-config.yaml"), "--name", "straight",
+                   "--no-progress", runs_dir=runs)
+    assert done.returncode == 0, done.stderr
+    return runs / "straight"
+
+
+def test_status_table_and_results(uninterrupted: Path) -> None:
+    history = json.loads((uninterrupted / "results" / "history.json").read_text())
+    rows = history["history"]
+    assert [r["accurate_ratio"] for r in rows] == EXPECTED_ACCURATE
+    assert [r["stage"] for r in rows] == [0, 0, 1, 1]
+    assert [r["decision"] for r in rows] == ["continue", "max iterations, move on",
+                                            "continue", "converged"]
+    assert [r["n_labelled"] for r in rows] == [4, 4, 4, 0]
+    assert history["done"] and history["reason"] == "all stages done"
+    status = opshelf("status", str(uninterrupted), runs_dir=uninterrupted.parent)
+    assert status.returncode == 0, status.stderr
+    table = status.stdout.split("iter ", 1)[1]
+    assert "0.750" in table and "max iterations, move on" in table
+    assert "loop finished: all stages done" in table
+    data = uninterrupted / "results" / "data"
+    assert sorted(p.name for p in data.iterdir()) == [
+        "init", "iter-000000", "iter-000001", "iter-000002"]
+    assert len(list((uninterrupted / "results" / "models").iterdir())) == 2
+    html = (uninterrupted / "results" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2 and "http" not in html
+
+
+def test_step_keys_are_deterministic(uninterrupted: Path) -> None:
+    wfdir = uninterrupted / "dflow" / "straight"
+    for key in ("iter-000000--prep-train", "iter-000002--run-fp-000002",
+                "iter-000002--scheduler", "iter-000003--loop", "iter-000003--collect-data"):
+        assert (wfdir / key / "phase").read_text() == "Succeeded", key
+
+
+def finished_pods(wfdir: Path) -> dict[str, int]:
+    """Succeeded pod steps -> mtime of their log."""
+    return {p.name: (p / "log.txt").stat().st_mtime_ns for p in wfdir.iterdir()
+            if (p / "type").is_file() and (p / "type").read_text().strip() == "Pod"
+            and (p / "phase").read_text().strip() == "Succeeded"}
+
+
+def test_restart_after_a_failure_at_every_phase(uninterrupted: Path, tmp_path: Path) -> None:
+    """One run fails once at each phase (in turn, in iterations 0-2); each resume re-runs no
+    finished step; the final data set equals the uninterrupted run's, byte for byte."""
+    phases = ["run-train@iter-000000", "prep-explore@iter-000001", "run-explore@iter-000001",
+              "select-confs@iter-000001", "run-fp@iter-000002", "scheduler@iter-000002"]
+    env = {"OPSHELF_CL_FAIL_AT": ",".join(phases), "OPSHELF_CL_FAIL_DIR": str(tmp_path)}
+    run = opshelf("run", WF, str(DATA / "mock-config.yaml"), "--name", "bumpy",
+                  "--no-progress", runs_dir=tmp_path, env=env)
+    attempts = 1
+    while run.returncode != 0:
+        assert "injected failure" in opshelf("status", "bumpy", runs_dir=tmp_path).stdout
+        assert attempts <= len(phases)
+        before = finished_pods(tmp_path / "bumpy" / "dflow" / "bumpy")
+        run = opshelf("resume", "bumpy", "--no-progress", runs_dir=tmp_path, env=env)
+        attempts += 1
+        after = finished_pods(tmp_path / "bumpy" / "dflow" / "bumpy")
+        # a finished step is never run again: its log is not rewritten
+        assert {k: after.get(k) for k in before} == before
+    assert attempts == len(phases) + 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("failed-")) == \
+        sorted(f"failed-{p}" for p in phases)
+    assert content_hash(tmp_path / "bumpy" / "results" / "data") == \
+        content_hash(uninterrupted / "results" / "data")

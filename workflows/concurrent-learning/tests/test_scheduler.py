@@ -1,0 +1,91 @@
+"""The scheduler's decisions: convergence per stage, moving on, stopping, fatal-at-max."""
+
+from __future__ import annotations
+
+import pytest
+
+from opshelf.cl.config import Convergence
+from opshelf.cl.scheduler import (
+    LoopState,
+    StageFailed,
+    advance,
+    derived_seed,
+    iteration_inputs,
+)
+
+
+def report(accurate: float, level: float | None = None) -> dict:
+    return {"overall": {"n_frames": 100, "accurate_ratio": accurate,
+                        "candidate_ratio": 1 - accurate, "failed_ratio": 0.0,
+                        "n_candidate": int(round(100 * (1 - accurate))), "n_selected": 5},
+            "level_f_lo": level}
+
+
+def test_accurate_ratio_stage_moves_on_when_converged() -> None:
+    conv = [Convergence(min_accurate_ratio=0.9, max_iterations=5), Convergence(max_iterations=1)]
+    state = advance(LoopState(), report(0.5), {"n_frames": 5, "n_failed": 1}, conv, 20)
+    assert (state.iteration, state.stage, state.stage_iteration, state.done) == (1, 0, 1, False)
+    assert state.history[0].n_labelled == 5 and state.history[0].n_fp_failed == 1
+    state = advance(state, report(0.95), None, conv, 20)
+    assert state.history[-1].converged and state.history[-1].decision == "converged"
+    assert (state.stage, state.stage_iteration, state.done) == (1, 0, False)
+    state = advance(state, report(0.1), None, conv, 20)  # stage 1: 1 iteration at most
+    assert state.done and state.reason == "all stages done"
+    assert [r.stage for r in state.history] == [0, 0, 1]
+
+
+def test_all_stages_converged_reason() -> None:
+    state = advance(LoopState(), report(0.99), None, [Convergence()], 20)
+    assert state.done and state.reason == "all stages converged"
+
+
+def test_fatal_at_max_raises_and_move_on_does_not() -> None:
+    conv = [Convergence(min_accurate_ratio=0.9, max_iterations=2, fatal_at_max=True)]
+    state = advance(LoopState(), report(0.5), None, conv, 20)
+    with pytest.raises(StageFailed, match="did not converge in 2 iterations"):
+        advance(state, report(0.5), None, conv, 20)
+    conv[0].fatal_at_max = False
+    state = advance(advance(LoopState(), report(0.5), None, conv, 20), report(0.5), None,
+                    conv, 20)
+    assert state.done and state.history[-1].decision == "max iterations, move on"
+
+
+def test_global_max_iterations_stops_the_loop() -> None:
+    conv = [Convergence(max_iterations=10)]
+    state = LoopState()
+    for _ in range(3):
+        state = advance(state, report(0.1), None, conv, 3)
+    assert state.done and state.reason == "max_iterations (3) reached"
+    with pytest.raises(ValueError):
+        advance(state, report(0.1), None, conv, 3)
+
+
+def test_adaptive_lower_converges_when_level_settles() -> None:
+    conv = [Convergence(style="adaptive-lower", level_tolerance=0.01, n_checked=3)]
+    state = LoopState()
+    for level in (0.30, 0.12, 0.105):  # moved by 0.195 over the last 3: not converged
+        state = advance(state, report(0.5, level), None, conv, 20)
+    assert not state.done
+    state = advance(state, report(0.5, 0.10), None, conv, 20)  # 0.12..0.10: spread 0.02
+    assert not state.done
+    state = advance(state, report(0.5, 0.099), None, conv, 20)  # 0.105..0.099: 0.006 < 0.01
+    assert state.done and state.history[-1].converged
+
+
+def test_seeds_depend_on_seed_iteration_and_step_only() -> None:
+    assert derived_seed(1, 2, "select") == derived_seed(1, 2, "select")
+    assert len({derived_seed(1, 2, "select"), derived_seed(1, 3, "select"),
+                derived_seed(2, 2, "select"), derived_seed(1, 2, "train")}) == 4
+    nxt = iteration_inputs(LoopState(iteration=2, stage=1), [{"s": 0}, {"s": 1}],
+                           {"max_select": 3}, seed=1)
+    assert nxt["block_id"] == "iter-000002"
+    assert nxt["explore"] == {"s": 1, "seed": derived_seed(1, 2, "explore")}
+    assert nxt["select"] == {"max_select": 3, "seed": derived_seed(1, 2, "select")}
+    # every iteration explores with new MD velocity seeds (opshelf-md's explore `seed`)
+    later = iteration_inputs(LoopState(iteration=3, stage=1), [{"s": 0}, {"s": 1}], {}, seed=1)
+    assert later["explore"]["seed"] != nxt["explore"]["seed"]
+
+
+def test_nan_free_record_from_empty_report() -> None:
+    state = advance(LoopState(), {"overall": {}}, None, [Convergence(max_iterations=2)], 20)
+    assert not state.history[0].converged  # no explored frame is never "converged"
