@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from opshelf.core.testing import require_engine
-from opshelf.core.testing.engines import engines_required
+from opshelf.core.testing import require_engine, skip_or_fail
 
 SLURM_SCRIPTS = Path(__file__).parent / "slurm"
 
@@ -49,10 +48,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
     for exe in ("slurmctld", "slurmd", "munged", "sbatch"):
         require_engine(exe)
     if os.geteuid() != 0:
-        reason = "a private Slurm needs root (slurmd runs each job as its user)"
-        if engines_required():
-            pytest.fail(f"{reason}; OPSHELF_REQUIRE_ENGINES=1 makes this a failure", pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail("a private Slurm needs root (slurmd runs each job as its user)")
     # A short path: the munge socket path must fit in a unix socket address (108 bytes).
     root = Path(tmp_path_factory.mktemp("slurm", numbered=True))
     proc = subprocess.run([str(SLURM_SCRIPTS / "start-slurm.sh"), str(root)],

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from fp_test_helpers import SHARED_ENV, require_data, shared_dir
 
-from opshelf.core.testing import require_engine
-from opshelf.core.testing.engines import REQUIRE_ENV, engines_required
+from opshelf.core.testing import require_engine, skip_or_fail
 
 
 @pytest.fixture(scope="session")
@@ -16,10 +15,7 @@ def engine_outputs() -> Path:
     """The real outputs of shared/engine-outputs (see its SOURCE.md)."""
     path = shared_dir() / "engine-outputs"
     if not path.is_dir():
-        reason = f"engine outputs not found at {path} (set {SHARED_ENV})"
-        if engines_required():
-            pytest.fail(f"{reason}; {REQUIRE_ENV}=1 makes this a failure", pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail(f"engine outputs not found at {path} (set {SHARED_ENV})")
     return path
 
 

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import dpdata
-import pytest
 from ase.build import bulk
 
 from opshelf.core.execution import StepExecution
-from opshelf.core.testing.engines import REQUIRE_ENV, engines_required
+from opshelf.core.testing import skip_or_fail
 
 #: packages/fp/tests -> repository root; shared/ sits beside the checkout (../shared).
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -28,10 +27,7 @@ def require_data(path: Path, package: str) -> Path:
     missing means skip, or fail with OPSHELF_REQUIRE_ENGINES=1."""
     if path.exists():
         return path
-    reason = f"{path} not found (Debian package {package})"
-    if engines_required():
-        pytest.fail(f"{reason}; {REQUIRE_ENV}=1 makes this a failure", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail(f"{path} not found (Debian package {package})")
 
 
 def si2_frame(displacement: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> dpdata.System:

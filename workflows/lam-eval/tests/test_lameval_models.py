@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from opshelf.core.testing.engines import engines_required
+from opshelf.core.testing import require_engine
 from opshelf.lameval.data import load_frames, reference_datasets
 from opshelf.lameval.predict import AseLoopPredictor, ModelSpec, make_predictor
 from opshelf.lameval.tasks import AccuracyTask, DeltaTask, MdTask, run_accuracy, run_delta, run_md
 
 
 def require_package(name: str) -> None:
-    """Skip without the package, fail under OPSHELF_REQUIRE_ENGINES=1 (like require_engine)."""
-    if importlib.util.find_spec(name) is None:
-        if engines_required():
-            pytest.fail(f"python package {name!r} missing (OPSHELF_REQUIRE_ENGINES=1)")
-        pytest.skip(f"python package {name!r} missing")
+    """Skip without the package, fail under OPSHELF_REQUIRE_ENGINES=1."""
+    require_engine(f"py:{name}")
 
 
 def al_datasets():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opshelf.core.testing.engines import missing_engine_reason, require_engine
+from opshelf.core.testing.engines import missing_engine_reason, require_engine, skip_or_fail
 from opshelf.core.testing.fakes import fake_executable, replay_program
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "replay_program",
     "require_engine",
     "signature_problems",
+    "skip_or_fail",
 ]
 
 _CONFORMANCE = {"REMOVE", "BadInput", "ConformanceError", "ConformanceResult",

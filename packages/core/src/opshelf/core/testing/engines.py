@@ -10,7 +10,7 @@ import importlib.util
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NoReturn, Union
 
 if TYPE_CHECKING:
     from opshelf.core.engine import EngineSpec
@@ -120,11 +120,16 @@ def missing_engine_reason(engine: EngineRef, elements: Sequence[str] = ()) -> st
 def require_engine(engine: EngineRef, elements: Sequence[str] = ()) -> None:
     """Inside a pytest test or fixture: skip when the engine is missing, but fail when
     OPSHELF_REQUIRE_ENGINES=1. See `missing_engine_reason` for what `engine` may be."""
+    reason = missing_engine_reason(engine, elements)
+    if reason is not None:
+        skip_or_fail(reason)
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Inside a pytest test or fixture: skip for `reason` (something the test needs is not
+    installed), but fail when OPSHELF_REQUIRE_ENGINES=1, where nothing may be missing."""
     import pytest
 
-    reason = missing_engine_reason(engine, elements)
-    if reason is None:
-        return
     if engines_required():
         pytest.fail(f"{reason} ({REQUIRE_ENV}=1: a missing engine is a failure)", pytrace=False)
     pytest.skip(reason)
