@@ -19,18 +19,16 @@ import numpy as np
 from pydantic import Field
 
 from opshelf.core.config import StrictModel
-from opshelf.core.engine import Engine, EngineResult, MDOptions, Task, TaskFailed, TaskKind
+from opshelf.core.engine import Engine, EngineResult, MDOptions, Task, TaskKind
 from opshelf.core.engines.ase_engine import (
     INPUT_FILE,
     LOG_FILE,
     OUTPUT_FILE,
-    check_finite,
-    labelled_system_from_atoms,
+    read_labelled_output,
     run_md,
 )
 from opshelf.core.errors import ConfigError
 from opshelf.core.models import load_calculator
-from opshelf.core.process import tail
 from opshelf.md.model_devi import deviation_row, write_model_devi
 
 MODEL_DEVI_FILE = "model_devi.out"
@@ -112,13 +110,6 @@ class AseEnsembleEngine(Engine):
         return self.read_results(task_dir, task, frame)
 
     def read_results(self, task_dir: Path, task: Task, frame: dpdata.System) -> EngineResult:
-        import ase.io
-
-        output = task_dir / OUTPUT_FILE
-        if not output.is_file():
-            raise TaskFailed(f"no {OUTPUT_FILE} in {task_dir}", tail(task_dir / LOG_FILE))
-        images = ase.io.read(output, index=":", format="extxyz")
-        system = labelled_system_from_atoms(images, type_map=list(frame["atom_names"]))
-        check_finite(system, where=str(output))
+        system, _ = read_labelled_output(task_dir, frame)
         return EngineResult(system=system, raw_files=self.raw_files(task_dir),
                             info={"n_frames": system.get_nframes()})

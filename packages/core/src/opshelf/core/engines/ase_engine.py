@@ -144,19 +144,26 @@ class AseEngine(Engine):
         return self.read_results(task_dir, task, frame)
 
     def read_results(self, task_dir: Path, task: Task, frame: dpdata.System) -> EngineResult:
-        import ase.io
-
-        output = task_dir / OUTPUT_FILE
-        if not output.is_file():
-            raise TaskFailed(f"no {OUTPUT_FILE} in {task_dir}", tail(task_dir / LOG_FILE))
-        images = ase.io.read(output, index=":", format="extxyz")
-        system = labelled_system_from_atoms(images, type_map=list(frame["atom_names"]))
-        check_finite(system, where=str(output))
+        system, images = read_labelled_output(task_dir, frame)
         info: dict[str, Any] = {"n_frames": system.get_nframes()}
         if task.kind is TaskKind.RELAX:
             info["relax_steps"] = int(images[-1].info.get("relax_steps", -1))
         return EngineResult(system=system, raw_files=self.raw_files(task_dir), info=info)
 
+
+
+def read_labelled_output(task_dir: Path, frame: dpdata.System) -> tuple[dpdata.LabeledSystem, list[Any]]:
+    """The labelled frames an ASE-run task wrote to OUTPUT_FILE, in the input frame's atom
+    order, and the ASE images they came from. TaskFailed when missing or not finite."""
+    import ase.io
+
+    output = task_dir / OUTPUT_FILE
+    if not output.is_file():
+        raise TaskFailed(f"no {OUTPUT_FILE} in {task_dir}", tail(task_dir / LOG_FILE))
+    images = ase.io.read(output, index=":", format="extxyz")
+    system = labelled_system_from_atoms(images, type_map=list(frame["atom_names"]))
+    check_finite(system, where=str(output))
+    return system, images
 
 def _calculation_errors() -> tuple[type[BaseException], ...]:
     from ase.calculators.calculator import CalculationFailed, ReadError
