@@ -183,6 +183,47 @@ def _cell(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+#: per-data-set columns of the domain breakdown: (key, header)
+DATASET_COLUMNS = (
+    ("n_frames", "frames"),
+    ("energy_rmse_meV_per_atom", "energy RMSE meV/atom"),
+    ("force_rmse_meV_per_A", "force RMSE meV/Å"),
+    ("virial_rmse_meV_per_atom", "virial RMSE meV/atom"),
+    ("structs_per_s", "structs/s"),
+)
+
+
+def domain_breakdown(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per data set, grouped by domain (sorted), with the domain's M_k beside it:
+    where a model's headline M_FF comes from."""
+    accuracy = result.get("accuracy")
+    if not accuracy:
+        return []
+    domain_errors = accuracy.get("domain_errors", {})
+    rows = []
+    for name, data in accuracy["datasets"].items():
+        row = {"domain": data.get("domain", "default"), "dataset": name,
+               "domain_error": domain_errors.get(data.get("domain", "default")),
+               "status": data["status"]}
+        row.update({key: data.get(key) for key, _ in DATASET_COLUMNS})
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["domain"], r["dataset"]))
+
+
+def _breakdown_table(result: dict[str, Any]) -> str:
+    rows = domain_breakdown(result)
+    if not rows:
+        return ""
+    heads = ["domain", "M_k (0 best, 1 dummy)", "data set", "status",
+             *(h for _, h in DATASET_COLUMNS)]
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr>"]
+    for row in rows:
+        cells = [row["domain"], row["domain_error"], row["dataset"], row["status"],
+                 *(row[k] for k, _ in DATASET_COLUMNS)]
+        out.append("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in cells) + "</tr>")
+    return "<p>Accuracy per domain and data set:</p>" + "".join(out) + "</table>"
+
+
 def render_html(board: dict[str, Any], results: Sequence[dict[str, Any]]) -> str:
     """One self-contained page (plots as base64 PNG): renders offline."""
     headers = dict(COLUMNS)
@@ -205,7 +246,7 @@ def render_html(board: dict[str, Any], results: Sequence[dict[str, Any]]) -> str
                         failures.append(f"<li>{task} {html.escape(label)}: "
                                         f"{html.escape(item['reason'])}</li>")
         sections.append(f"<h2>{html.escape(result['model']['name'])}</h2>"
-                        + "".join(_plots(result))
+                        + _breakdown_table(result) + "".join(_plots(result))
                         + (f"<p>Failures:</p><ul>{''.join(failures)}</ul>" if failures else ""))
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
