@@ -6,10 +6,17 @@ The dynamics (Langevin NVT, isotropic MTK NPT, velocity-Verlet NVE) are core's `
 of the ensemble and the deviations follow DeePMD-kit's definitions (`opshelf.md.model_devi`).
 Calculators: DeePMD models via `deepmd.calculator:DP` (kwargs {model: path}), large atomic
 models, EMT for tests; any `opshelf.models` name or import path.
+
+Task dirs are self-contained: a calculator keyword whose value names an existing file or
+folder (a model) is copied into the task dir (`calc-000-model.pb`, ...; distinct names even
+when every model is `frozen_model.pb`) and the copy is used when the task runs, wherever the
+dir has moved to (dpdispatcher, Argo), as the LAMMPS engine does with potential files.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +39,8 @@ from opshelf.core.models import load_calculator
 from opshelf.md.model_devi import deviation_row, write_model_devi
 
 MODEL_DEVI_FILE = "model_devi.out"
+#: {calculator index: {keyword: file name in the task dir}} of the copied model files
+LOCAL_FILES = "opshelf-ase-ensemble-files.json"
 
 
 class CalculatorSpec(StrictModel):
@@ -73,10 +82,42 @@ class AseEnsembleEngine(Engine):
     kinds = frozenset({TaskKind.SINGLE_POINT, TaskKind.MD})
     Settings = AseEnsembleSettings
     raw_file_globs: ClassVar[tuple[str, ...]] = ("*.extxyz", LOG_FILE, MODEL_DEVI_FILE)
+    preload_modules: ClassVar[tuple[str, ...]] = ("ase.io", "ase.md")
     settings: AseEnsembleSettings
 
-    def calculators(self) -> list[Any]:
-        return [load_calculator(c.calculator, **c.kwargs) for c in self.settings.calculators]
+    def calculators(self, task_dir: Path | None = None) -> list[Any]:
+        """The ensemble; with `task_dir`, keywords naming files copied there point at the
+        copies (see `copy_model_files`)."""
+        local: dict[str, dict[str, str]] = {}
+        if task_dir is not None and (task_dir / LOCAL_FILES).is_file():
+            local = json.loads((task_dir / LOCAL_FILES).read_text())
+        calcs = []
+        for index, spec in enumerate(self.settings.calculators):
+            kwargs = dict(spec.kwargs)
+            for key, name in local.get(str(index), {}).items():
+                kwargs[key] = str(task_dir / name)  # type: ignore[operator]
+            calcs.append(load_calculator(spec.calculator, **kwargs))
+        return calcs
+
+    def copy_model_files(self, task_dir: Path) -> None:
+        """Copy every file or folder a calculator keyword names into `task_dir`."""
+        local: dict[str, dict[str, str]] = {}
+        for index, spec in enumerate(self.settings.calculators):
+            for key, value in spec.kwargs.items():
+                if not isinstance(value, str) or "\n" in value:
+                    continue
+                source = Path(value).expanduser()
+                if not source.exists():
+                    continue
+                name = f"calc-{index:03d}-{source.name}"
+                target = task_dir / name
+                if source.is_dir():
+                    shutil.copytree(source, target, dirs_exist_ok=True)
+                else:  # a copy, not a link: a model rewritten in place must not change it
+                    shutil.copyfile(source, target)
+                local.setdefault(str(index), {})[key] = name
+        if local:
+            (task_dir / LOCAL_FILES).write_text(json.dumps(local, indent=1))
 
     def check(self, elements: Sequence[str], task: Task | None = None) -> None:
         self.calculators()
@@ -88,6 +129,7 @@ class AseEnsembleEngine(Engine):
 
         task_dir.mkdir(parents=True, exist_ok=True)
         ase.io.write(task_dir / INPUT_FILE, frame.to("ase/structure")[0], format="extxyz")
+        self.copy_model_files(task_dir)
 
     def run(self, task_dir: Path, task: Task, frame: dpdata.System) -> EngineResult:
         import ase.io
@@ -95,7 +137,7 @@ class AseEnsembleEngine(Engine):
         from opshelf.core.engines.ase_engine import single_point
 
         atoms = ase.io.read(task_dir / INPUT_FILE, format="extxyz")
-        calculators = self.calculators()
+        calculators = self.calculators(task_dir)
         atoms.calc = calculators[0]
         if task.kind is TaskKind.MD:
             options = task.options()

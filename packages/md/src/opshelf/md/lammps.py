@@ -229,7 +229,41 @@ def md_lines(options: MDOptions, coupling: str) -> list[str]:
     return lines
 
 
-def relax_lines(options: RelaxOptions, settings: LammpsSettings) -> list[str]:
+def free_projector(options: RelaxOptions, rotation: np.ndarray | None = None) -> np.ndarray:
+    """P with f_free = f @ P: the force components along `move_axes` (the input frame's
+    Cartesian axes), in LAMMPS' frame when `rotation` (lammps = input @ R) is given."""
+    projector = np.diag([0.0 if i in options.fixed_axes() else 1.0 for i in range(3)])
+    if rotation is None:
+        return projector
+    return rotation.T @ projector @ rotation
+
+
+def move_axes_lines(options: RelaxOptions, rotation: np.ndarray) -> list[str]:
+    """Fixes that leave atoms free along `move_axes` only (named `opshelf_axes`).
+
+    When the free axes stay LAMMPS axes (the cell needed no rotation, or one that maps axes
+    onto axes): `fix setforce` with NULL on free, 0.0 on fixed components. Otherwise the
+    fixed components are cancelled by `fix addforce` with atom-style variables
+    (-f . P_fixed; LAMMPS refuses setforce variables in a minimization). Its energy is 0:
+    along the free directions the gradient of the true energy is the projected force."""
+    projector = free_projector(options, rotation)
+    if np.allclose(projector, np.diag(np.round(np.diag(projector))), atol=1e-10):
+        values = ["NULL" if projector[i, i] > 0.5 else "0.0" for i in range(3)]
+        return [f"fix opshelf_axes all setforce {' '.join(values)}"]
+    fixed = np.eye(3) - projector
+    lines = ['variable opshelf_e0 atom "0.0"']
+    for k, axis in enumerate("xyz"):
+        terms = " + ".join(f"({-fixed[j, k]:.15g})*f{c}" for j, c in enumerate("xyz"))
+        lines.append(f'variable opshelf_f{axis} atom "{terms}"')
+    lines.append("fix opshelf_axes all addforce v_opshelf_fx v_opshelf_fy v_opshelf_fz "
+                 "energy v_opshelf_e0")
+    return lines
+
+
+def relax_lines(options: RelaxOptions, settings: LammpsSettings,
+                rotation: np.ndarray | None = None) -> list[str]:
+    """minimize for RelaxOptions. Constraint fixes are undone afterwards (`unfix`), so the
+    final `run 0` dumps the true forces."""
     lines = ["min_modify norm max"]  # ftol = largest force on one atom, like ASE's fmax
     if not options.relax_positions and not options.relax_cell:
         raise ConfigError("task.relax: relax_positions and relax_cell are both false")
@@ -237,26 +271,35 @@ def relax_lines(options: RelaxOptions, settings: LammpsSettings) -> list[str]:
         raise ConfigError("task.relax: relax_volume_only needs relax_cell: true")
     if options.pressure_GPa and not options.relax_cell:
         raise ConfigError("task.relax: pressure_GPa needs relax_cell: true")
+    constraints = []
     if not options.relax_positions:
         lines.append("fix opshelf_frozen all setforce 0.0 0.0 0.0")
+        constraints.append("opshelf_frozen")
+    elif options.move_axes is not None:
+        lines += move_axes_lines(options, np.eye(3) if rotation is None else rotation)
+        constraints.append("opshelf_axes")
     if options.relax_cell:
         coupling = "iso" if options.relax_volume_only else settings.npt_coupling
         bar = options.pressure_GPa / BAR_TO_GPA
         lines.append(f"fix opshelf_box all box/relax {coupling} {bar} vmax 0.001")
     lines.append(f"minimize {settings.relax_etol} {options.fmax_eV_per_A} {options.max_steps} "
                  f"{settings.relax_max_evaluations}")
+    lines += [f"unfix {name}" for name in constraints]
     return lines
 
 
-def input_script(settings: LammpsSettings, type_map: Sequence[str], task: Task) -> str:
-    """in.lammps for an engine task (single point, relax, md)."""
+def input_script(settings: LammpsSettings, type_map: Sequence[str], task: Task,
+                 rotation: np.ndarray | None = None) -> str:
+    """in.lammps for an engine task (single point, relax, md); `rotation` (lammps = input @ R)
+    maps relax `move_axes` into LAMMPS' frame."""
     options = task.options()
     if isinstance(options, MDOptions):
         body = [*_header(settings, type_map, options.dump_every),
                 *_outputs(options.dump_every), *md_lines(options, settings.npt_coupling)]
     elif isinstance(options, RelaxOptions):
         body = [*_header(settings, type_map, None), "thermo 10",
-                *relax_lines(options, settings), "reset_timestep 0", *_outputs(1), "run 0"]
+                *relax_lines(options, settings, rotation), "reset_timestep 0", *_outputs(1),
+                "run 0"]
     else:
         body = [*_header(settings, type_map, None), *_outputs(1), "run 0"]
     return "\n".join(body) + "\n"
@@ -280,6 +323,8 @@ class LammpsEngine(Engine):
     Settings = LammpsSettings
     raw_file_globs: ClassVar[tuple[str, ...]] = (INPUT_FILE, LOG_FILE, DUMP_FILE, THERMO_FILE,
                                                  MODEL_DEVI_FILE)
+    relax_features: ClassVar[frozenset[str]] = frozenset({"move_axes"})
+    preload_modules: ClassVar[tuple[str, ...]] = ("ase.io",)  # read_labelled_dump
     settings: LammpsSettings
 
     @property
@@ -315,8 +360,9 @@ class LammpsEngine(Engine):
             super().check(elements, task)
         if isinstance(self.settings.potential, (EamPotential,)):
             pair_lines(self.settings.potential, list(elements), None)
-        if task is not None and not self.supports(task):
-            raise ConfigError(f"lammps: task kind {task.kind.value!r} is not supported")
+        reason = None if task is None else self.unsupported_reason(task)
+        if reason is not None:
+            raise ConfigError(f"lammps: {reason}")
 
     def copy_potential_files(self, task_dir: Path) -> None:
         potential = self.settings.potential
@@ -340,7 +386,8 @@ class LammpsEngine(Engine):
         task_dir.mkdir(parents=True, exist_ok=True)
         type_map = self.write_conf(frame, task_dir)
         self.copy_potential_files(task_dir)
-        (task_dir / INPUT_FILE).write_text(input_script(self.settings, type_map, task))
+        rotation = lammps_rotation(frame["cells"][0])
+        (task_dir / INPUT_FILE).write_text(input_script(self.settings, type_map, task, rotation))
 
     def read_results(self, task_dir: Path, task: Task, frame: dpdata.System) -> EngineResult:
         type_map = [str(n) for n in frame["atom_names"]]
@@ -352,7 +399,10 @@ class LammpsEngine(Engine):
             info["relax_steps"] = relax_steps(task_dir / LOG_FILE)
             options = task.options()
             assert isinstance(options, RelaxOptions)
-            fmax = float(np.linalg.norm(system["forces"][-1], axis=1).max())
+            # the true forces (constraints are undone before the dump), judged on the
+            # components atoms were free to move along
+            free = system["forces"][-1] @ free_projector(options)
+            fmax = float(np.linalg.norm(free, axis=1).max())
             # minimize stops on max_steps too; a force above fmax (1 % slack for the
             # %.12g dump) means it did not converge
             if options.relax_positions and fmax > options.fmax_eV_per_A * 1.01:
@@ -400,7 +450,9 @@ def read_labelled_dump(task_dir: Path, type_map: Sequence[str], rotation: np.nda
         stress = -pressure * units.bar  # ASE's sign: tensile positive
         out = atoms.copy()
         out.set_cell(atoms.cell[:] @ rotation.T, scale_atoms=False)
-        out.positions = atoms.positions @ rotation.T
+        # relative to the box origin: box/relax dilates about the box centre, moving xlo
+        origin = np.asarray(atoms.get_celldisp()).reshape(3)
+        out.positions = (atoms.positions - origin) @ rotation.T
         out.calc = SinglePointCalculator(
             out, energy=float(row[1]), forces=forces,
             stress=stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]])
