@@ -90,3 +90,33 @@ def test_restart_after_a_failure_at_every_phase(uninterrupted: Path, tmp_path: P
         sorted(f"failed-{p}" for p in phases)
     assert content_hash(tmp_path / "bumpy" / "results" / "data") == \
         content_hash(uninterrupted / "results" / "data")
+
+
+def test_rerun_with_a_looser_stage_reuses_every_finished_step(uninterrupted: Path,
+                                                              tmp_path: Path) -> None:
+    """`opshelf rerun RUN NEW_CONFIG` with stage 1's min_accurate_ratio 0.99 -> 0.7: the
+    steps of iterations 0-2 have unchanged inputs and are reused (not run); only the
+    schedulers, which take the convergence settings, run again, and stage 1 now converges
+    at iteration 2 (accurate 0.75), so the loop ends one iteration earlier."""
+    from opshelf.core.local.reuse import REUSED_MARKER
+
+    config = (DATA / "mock-config.yaml").read_text()
+    assert config.count("min_accurate_ratio: 0.99") == 1
+    new_config = tmp_path / "looser.yaml"
+    new_config.write_text(config.replace("min_accurate_ratio: 0.99", "min_accurate_ratio: 0.7"))
+    (tmp_path / "init-cu.extxyz").symlink_to(DATA / "init-cu.extxyz")
+    done = opshelf("rerun", str(uninterrupted), str(new_config), "--name", "looser",
+                   "--no-progress", runs_dir=uninterrupted.parent)
+    assert done.returncode == 0, done.stderr
+    run = uninterrupted.parent / "looser"
+    history = json.loads((run / "results" / "history.json").read_text())
+    assert [r["decision"] for r in history["history"]] == [
+        "continue", "max iterations, move on", "converged"]
+    pods = finished_pods(run / "dflow" / "looser")
+    reused = {k for k in pods if (run / "dflow" / "looser" / k / REUSED_MARKER).is_file()}
+    work = {k for k in pods if not k.endswith("--scheduler")}
+    assert work and work <= reused, sorted(work - reused)
+    assert not any(k.endswith("--scheduler") for k in reused)
+    for it in ("iter-000000", "iter-000001", "iter-000002"):
+        assert content_hash(run / "results" / "data" / it) == \
+            content_hash(uninterrupted / "results" / "data" / it)

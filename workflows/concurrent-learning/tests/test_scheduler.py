@@ -89,3 +89,35 @@ def test_seeds_depend_on_seed_iteration_and_step_only() -> None:
 def test_nan_free_record_from_empty_report() -> None:
     state = advance(LoopState(), {"overall": {}}, None, [Convergence(max_iterations=2)], 20)
     assert not state.history[0].converged  # no explored frame is never "converged"
+
+
+def failing_report(failed: float, level: float) -> dict:
+    """Adaptive-lower levels that hold still while `failed` of the frames stay failed."""
+    return {"overall": {"n_frames": 100, "accurate_ratio": 1 - failed - 0.05,
+                        "candidate_ratio": 0.05, "failed_ratio": failed, "n_candidate": 5,
+                        "n_selected": 5}, "level_f_lo": level}
+
+
+def test_a_stage_whose_failed_ratio_stays_high_is_never_converged() -> None:
+    """The adaptive level is steady (0.100 -> 0.101 < tolerance 0.005) but 30 % of the frames
+    deviate above f_hi: reported in each decision, the stage moves on unconverged."""
+    conv = [Convergence(style="adaptive-lower", level_tolerance=0.005, n_checked=2,
+                        max_iterations=3, max_failed_ratio=0.2)]
+    state = LoopState()
+    for level in (0.100, 0.101, 0.101):
+        state = advance(state, failing_report(0.3, level), None, conv, 20)
+    assert [r.converged for r in state.history] == [False, False, False]
+    assert state.history[1].decision == "continue (failed ratio 0.300 > 0.2)"
+    assert state.history[-1].decision == "max iterations, move on (failed ratio 0.300 > 0.2)"
+    assert state.done and state.reason == "all stages done"
+    # the same levels with few failed frames converge at the second iteration
+    state = LoopState()
+    for level in (0.100, 0.101):
+        state = advance(state, failing_report(0.1, level), None, conv, 20)
+    assert state.history[-1].converged and state.reason == "all stages converged"
+
+
+def test_fatal_at_max_names_the_failed_ratio() -> None:
+    conv = [Convergence(min_accurate_ratio=0.5, max_iterations=1, fatal_at_max=True)]
+    with pytest.raises(StageFailed, match=r"failed ratio 0\.300"):
+        advance(LoopState(), failing_report(0.3, 0.1), None, conv, 20)

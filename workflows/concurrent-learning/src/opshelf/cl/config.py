@@ -87,6 +87,10 @@ class Convergence(StrictModel):
         0.005, ge=0, description="adaptive-lower: converged when the adaptive lower force "
         "level moved by less than this (eV/A) over the last `n_checked` iterations")
     n_checked: int = Field(2, ge=2)
+    max_failed_ratio: float = Field(
+        0.2, ge=0, le=1, description="never converged while more than this fraction of the "
+        "explored frames is failed (deviation above f_hi or NaN): the models are still wrong "
+        "there, whatever the accurate ratio or the adaptive level says")
     max_iterations: int = Field(5, ge=1, description="iterations of this stage at most")
     fatal_at_max: bool = Field(False, description="fail the run when the stage reaches "
                                "max_iterations unconverged (else move on to the next stage)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +130,15 @@ class ClWorkflow(WorkflowPlugin):
         workflow.add(step)
         return workflow
 
+    def add_cli_commands(self, commands: argparse._SubParsersAction) -> None:
+        """`opshelf cl import-dpgen2 input.json [-o config.yaml]`."""
+        parser = commands.add_parser(
+            "import-dpgen2", help="turn a DPGEN2 input.json into an opshelf cl config")
+        parser.add_argument("input", help="the DPGEN2 input (JSON)")
+        parser.add_argument("-o", "--output", help="the opshelf config to write (YAML; "
+                            "default: print it); paths in it are relative to its folder")
+        parser.set_defaults(func=import_dpgen2_command)
+
     # -- results ---------------------------------------------------------------------------
     def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
         from opshelf.cl.results import collect_results
@@ -137,9 +147,11 @@ class ClWorkflow(WorkflowPlugin):
 
     def status_table(self, run_dir: Path) -> str | None:
         from opshelf.cl.status import format_table, latest_state, status_rows
+        from opshelf.core.rundir import RunDir
 
         wfdir = _workflow_dir(run_dir)
-        return format_table(status_rows(wfdir), latest_state(wfdir))
+        return format_table(status_rows(wfdir, RunDir(run_dir).effective_status()),
+                            latest_state(wfdir))
 
     def report(self, run_dir: Path) -> Path:
         from opshelf.cl.report import write_report
@@ -154,3 +166,44 @@ def history_json(run_dir: Path) -> dict[str, Any]:
 
     return latest_state(_workflow_dir(run_dir)) or {}
 
+
+
+def import_dpgen2_command(args: argparse.Namespace) -> int:
+    """Map, validate, write; warnings and errors on stderr naming the DPGEN2 keys."""
+    import json
+    import sys
+
+    import yaml
+    from pydantic import ValidationError
+
+    from opshelf.cl.dpgen2 import import_dpgen2
+    from opshelf.core.errors import MissingInputError, UserError
+
+    source = Path(args.input)
+    if not source.is_file():
+        raise MissingInputError(f"DPGEN2 input not found: {source}")
+    try:
+        data = json.loads(source.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON: {exc}") from None
+    out = Path(args.output) if args.output else None
+    result = import_dpgen2(data, source.parent, (out or Path("x")).resolve().parent)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not result.errors:
+        try:
+            ClConfig.model_validate(result.config)
+        except ValidationError as exc:
+            result.errors.append(f"the mapped config does not validate: {exc}")
+    if result.errors:
+        raise UserError(f"cannot import {source} ({len(result.errors)} problem(s), nothing "
+                        "written):\n  " + "\n  ".join(result.errors))
+    text = (f"# opshelf cl config imported from DPGEN2 input {source.name} "
+            "(opshelf cl import-dpgen2)\n"
+            + yaml.safe_dump(result.config, sort_keys=False, default_flow_style=None))
+    if out is None:
+        print(text, end="")
+    else:
+        out.write_text(text)
+        print(f"wrote {out} ({len(result.warnings)} warning(s))", file=sys.stderr)
+    return 0

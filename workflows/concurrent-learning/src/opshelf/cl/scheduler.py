@@ -64,6 +64,8 @@ def derived_seed(seed: int, iteration: int, step: str) -> int:
 def stage_converged(conv: Convergence, record: IterationRecord,
                     earlier: Sequence[IterationRecord]) -> bool:
     """Whether the stage is converged after `record` (`earlier`: its previous iterations)."""
+    if record.failed_ratio > conv.max_failed_ratio:
+        return False
     if conv.style == "accurate-ratio":
         return record.n_frames > 0 and record.accurate_ratio >= conv.min_accurate_ratio
     levels = [r.level_f_lo for r in [*earlier, record]][-conv.n_checked:]
@@ -109,8 +111,12 @@ def advance(state: LoopState, select_report: dict[str, Any], fp_summary: dict[st
             record.decision = "failed: stage unconverged at max_iterations"
             raise StageFailed(
                 f"stage {state.stage} did not converge in {conv.max_iterations} iterations "
-                f"(accurate ratio {record.accurate_ratio:.3f}) and fatal_at_max is set")
+                f"(accurate ratio {record.accurate_ratio:.3f}, failed ratio "
+                f"{record.failed_ratio:.3f}) and fatal_at_max is set")
         record.decision = "converged" if record.converged else "max iterations, move on"
+        if not record.converged and record.failed_ratio > conv.max_failed_ratio:
+            record.decision += (f" (failed ratio {record.failed_ratio:.3f} > "
+                                f"{conv.max_failed_ratio})")
         new.stage, new.stage_iteration = state.stage + 1, 0
         if new.stage >= len(convergence):
             new.done, new.reason = True, ("all stages converged" if all(
@@ -118,6 +124,8 @@ def advance(state: LoopState, select_report: dict[str, Any], fp_summary: dict[st
             return new
     else:
         record.decision = "continue"
+        if record.failed_ratio > conv.max_failed_ratio:
+            record.decision += f" (failed ratio {record.failed_ratio:.3f} > {conv.max_failed_ratio})"
         new.stage_iteration = state.stage_iteration + 1
     if new.iteration >= max_iterations:
         new.done, new.reason = True, f"max_iterations ({max_iterations}) reached"

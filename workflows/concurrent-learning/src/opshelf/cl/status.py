@@ -15,6 +15,9 @@ from opshelf.core.workflows.outputs import artifact_items
 
 #: keys (after the block id) of the Steps around the fan-outs (flow.py): containers, not OPs
 SUB_STEPS = ("train", "explore", "label")
+#: the OP steps of one iteration in loop order (flow.STEP_NAMES; flow imports dflow)
+LOOP_ORDER = ("prep-train", "run-train", "prep-explore", "run-explore", "select-confs",
+              "prep-fp", "run-fp", "collect-fp", "collect-data", "scheduler")
 _ITER = re.compile(r"^(iter-(\d{6}))--(.+?)(?:-(\d{6}))?$")
 
 
@@ -78,22 +81,34 @@ def latest_state(wfdir: Path) -> dict[str, Any] | None:
     return None
 
 
-def status_rows(wfdir: Path) -> list[dict[str, Any]]:
-    """One row per iteration: the finished ones from the loop state, then a running one."""
+def status_rows(wfdir: Path, run_status: str | None = None) -> list[dict[str, Any]]:
+    """One row per iteration: the finished ones from the loop state, then the unfinished
+    one, labelled with the step it is at in loop order: `failed at run-fp`, `running
+    run-fp`, or `interrupted at run-fp` when the run is not running (`run_status`, e.g.
+    'killed' after a crash: its steps still say Running)."""
     state = latest_state(wfdir)
     rows = [dict(r) for r in (state or {}).get("history", [])]
     done = {r["iteration"] for r in rows}
     for it, steps in sorted(iteration_steps(wfdir).items()):
         if it in done:
             continue
-        phases = {name: [phase(d) for d in dirs] for name, dirs in steps.items()
-                  if name not in ("block", "loop", *SUB_STEPS) and not name.endswith("-group")}
-        failed = [n for n, ps in phases.items() if "Failed" in ps]
-        running = [n for n, ps in phases.items() if any(p != "Succeeded" for p in ps)]
         rows.append({"iteration": it, "stage": (state or {}).get("stage", 0),
-                     "decision": f"failed at {failed[0]}" if failed else
-                     f"running {running[-1] if running else 'scheduler'}"})
+                     "decision": _unfinished_label(steps, run_status)})
     return rows
+
+
+def _unfinished_label(steps: dict[str, list[Path]], run_status: str | None) -> str:
+    phases = {name: [phase(d) for d in steps[name]] for name in LOOP_ORDER if name in steps}
+    failed = [n for n, ps in phases.items() if "Failed" in ps or "Error" in ps]
+    if failed:
+        return f"failed at {failed[0]}"
+    unfinished = [n for n, ps in phases.items() if any(p != "Succeeded" for p in ps)]
+    # every step so far succeeded: the iteration is between steps, at the next one
+    at = unfinished[0] if unfinished else next(
+        (n for n in LOOP_ORDER if n not in phases), LOOP_ORDER[-1])
+    if run_status in (None, "running"):
+        return f"running {at}"
+    return f"interrupted at {at} (run {run_status}; opshelf resume)"
 
 
 def format_table(rows: list[dict[str, Any]], state: dict[str, Any] | None) -> str:
