@@ -278,3 +278,87 @@ def test_a_refused_sbatch_is_retried(slurm_cluster: Any, tmp_path: Path) -> None
     assert waits, "no refused sbatch followed by a submission in the dpdispatcher logs"
     # 2 s of waiting plus one sbatch; a loaded machine adds seconds, never 60
     assert max(waits) < 30, waits
+
+
+REFUSAL = ("sbatch: error: Batch job submission failed: Unable to contact slurm controller "
+           "(connect failure)")
+
+
+@pytest.fixture
+def flaky_sbatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An `sbatch` first on PATH that refuses the first N submissions of each dpdispatcher
+    submission folder as a down controller does, then runs the real one. Returns a setter
+    for N and a reader of the calls per folder."""
+    import shutil
+
+    real = shutil.which("sbatch")
+    assert real, "sbatch not found"
+    fake_dir = tmp_path / "fake-bin"
+    fake_dir.mkdir()
+    calls = tmp_path / "sbatch-calls.log"
+    fails = tmp_path / "sbatch-fails"
+    fake = fake_dir / "sbatch"
+    fake.write_text(f"""#!/bin/bash
+# test double: refuse the first N calls from each submission folder ($PWD), then run sbatch
+echo "$PWD" >> {calls}
+n=$(grep -cxF "$PWD" {calls})
+if [ "$n" -le "$(cat {fails})" ]; then echo "{REFUSAL}" >&2; exit 1; fi
+exec {real} "$@"
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_dir}{os.pathsep}{os.environ['PATH']}")
+
+    class Flaky:
+        def refuse(self, n: int) -> None:
+            fails.write_text(str(n))
+
+        def calls(self) -> dict[str, int]:
+            lines = calls.read_text().splitlines() if calls.exists() else []
+            return {folder: lines.count(folder) for folder in set(lines)}
+
+    return Flaky()
+
+
+# dpdispatcher retries a refused sbatch itself: 3 tries per run_submission (its
+# utils.retry(max_retry=3) around Slurm.do_submit), then raises "Failed to run do_submit".
+DPDISPATCHER_TRIES = 3
+
+
+def test_a_scheduler_refusing_longer_than_dpdispatcher_retries_is_retried_by_opshelf(
+        slurm_cluster: Any, flaky_sbatch: Any, tmp_path: Path) -> None:
+    # 4 refusals: dpdispatcher's 3 tries fail, opshelf's outer retry submits again
+    # (refused once more, then accepted by dpdispatcher's own retry).
+    flaky_sbatch.refuse(DPDISPATCHER_TRIES + 1)
+    before = slurm_jobs(slurm_cluster)
+    proc = run_label(tmp_path, EMT, slurm_executor(tmp_path / "remote", retry_count=2,
+                                                   scheduler_retry_wait_s=0.2), timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = flaky_sbatch.calls()
+    assert sorted(calls.values()) == [5, 5], calls  # 4 refused + 1 accepted, per frame
+    logs = step_logs(tmp_path / "runs" / "slurm-run")
+    # each retry is recorded in the step log, with the scheduler's message
+    assert logs.count("opshelf: transient scheduler failure (attempt 1 of 2)") == 2, logs[-3000:]
+    assert "attempt 2 of 2" not in logs
+    assert "Unable to contact slurm controller" in logs
+    new_jobs = {k: v for k, v in slurm_jobs(slurm_cluster).items() if k not in before}
+    assert sorted(new_jobs.values()) == ["COMPLETED", "COMPLETED"]  # nothing submitted twice
+    summary = json.loads((tmp_path / "runs" / "slurm-run" / "results" / "summary.json")
+                         .read_text())
+    assert (summary["n_tasks"], summary["n_succeeded"]) == (2, 2)
+
+
+def test_a_scheduler_that_keeps_refusing_fails_the_step_with_a_clear_error(
+        slurm_cluster: Any, flaky_sbatch: Any, tmp_path: Path) -> None:
+    flaky_sbatch.refuse(1000)
+    before = slurm_jobs(slurm_cluster)
+    proc = run_label(tmp_path, EMT, slurm_executor(tmp_path / "remote", retry_count=1,
+                                                   scheduler_retry_wait_s=0.2), timeout=240)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    calls = flaky_sbatch.calls()
+    # dpdispatcher's 3 tries, once and again after opshelf's single retry; then it gives up
+    assert calls and set(calls.values()) == {2 * DPDISPATCHER_TRIES}, calls
+    logs = step_logs(tmp_path / "runs" / "slurm-run")
+    assert "opshelf: transient scheduler failure (attempt 1 of 1)" in logs
+    assert "the scheduler still failed after 1 retries of a transient failure" in logs
+    assert "Unable to contact slurm controller" in logs
+    assert {k for k in slurm_jobs(slurm_cluster) if k not in before} == set()  # none ran

@@ -3,6 +3,6 @@
 set -euo pipefail
 opshelf --version
 opshelf list
-opshelf list | grep -qw cl
+opshelf list | grep -w cl > /dev/null  # not -q: an early exit breaks the pipe (pipefail)
 opshelf schema cl > /dev/null
 echo "smoke: workflow cl is installed and has a schema"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from opshelf.core.testing import require_engine
-from opshelf.lameval.data import load_frames, reference_datasets
+from opshelf.lameval.data import REFERENCE_DIR, load_frames, reference_datasets
 from opshelf.lameval.predict import AseLoopPredictor, ModelSpec, make_predictor
 from opshelf.lameval.tasks import AccuracyTask, DeltaTask, MdTask, run_accuracy, run_delta, run_md
 
@@ -51,13 +51,25 @@ def test_batched_equals_ase_loop(calculator: str) -> None:
 @pytest.mark.parametrize("calculator", ["chgnet", "sevennet"])
 def test_universal_model_accuracy(calculator: str) -> None:
     require_package({"chgnet": "chgnet", "sevennet": "sevenn"}[calculator])
-    result = run_accuracy(ModelSpec(name=calculator, calculator=calculator), al_datasets(),
+    # the Al sets and the rattled Si and Cu cells (5 more small frames: seconds)
+    datasets = al_datasets() + [d for d in reference_datasets()
+                                if d.name in ("Si-rattled", "Cu-rattled")]
+    result = run_accuracy(ModelSpec(name=calculator, calculator=calculator), datasets,
                           AccuracyTask())
     for name, data in result["datasets"].items():
         assert data["status"] == "succeeded", name
-    # Universal models trained on PBE (MPtrj): force errors vs our coarse CP2K PBE labels of
-    # rattled Al of order 10-200 meV/A (CHGNet's MPtrj test MAE is ~60 meV/A)
-    assert 1 < result["datasets"]["Al-rattled"]["force_rmse_meV_per_A"] < 300
+    # Universal models trained on PBE (MPtrj) vs our coarse CP2K PBE labels of rattled cells,
+    # measured (load ~8): Al (RMS reference force 300 meV/A) CHGNet 151, SevenNet-0 65 meV/A;
+    # Si (RMS 1474 meV/A: 0.08 A rattles of stiff Si) CHGNet 377, SevenNet-0 199 meV/A; Cu
+    # (RMS 723) both 117 meV/A; parity slopes 0.56-1.01 (universal potentials are often
+    # soft), correlation >= 0.92.
+    # Bound: well below the RMS force itself (the zero-force dummy's error); a label with the
+    # wrong sign, units or atom order gives >= the RMS.
+    for name in ("Al-rattled", "Si-rattled", "Cu-rattled"):
+        forces = np.concatenate(load_frames(REFERENCE_DIR / name, "deepmd/npy").forces)
+        rms_reference_meV_per_A = 1000 * np.sqrt(np.mean(forces**2))
+        rmse = result["datasets"][name]["force_rmse_meV_per_A"]
+        assert 1 < rmse < 0.6 * rms_reference_meV_per_A, name
     assert result["batched"]
 
 

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from copy import deepcopy
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dflow import Step
 from dflow.plugins.dispatcher import DispatcherExecutor as _DflowDispatcherExecutor
@@ -31,6 +31,12 @@ from dflow.python import OP, PythonOPTemplate, Slices
 from opshelf.core.errors import ConfigError
 from opshelf.core.execution import ArgoExecutor, DispatcherExecutor, StepExecution
 from opshelf.core.images import image_for
+
+if TYPE_CHECKING:
+    from dflow import Workflow
+
+    from opshelf.core.config import StrictModel
+    from opshelf.core.workflow import WorkflowPlugin
 
 Mode = Literal["local", "argo"]
 
@@ -117,13 +123,18 @@ def _opshelf_run_submission(submission, *, clean, check_interval, retry_wait, re
                 cause = cause.__cause__ or cause.__context__
             # a job's own stderr (quoted after this marker) is no scheduler message
             ours = text.split("Possible remote error message")[0]
-            if attempt < retries and any(marker in ours for marker in transient):
+            is_transient = any(marker in ours for marker in transient)
+            if attempt < retries and is_transient:
                 attempt += 1
                 print(f"opshelf: transient scheduler failure (attempt {attempt} of "
                       f"{retries}), retrying in {retry_wait} s: {text}",
                       file=sys.stderr, flush=True)
                 time.sleep(retry_wait)
                 continue
+            if is_transient:
+                text = (f"the scheduler still failed after {retries} retries of a transient "
+                        f"failure, {retry_wait} s apart (retry_count, scheduler_retry_wait_s): "
+                        + text)
             report = scheduler_report()
             print(f"opshelf: dispatcher job failed: {text}\n{report}", file=sys.stderr,
                   flush=True)
@@ -276,14 +287,18 @@ def dispatcher_executor(executor: DispatcherExecutor, *, mode: Mode = "local"
 
     The machine and resources dicts are dpdispatcher's, used as given (dflow's SSH
     defaults are not merged in); the job runs ``executor.python`` or, when unset, this
-    interpreter.
+    interpreter in local mode and ``python3`` in Argo mode (this machine's interpreter
+    path means nothing on the cluster the pod submits to). In Argo mode the step's pod
+    (dflow's ``dispatcher_image``: opshelf-core's image) runs dpdispatcher, which submits
+    the job to the scheduler.
     """
     machine = {"local_root": ".", **deepcopy(executor.machine)}
     machine.setdefault("retry_count", executor.retry_count)
+    python = executor.python or (sys.executable if mode == "local" else "python3")
     dispatcher = PolledDispatcherExecutor(
         machine_dict=machine,
         resources_dict=deepcopy(executor.resources),
-        remote_command=[executor.python or sys.executable],
+        remote_command=[python],
         check_interval_s=executor.poll_interval_s,
         scheduler_retry_wait_s=executor.scheduler_retry_wait_s,
         transient_retries=executor.retry_count,
@@ -338,7 +353,44 @@ def make_step(name: str, op_class: type[OP] | OP, execution: StepExecution, *,
     )
 
 
+#: name and key of the step `results_step` appends
+RESULTS_STEP = "results"
+
+
+def find_step(workflow: Workflow, key: str) -> Step:
+    """The top-level step of `workflow` with `key` (parallel groups searched too)."""
+    steps = workflow.entrypoint.steps if workflow.entrypoint is not None else []
+    for item in steps:
+        for step in item if isinstance(item, list) else [item]:
+            if getattr(step, "key", None) == key:
+                return step
+    raise KeyError(f"workflow {workflow.name!r} has no top-level step with key {key!r}")
+
+
+def results_step(plugin: WorkflowPlugin, workflow_ref: str, config: StrictModel,
+                 workflow: Workflow, *, mode: Mode = "argo") -> Step | None:
+    """The final step that writes a run's results where no driver runs `collect` (Argo):
+    core's WriteResults OP in the workflow's image, on the artifacts the plugin names in
+    `results_inputs`; None when it names none."""
+    from opshelf.core.ops.results import MAX_RESULT_INPUTS, SLOTS, WriteResults
+
+    inputs = plugin.results_inputs(config, workflow)
+    if not inputs:
+        return None
+    if len(inputs) > MAX_RESULT_INPUTS:
+        raise ConfigError(f"workflow {plugin.name!r}: results_inputs names {len(inputs)} "
+                          f"artifacts; at most {MAX_RESULT_INPUTS}")
+    names = list(inputs)
+    return make_step(
+        RESULTS_STEP, WriteResults, StepExecution(), key=RESULTS_STEP, mode=mode,
+        parameters={"workflow": workflow_ref, "config": config.model_dump(mode="json"),
+                    "names": names},
+        artifacts={slot: inputs[name] for slot, name in zip(SLOTS, names, strict=False)},
+        image=image_for(plugin) if mode == "argo" else None)
+
+
 __all__: Sequence[str] = [
-    "AUTO_GROUPS_PER_CPU", "PolledDispatcherExecutor", "TRANSIENT_SCHEDULER_ERRORS", "dispatcher_executor", "make_step",
-    "python_op_template", "resolve_group_size",
+    "AUTO_GROUPS_PER_CPU", "PolledDispatcherExecutor", "RESULTS_STEP",
+    "TRANSIENT_SCHEDULER_ERRORS", "dispatcher_executor", "find_step", "make_step",
+    "python_op_template", "resolve_group_size", "results_step",
 ]

@@ -16,8 +16,19 @@ What the manifest holds, and why:
   names another). Artifacts move through the namespace's artifact repository, whose
   credentials Argo reads from its own secret. The export fails, naming the place, if a
   secret value from the config, dflow's config or the environment is still in the manifest.
-- ``serviceAccountName``: dflow hard-codes ``argo``; here it is OPSHELF_ARGO_SERVICE_ACCOUNT
-  when set, else left out (the namespace's default service account).
+- ``serviceAccountName``: dflow hard-codes ``argo``; here it is the one given (CLI
+  ``--service-account``, else OPSHELF_ARGO_SERVICE_ACCOUNT), else left out (the namespace's
+  default service account).
+- A last ``results`` step (core's WriteResults OP in the workflow's image) when the workflow
+  names its ``results_inputs``: it does what ``collect`` does on the driver in local mode,
+  and its output artifact ``results`` holds the run's results.
+- ``--ssh-secret NAME`` (else OPSHELF_ARGO_SSH_SECRET): the Kubernetes secret holding the SSH
+  key of dispatcher steps, mounted read-only at ``/etc/opshelf/ssh`` in their pods.
+- ``artifactRepositoryRef`` (CLI ``--artifact-repository CONFIGMAP[:KEY]``, else
+  OPSHELF_ARGO_ARTIFACT_REPOSITORY): the artifact repository of the namespace that stores the
+  steps' outputs; without it, Argo's default repository of the namespace/controller.
+
+Settings given as arguments win over their environment variables (``ArgoSettings``).
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,12 +47,18 @@ from typing import Any
 import yaml
 
 from opshelf.core.errors import ConfigError, MissingInputError
-from opshelf.core.images import package_image
+from opshelf.core.images import package_image, use_registry
 from opshelf.core.workflow import BuildContext
 
 ARGO_API_VERSION = "argoproj.io/v1alpha1"
 S3_SECRET_ENV = "OPSHELF_ARGO_S3_SECRET"
 SERVICE_ACCOUNT_ENV = "OPSHELF_ARGO_SERVICE_ACCOUNT"
+ARTIFACT_REPOSITORY_ENV = "OPSHELF_ARGO_ARTIFACT_REPOSITORY"
+SSH_SECRET_ENV = "OPSHELF_ARGO_SSH_SECRET"
+#: where a dispatcher pod finds the SSH key(s) of the `ssh_secret` (remote_profile.key_filename)
+SSH_KEY_DIR = "/etc/opshelf/ssh"
+#: group of the image's `opshelf` user (containers/runtime): may read the mounted keys
+IMAGE_GID = 10001
 DEFAULT_S3_SECRET = "opshelf-s3"
 #: environment variable of a step <- key in the S3 secret (dflow reads these variables)
 S3_SECRET_KEYS = {"DFLOW_S3_ACCESS_KEY": "accesskey", "DFLOW_S3_SECRET_KEY": "secretkey"}
@@ -54,6 +72,79 @@ _SECRET_NAME = re.compile(r"(password|passwd|secret|token|access_?key|private_?k
 _DFLOW_DEFAULTS = {"admin", "password"}
 _EMBEDDED = re.compile(r"(?P<head>(?:s3_)?config\.update\(jsonpickle\.loads\(r''')"
                        r"(?P<json>.*?)(?P<tail>'''\)\))", re.DOTALL)
+
+
+# Kubernetes object names (RFC 1123 subdomain) and ConfigMap keys
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+_REGISTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+
+
+@dataclass(frozen=True)
+class ArgoSettings:
+    """Cluster settings of an export. None: the environment variable, else the default."""
+
+    service_account: str | None = None
+    s3_secret: str | None = None
+    image_registry: str | None = None
+    #: "CONFIGMAP" or "CONFIGMAP:KEY" (Argo's artifactRepositoryRef)
+    artifact_repository: str | None = None
+    #: Kubernetes secret with the SSH key(s) of dispatcher steps, mounted at SSH_KEY_DIR
+    ssh_secret: str | None = None
+
+    def resolved(self) -> ArgoSettings:
+        """Arguments over environment variables; each value checked (ConfigError names it)."""
+        from opshelf.core.images import REGISTRY_ENV
+
+        def pick(value: str | None, env: str) -> str | None:
+            return (value if value is not None else os.environ.get(env, "")).strip() or None
+
+        settings = ArgoSettings(
+            service_account=pick(self.service_account, SERVICE_ACCOUNT_ENV),
+            s3_secret=pick(self.s3_secret, S3_SECRET_ENV) or DEFAULT_S3_SECRET,
+            image_registry=pick(self.image_registry, REGISTRY_ENV),
+            artifact_repository=pick(self.artifact_repository, ARTIFACT_REPOSITORY_ENV),
+            ssh_secret=pick(self.ssh_secret, SSH_SECRET_ENV))
+        for what, value, env in (("service account", settings.service_account,
+                                  "--service-account / " + SERVICE_ACCOUNT_ENV),
+                                 ("S3 secret", settings.s3_secret,
+                                  "--s3-secret / " + S3_SECRET_ENV),
+                                 ("SSH secret", settings.ssh_secret,
+                                  "--ssh-secret / " + SSH_SECRET_ENV)):
+            if value is not None and not _K8S_NAME.match(value):
+                raise ConfigError(f"{what} {value!r} ({env}): not a Kubernetes name "
+                                  "(lowercase letters, digits, '-', '.')")
+        if settings.image_registry is not None and (
+                not _REGISTRY.match(settings.image_registry) or "://" in settings.image_registry):
+            raise ConfigError(f"image registry {settings.image_registry!r} (--image-registry / "
+                              f"{REGISTRY_ENV}): expected HOST[/PATH], e.g. registry.example.org/opshelf")
+        settings.artifact_repository_ref()  # checks it
+        return settings
+
+    def artifact_repository_ref(self) -> dict[str, str] | None:
+        """Argo's ``artifactRepositoryRef`` for ``artifact_repository``, or None."""
+        if not self.artifact_repository:
+            return None
+        configmap, _, key = self.artifact_repository.partition(":")
+        where = f"artifact repository {self.artifact_repository!r} (--artifact-repository / " \
+                f"{ARTIFACT_REPOSITORY_ENV})"
+        if not _K8S_NAME.match(configmap):
+            raise ConfigError(f"{where}: ConfigMap name {configmap!r} is not a Kubernetes name")
+        if ":" in self.artifact_repository and not _CONFIGMAP_KEY.match(key):
+            raise ConfigError(f"{where}: key {key!r} is not a ConfigMap key")
+        return {"configMap": configmap, **({"key": key} if key else {})}
+
+
+@dataclass
+class ArgoExport:
+    """What `export_argo` wrote: the manifest and the inputs to upload before submitting."""
+
+    manifest_path: Path
+    inputs_dir: Path
+    #: S3 keys of the staged input files (paths under `inputs_dir`)
+    staged_keys: list[str] = field(default_factory=list)
+    bucket: str | None = None
+    endpoint: str | None = None
 
 
 class StagedInputs:
@@ -217,6 +308,38 @@ def _complete_s3_artifacts(node: Any, secret_name: str) -> None:
             _complete_s3_artifacts(value, secret_name)
 
 
+_MACHINE = re.compile(r"Machine\.load_from_dict\(json\.loads\(r'(?P<json>.*?)'\)\)")
+
+
+def _mount_ssh_secret(manifest: dict[str, Any], secret_name: str) -> None:
+    """Mount `secret_name` read-only at SSH_KEY_DIR in every pod that runs dpdispatcher (a
+    dispatcher step), readable by the image's user only (group IMAGE_GID, mode 0440). An SSH
+    step's ``remote_profile.key_filename`` must point there."""
+    mounted = 0
+    for template in _templates(manifest):
+        script = template.get("script")
+        found = _MACHINE.search(script.get("source", "")) if isinstance(script, dict) else None
+        if not found:
+            continue
+        machine = json.loads(found.group("json"))
+        if machine.get("context_type") == "SSHContext":
+            key = str((machine.get("remote_profile") or {}).get("key_filename") or "")
+            if not key.startswith(SSH_KEY_DIR + "/"):
+                raise ConfigError(
+                    f"dispatcher step {template.get('name')!r}: remote_profile.key_filename is "
+                    f"{key or 'not set'}; with --ssh-secret the key is mounted at "
+                    f"{SSH_KEY_DIR}/<key in the secret>, e.g. {SSH_KEY_DIR}/id_ed25519")
+        template.setdefault("volumes", []).append(
+            {"name": "opshelf-ssh", "secret": {"secretName": secret_name, "defaultMode": 0o440}})
+        script.setdefault("volumeMounts", []).append(
+            {"name": "opshelf-ssh", "mountPath": SSH_KEY_DIR, "readOnly": True})
+        template.setdefault("securityContext", {}).setdefault("fsGroup", IMAGE_GID)
+        mounted += 1
+    if not mounted:
+        raise ConfigError(f"--ssh-secret {secret_name}: no step of this config runs through a "
+                          "dispatcher (steps: {STEP: {executor: {kind: dispatcher, ...}}})")
+
+
 def _find_secrets(manifest: dict[str, Any], secrets: dict[str, str]) -> list[str]:
     text = json.dumps(manifest)
     return [where for where, value in secrets.items() if value in text]
@@ -224,12 +347,21 @@ def _find_secrets(manifest: dict[str, Any], secrets: dict[str, str]) -> list[str
 
 def build_manifest(workflow_ref: str, config_path: str | Path, *,
                    name: str | None = None, run_dir: Path | None = None,
-                   inputs_dir: Path | None = None) -> dict[str, Any]:
+                   inputs_dir: Path | None = None,
+                   settings: ArgoSettings | None = None) -> dict[str, Any]:
     """The Argo Workflow manifest (a dict) for `workflow_ref` with the given config.
 
     Input files the workflow uploads are staged under `inputs_dir` (default:
     ``<run_dir>/<name>.inputs``) by their S3 keys.
     """
+    manifest, _ = _build_manifest(workflow_ref, config_path, name=name, run_dir=run_dir,
+                                  inputs_dir=inputs_dir, settings=settings)
+    return manifest
+
+
+def _build_manifest(workflow_ref: str, config_path: str | Path, *, name: str | None,
+                    run_dir: Path | None, inputs_dir: Path | None,
+                    settings: ArgoSettings | None) -> tuple[dict[str, Any], list[str]]:
     from opshelf.core.local.runner import resolve_workflow
 
     plugin = resolve_workflow(workflow_ref)
@@ -244,34 +376,69 @@ def build_manifest(workflow_ref: str, config_path: str | Path, *,
     staging = (inputs_dir or base / f"{wf_name}.inputs").resolve()
     ctx = BuildContext(run_dir=base, config_dir=config_file.resolve().parent, mode="argo",
                        workflow_id=wf_name)
+    settings = (settings or ArgoSettings()).resolved()
     plugin.check(config, ctx)
-    with _argo_build(staging):
+    with use_registry(settings.image_registry), _argo_build(staging) as staged:
+        from opshelf.core.dflow_build import results_step
+
         workflow = plugin.build(config, ctx)
+        # no driver runs `collect` in a cluster: the workflow ends by writing its results
+        final = results_step(plugin, workflow_ref, config, workflow, mode="argo")
+        if final is not None:
+            workflow.add(final)
         body = workflow.to_dict()
         secrets = secret_values(config.model_dump(mode="json"))
         # Put the identifying keys first, as kubectl and Argo write them.
         manifest: dict[str, Any] = {"apiVersion": ARGO_API_VERSION, "kind": "Workflow"}
         manifest.update({k: v for k, v in body.items() if k not in ("apiVersion", "kind")})
-        _harden(manifest, os.environ.get(S3_SECRET_ENV) or DEFAULT_S3_SECRET)
+        _harden(manifest, settings.s3_secret or DEFAULT_S3_SECRET)
     spec = manifest.setdefault("spec", {})
     spec.pop("serviceAccountName", None)
-    if os.environ.get(SERVICE_ACCOUNT_ENV):
-        spec["serviceAccountName"] = os.environ[SERVICE_ACCOUNT_ENV]
+    if settings.service_account:
+        spec["serviceAccountName"] = settings.service_account
+    repository = settings.artifact_repository_ref()
+    if repository:
+        spec["artifactRepositoryRef"] = repository
+    if settings.ssh_secret:
+        _mount_ssh_secret(manifest, settings.ssh_secret)
     leaked = _find_secrets(manifest, secrets)
     if leaked:
         raise ConfigError("refusing to write the manifest: it would contain the credential(s) "
                           f"of {', '.join(sorted(leaked))}. Give credentials to the cluster as "
                           "Kubernetes secrets (SSH keys, the S3 secret), not in the config.")
-    return manifest
+    return manifest, sorted(set(staged.keys))
 
 
 def export_argo(workflow_ref: str, config_path: str | Path, output: str | Path, *,
-                name: str | None = None) -> Path:
-    """Write the manifest as YAML to `output` (inputs staged next to it in
-    ``<output stem>.inputs/``); returns its path."""
+                name: str | None = None, settings: ArgoSettings | None = None) -> ArgoExport:
+    """Write the manifest as YAML to `output`, the workflow's input files staged next to it
+    in ``<output stem>.inputs/``; returns what was written and where the inputs must go."""
+    from dflow import s3_config
+
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    manifest = build_manifest(workflow_ref, config_path, name=name, run_dir=out.parent,
-                              inputs_dir=out.parent / f"{out.stem}.inputs")
+    inputs_dir = out.parent / f"{out.stem}.inputs"
+    manifest, keys = _build_manifest(workflow_ref, config_path, name=name, run_dir=out.parent,
+                                     inputs_dir=inputs_dir, settings=settings)
     out.write_text(yaml.safe_dump(manifest, sort_keys=False))
-    return out
+    return ArgoExport(manifest_path=out, inputs_dir=inputs_dir, staged_keys=keys,
+                      bucket=s3_config.get("bucket_name"), endpoint=s3_config.get("endpoint"))
+
+
+def upload_instructions(done: ArgoExport) -> str:
+    """What `opshelf export-argo` prints: what was written, what to upload where, then submit."""
+    lines = [f"opshelf: wrote {done.manifest_path}"]
+    bucket = done.bucket or "<bucket>"
+    if done.staged_keys:
+        lines += [f"opshelf: staged {len(done.staged_keys)} input file(s) under "
+                  f"{done.inputs_dir}/ (by their S3 keys):",
+                  *(f"  {key}" for key in done.staged_keys[:10]),
+                  *([f"  ... and {len(done.staged_keys) - 10} more"]
+                    if len(done.staged_keys) > 10 else []),
+                  f"opshelf: before submitting, upload that folder to the root of bucket "
+                  f"{bucket!r} at {done.endpoint or '<endpoint>'}, e.g.",
+                  f"  mc cp --recursive {done.inputs_dir}/ <alias>/{bucket}/"]
+    else:
+        lines.append("opshelf: the workflow has no input files to upload")
+    lines.append(f"opshelf: then submit: argo submit -n <namespace> {done.manifest_path}")
+    return "\n".join(lines)

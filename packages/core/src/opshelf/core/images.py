@@ -5,13 +5,17 @@ and tagged with the package's version::
 
     <registry>/<distribution>:<version>      e.g. ghcr.io/opshelf/opshelf-fp:0.1.0
 
-`<registry>` is ``ghcr.io/opshelf`` unless the environment variable OPSHELF_IMAGE_REGISTRY
-names another (a private mirror). A tag is never ``latest``: a manifest pins what it runs.
+`<registry>` is, first that is set: the one given to ``use_registry`` (``opshelf export-argo
+--image-registry``), the environment variable OPSHELF_IMAGE_REGISTRY (a private mirror),
+``ghcr.io/opshelf``. A tag is never ``latest``: a manifest pins what it runs.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from importlib import metadata
 
@@ -21,8 +25,24 @@ DEFAULT_REGISTRY = "ghcr.io/opshelf"
 REGISTRY_ENV = "OPSHELF_IMAGE_REGISTRY"
 
 
+_REGISTRY_OVERRIDE: ContextVar[str | None] = ContextVar("opshelf_image_registry", default=None)
+
+
 def image_registry() -> str:
-    return os.environ.get(REGISTRY_ENV, "").strip().rstrip("/") or DEFAULT_REGISTRY
+    """The registry images are named in (see the module doc for the order)."""
+    override = (_REGISTRY_OVERRIDE.get() or "").strip().rstrip("/")
+    return override or os.environ.get(REGISTRY_ENV, "").strip().rstrip("/") or DEFAULT_REGISTRY
+
+
+@contextmanager
+def use_registry(registry: str | None) -> Iterator[None]:
+    """Name images in `registry` inside the block (None: no change)."""
+    token = _REGISTRY_OVERRIDE.set(registry) if registry else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _REGISTRY_OVERRIDE.reset(token)
 
 
 def package_image(distribution: str, version: str, registry: str | None = None) -> str:
@@ -60,4 +80,4 @@ def image_for(obj: object, registry: str | None = None) -> str:
 
 
 __all__ = ["DEFAULT_REGISTRY", "REGISTRY_ENV", "distribution_of_module", "image_for",
-           "image_registry", "package_image"]
+           "image_registry", "package_image", "use_registry"]

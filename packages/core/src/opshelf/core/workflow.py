@@ -67,6 +67,22 @@ class WorkflowPlugin(ABC):
         Returns lines for the final summary (what was made and where)."""
         return []
 
+    def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
+        """Where an exported (Argo) run gets its results: output artifacts of steps of
+        `workflow` (dflow ``step.outputs.artifacts[...]``) by the names `write_results`
+        reads. `opshelf export-argo` then ends the workflow with a `results` step (core's
+        WriteResults OP, in this workflow's image) that calls `write_results` on them.
+        Empty (the default): no results step; the run's outputs stay in the artifact store."""
+        return {}
+
+    def write_results(self, config: StrictModel, inputs: dict[str, Path],
+                      results_dir: Path) -> list[str]:
+        """Write the results into `results_dir` from `inputs` (local paths of the artifacts
+        named by `results_inputs`); return summary lines. Runs inside the results step of an
+        Argo run; `collect` usually calls it too, so both modes write the same results."""
+        raise NotImplementedError(f"workflow {self.name!r} names results_inputs but does "
+                                  "not implement write_results")
+
     def status_table(self, run_dir: Path) -> str | None:
         """An optional workflow-specific status table (e.g. per iteration)."""
         return None

@@ -14,7 +14,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
@@ -125,7 +125,18 @@ class LamEvalWorkflow(WorkflowPlugin):
         from opshelf.core.workflows.label import step_output_artifacts
 
         outputs = step_output_artifacts(ctx, workflow, STEP_LEADERBOARD)
-        results = ctx.run_dir / "results"
+        return self.write_results(config, outputs, ctx.run_dir / "results")
+
+    def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
+        """An exported (Argo) run ends with core's results step on the leaderboard."""
+        from opshelf.core.dflow_build import find_step
+
+        return {"leaderboard": find_step(workflow, STEP_LEADERBOARD).outputs.artifacts[
+            "leaderboard"]}
+
+    def write_results(self, config: StrictModel, inputs: dict[str, Path],
+                      results_dir: Path) -> list[str]:
+        outputs, results = inputs, results_dir
         if results.exists():
             shutil.rmtree(results)
         shutil.copytree(outputs["leaderboard"], results)

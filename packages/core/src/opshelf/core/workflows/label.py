@@ -195,14 +195,24 @@ class LabelWorkflow(WorkflowPlugin):
     # -- results -------------------------------------------------------------------------
     def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
         outputs = step_output_artifacts(ctx, workflow, STEP_COLLECT)
-        results = ctx.run_dir / "results"
+        return self.write_results(config, outputs, ctx.run_dir / "results")
+
+    def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
+        from opshelf.core.dflow_build import find_step
+
+        collect = find_step(workflow, STEP_COLLECT)
+        return {name: collect.outputs.artifacts[name] for name in ("data", "failures", "summary")}
+
+    def write_results(self, config: StrictModel, inputs: dict[str, Path],
+                      results_dir: Path) -> list[str]:
+        results = results_dir
         results.mkdir(parents=True, exist_ok=True)
         data_dir = results / "data"
         if data_dir.exists():
             shutil.rmtree(data_dir)
-        shutil.copytree(outputs["data"], data_dir)
+        shutil.copytree(inputs["data"], data_dir)
         for name in ("failures", "summary"):
-            shutil.copyfile(outputs[name], results / f"{name}.json")
+            shutil.copyfile(inputs[name], results / f"{name}.json")
         summary = json.loads((results / "summary.json").read_text())
         plot_labels(summary, results / PLOT_FILE)
         lines = [
