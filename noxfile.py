@@ -8,7 +8,10 @@ Sessions are discovered from the tree, so a new package gets its session without
 - ``integration``: every package installed (editable), pytest over the root tests/.
 - ``lint``: ruff over the repo, the layout rules, and import-linter with a layers contract generated
   from the packages present: core <- OP packages <- workflows, siblings independent.
-- ``docs`` (mkdocs build --strict), ``bench`` (benchmarks/*.py in the dev venv), ``demo`` (``./dev demo``).
+- ``docs`` (reference pages generated from the code, then mkdocs build --strict), ``bench``
+  (benchmarks/*.py in the dev venv), ``demo`` (``./dev demo``).
+- ``build`` (every package's wheel, each installed alone in a fresh venv, every module imported),
+  ``changelog`` (a package changed without a CHANGELOG.md entry fails; ``-- --base REF``).
 
 Each package declares its session name and local dependencies in its pyproject.toml::
 
@@ -27,6 +30,7 @@ import difflib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -37,6 +41,7 @@ from pathlib import Path
 import nox
 import nox.command
 import nox.project
+import nox.virtualenv
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -392,9 +397,13 @@ _DOCS_ENV = environment_key([], _DOCS_GROUP)
 
 @nox.session(reuse_venv=reuse_venv("docs", _DOCS_ENV))
 def docs(session: nox.Session) -> None:
-    """Build the documentation site with mkdocs --strict (warnings are errors)."""
+    """Generate docs/reference/ from the code, then mkdocs build --strict (warnings: errors).
+
+    scripts/docs_reference.py runs with the dev venv: it imports every package."""
     install_once(session, _DOCS_ENV, _DOCS_GROUP)
     site = Path(session.create_tmp()) / "site"
+    session.run(str(DEV_VENV / "bin" / "python"), str(ROOT / "scripts" / "docs_reference.py"),
+                str(ROOT / "docs" / "reference"), env=_dev_venv_env(), external=True)
     with session.chdir(ROOT):
         session.run(
             "mkdocs",
@@ -406,6 +415,88 @@ def docs(session: nox.Session) -> None:
             env={"NO_MKDOCS_2_WARNING": "1"},  # Material's end-of-life notice, on every build
         )
     session.log(f"site built in {site}")
+
+
+# Imports every module of the packages named in argv[2:]; a module may fail only for lack of
+# a distribution of the package's optional extras (argv[1], comma-separated), e.g. pytest.
+_IMPORT_EVERY_MODULE = """
+import importlib, pkgutil, sys
+optional = set(filter(None, sys.argv[1].split(",")))
+names, problems = [], []
+for top in sys.argv[2:]:
+    names.append(top)
+    names += [i.name for i in pkgutil.walk_packages(importlib.import_module(top).__path__,
+                                                     top + ".")]
+for name in names:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0].lower() not in optional:
+            problems.append(f"{name}: {exc}")
+    except Exception as exc:
+        problems.append(f"{name}: {type(exc).__name__}: {exc}")
+print(f"imported {len(names)} modules", *problems, sep="\\n  ")
+sys.exit(1 if problems else 0)
+"""
+
+
+@nox.session(venv_backend="none")
+def build(session: nox.Session) -> None:
+    """Build every package's wheel (uv build) and install each alone (+ its local deps' wheels)
+    in a fresh venv, then import its modules. Args: short names (default: all)."""
+    wanted = list(session.posargs) or list(PACKAGES)
+    unknown = sorted(set(wanted) - set(PACKAGES))
+    if unknown:
+        session.error(f"unknown package(s) {unknown}; known: {sorted(PACKAGES)}")
+    uv = nox.virtualenv.UV  # the uv nox itself uses (found next to nox, else on PATH)
+    work = ROOT / ".nox" / "build"
+    dist = work / "dist"
+    if dist.exists():
+        shutil.rmtree(dist)
+    wheels: dict[str, Path] = {}
+    needed = {dep.short_name for short in wanted for dep in dependency_closure(PACKAGES[short])}
+    for short in sorted(needed):
+        package = PACKAGES[short]
+        out = dist / short
+        session.run(uv, "build", "--quiet", "--wheel", "--out-dir", str(out), str(package.path),
+                    external=True)
+        found = sorted(out.glob("*.whl"))
+        if len(found) != 1:
+            session.error(f"{package.rel}: expected one wheel in {out}, found {found}")
+        wheels[short] = found[0]
+    importer = work / "import_every_module.py"
+    importer.write_text(_IMPORT_EVERY_MODULE, encoding="utf-8")
+    failed: list[str] = []
+    for short in wanted:
+        package = PACKAGES[short]
+        venv = work / "venvs" / short
+        python = venv / "bin" / "python"
+        closure = [wheels[dep.short_name] for dep in dependency_closure(package)]
+        extras = nox.project.load_toml(package.path / "pyproject.toml")["project"].get(
+            "optional-dependencies", {})
+        optional = sorted({Requirement(r).name.replace("-", "_").lower()
+                           for reqs in extras.values() for r in reqs})
+        try:
+            session.run(uv, "venv", "--quiet", "--clear", "--python", sys.executable,
+                        str(venv), external=True)
+            session.run(uv, "pip", "install", "--quiet", "--python", str(python),
+                        *map(str, closure), external=True)
+            session.run(str(python), str(importer), ",".join(optional), *package.modules,
+                        external=True)
+            session.log(f"{package.dist_name}: {wheels[short].name} installs alone, every "
+                        "module imports")
+        except nox.command.CommandFailed as err:
+            failed.append(f"{short} ({err.reason})")
+    if failed:
+        session.error(f"package(s) that do not install alone: {', '.join(failed)}")
+
+
+@nox.session(venv_backend="none")
+def changelog(session: nox.Session) -> None:
+    """Fail when a package changed without a CHANGELOG.md entry, against the merge-base of
+    origin/main (else main) and HEAD; `nox -s changelog -- --base REF` compares with REF."""
+    session.run(sys.executable, str(ROOT / "scripts" / "changelog_check.py"), *session.posargs,
+                external=True)
 
 
 def _dev_venv_env() -> dict[str, str]:
@@ -474,9 +565,10 @@ def _image_name(package: LocalPackage) -> tuple[str, str]:
 def containers(session: nox.Session) -> None:
     """Build containers/<name>/Containerfile images (buildah, --isolation chroot) and run each
     image's smoke.sh inside it. Args: image names (default: all). Needs root and buildah; the
-    base is $OPSHELF_BASE_IMAGE, else a local debootstrap base (containers/base/)."""
+    base is $OPSHELF_BASE_IMAGE, else a local debootstrap base (containers/base/); every image
+    starts from the shared stage containers/runtime, built on that base first."""
     names = sorted(p.parent.name for p in CONTAINERS.glob("*/Containerfile")
-                   if p.parent.name != "base")
+                   if p.parent.name not in ("base", "runtime"))
     wanted = list(session.posargs) or names
     unknown = sorted(set(wanted) - set(names))
     if unknown:
@@ -489,7 +581,12 @@ def containers(session: nox.Session) -> None:
         if not present:
             session.run(str(CONTAINERS / "base" / "build-base.sh"), base,
                         str(ROOT / ".nox" / "container-base"), external=True)
-    build_args = ["--build-arg", f"BASE_IMAGE={base}"]
+    # the shared stage (venv, user, common labels), tagged by its base
+    runtime = f"localhost/opshelf-runtime:{hashlib.sha1(base.encode()).hexdigest()[:12]}"
+    session.run("buildah", "bud", "--isolation", "chroot", "--layers",
+                "-f", str(CONTAINERS / "runtime" / "Containerfile"),
+                "--build-arg", f"BASE_IMAGE={base}", "-t", runtime, str(ROOT), external=True)
+    build_args = ["--build-arg", f"RUNTIME_IMAGE={runtime}"]
     volumes: list[str] = []
     # pip inside the build sees the build machine's wheel folder and CA bundle, if it has them
     for name in ("PIP_FIND_LINKS", "PIP_CERT"):
@@ -527,5 +624,6 @@ def containers(session: nox.Session) -> None:
         session.error(f"container image(s) failed: {', '.join(failed)}")
 
 
-# `nox` alone (and `./dev test`) runs the checks; docs, bench and demo run on request.
-nox.options.sessions = ["lint", *TEST_SESSIONS, "integration"]
+# `nox` alone (and `./dev test`) runs the checks and builds the docs (~10 s); build (~1-2 min),
+# changelog, bench, demo and containers run on request.
+nox.options.sessions = ["lint", *TEST_SESSIONS, "integration", "docs"]

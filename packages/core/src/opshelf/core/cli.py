@@ -90,10 +90,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_export_argo(args: argparse.Namespace) -> int:
-    from opshelf.core.export_argo import export_argo
+    from opshelf.core.export_argo import ArgoSettings, export_argo, upload_instructions
 
-    out = export_argo(args.workflow, args.config, args.output, name=args.name)
-    print(f"opshelf: wrote {out}", file=sys.stderr)
+    settings = ArgoSettings(service_account=args.service_account, s3_secret=args.s3_secret,
+                            image_registry=args.image_registry,
+                            artifact_repository=args.artifact_repository,
+                            ssh_secret=args.ssh_secret)
+    done = export_argo(args.workflow, args.config, args.output, name=args.name,
+                       settings=settings)
+    print(upload_instructions(done), file=sys.stderr)
     return 0
 
 
@@ -115,6 +120,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         width = max((len(n) for n in entries), default=0)
         for name, where in entries.items():
             print(f"  {name.ljust(width)}  {where}")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from opshelf.core import scaffold
+
+    make = scaffold.new_op if args.command == "new-op" else scaffold.new_engine
+    files = make(args.package, args.name)
+    for path in files:
+        print(path)
+    print(scaffold.next_steps(files), file=sys.stderr)
     return 0
 
 
@@ -176,11 +192,29 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("-o", "--output", required=True, help="manifest file to write (YAML)")
     p.add_argument("--name", help="workflow name in the manifest (default: from the workflow)")
+    p.add_argument("--service-account", help="Kubernetes service account of the pods "
+                   "(default: $OPSHELF_ARGO_SERVICE_ACCOUNT, else the namespace's default)")
+    p.add_argument("--s3-secret", help="Kubernetes secret with keys accesskey/secretkey of the "
+                   "S3 store (default: $OPSHELF_ARGO_S3_SECRET, else opshelf-s3)")
+    p.add_argument("--image-registry", help="registry of the opshelf images, HOST[/PATH] "
+                   "(default: $OPSHELF_IMAGE_REGISTRY, else ghcr.io/opshelf)")
+    p.add_argument("--artifact-repository", metavar="CONFIGMAP[:KEY]",
+                   help="Argo artifactRepositoryRef for the steps' outputs "
+                   "(default: $OPSHELF_ARGO_ARTIFACT_REPOSITORY, else Argo's default)")
+    p.add_argument("--ssh-secret", help="Kubernetes secret with the SSH key of dispatcher "
+                   "steps, mounted at /etc/opshelf/ssh (default: $OPSHELF_ARGO_SSH_SECRET)")
     p.set_defaults(func=cmd_export_argo)
 
     p = sub.add_parser("list", help="installed workflows, OPs, engines and models")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
+
+    for command, what in (("new-op", "an OP: pure function, thin OP, conformance test, docs stub"),
+                          ("new-engine", "an engine: Engine subclass, replay test, entry point")):
+        p = sub.add_parser(command, help=f"scaffold {what} (for contributors)")
+        p.add_argument("package", help="package folder, or its name under ./packages (e.g. fp)")
+        p.add_argument("name", help="name of the new one, e.g. count-atoms or CountAtoms")
+        p.set_defaults(func=cmd_new)
     return parser
 
 
