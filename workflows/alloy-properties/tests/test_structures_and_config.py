@@ -90,8 +90,26 @@ def test_config_is_strict_and_names_the_problem() -> None:
     with pytest.raises(ConfigError, match=r"\['phonon'\] are not in the property list"):
         validate_into(AlloyConfig, {**BASE, "structures": [
             {"name": "cu", "generate": {"element": "Cu"}, "properties": ["phonon"]}]})
+    with pytest.raises(ConfigError, match=r"interaction 'emt': properties \['phonon'\]"):
+        validate_into(AlloyConfig, {**BASE, "interactions": [
+            {"name": "emt", "calculator": "emt", "properties": ["phonon"]}]})
     with pytest.raises(ConfigError, match="top-level 'relax'"):
         validate_into(AlloyConfig, {**BASE, "properties": [{"type": "relax"}]})
+
+
+def test_blocks_of_a_structure_and_an_interaction() -> None:
+    cfg = validate_into(AlloyConfig, {
+        **BASE, "properties": [{"type": "eos"}, {"type": "elastic"}, {"type": "phonon"}],
+        "structures": [{"name": "cu", "generate": {"element": "Cu"},
+                        "properties": ["eos", "elastic"]}],
+        "interactions": [{"name": "emt", "calculator": "emt"},
+                         {"name": "slow", "calculator": "emt", "properties": ["eos", "phonon"]}]})
+    emt, slow = cfg.interactions
+    structure = cfg.structures[0]
+    assert [b for b, _ in cfg.blocks_of(structure)] == ["eos", "elastic"]
+    assert [b for b, _ in cfg.blocks_of(structure, emt)] == ["eos", "elastic"]
+    # both lists apply: what the structure and the interaction ask for
+    assert [b for b, _ in cfg.blocks_of(structure, slow)] == ["eos"]
 
 
 def test_interactions_become_engine_specs(tmp_path: Path) -> None:

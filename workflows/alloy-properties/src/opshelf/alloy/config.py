@@ -89,6 +89,9 @@ class Interaction(StrictModel):
     engine: EngineSpec | None = Field(None, description="any opshelf engine (e.g. cp2k, qe)")
     profile: EngineProfile | None = Field(
         None, description="how to launch the program (threads, MPI prefix, timeout)")
+    properties: list[str] | None = Field(
+        None, description="names of the property blocks to compute with this interaction "
+        "(e.g. [eos, elastic] for a slow model); all of them when unset")
 
     @field_validator("name")
     @classmethod
@@ -168,11 +171,12 @@ class AlloyConfig(StrictModel):
         if any(p.type == "relax" for p in self.properties):
             raise ValueError("'relax' is not a property here: set the top-level 'relax' block")
         blocks = self.block_names()
-        for structure in self.structures:
-            unknown = sorted(set(structure.properties or []) - set(blocks))
-            if unknown:
-                raise ValueError(f"structure {structure.name!r}: properties {unknown} are not "
-                                 f"in the property list (blocks: {blocks})")
+        for what, items in (("structure", self.structures), ("interaction", self.interactions)):
+            for item in items:
+                unknown = sorted(set(item.properties or []) - set(blocks))
+                if unknown:
+                    raise ValueError(f"{what} {item.name!r}: properties {unknown} are not in "
+                                     f"the property list (blocks: {blocks})")
         if self.reference is not None and self.reference not in [i.name for i in
                                                                   self.interactions]:
             raise ValueError(f"reference {self.reference!r} is not an interaction name")
@@ -184,12 +188,16 @@ class AlloyConfig(StrictModel):
 
         return block_names(self.properties)
 
-    def blocks_of(self, structure: StructureSpec) -> list[tuple[str, Any]]:
-        """(block name, params) of every property computed for `structure`."""
+    def blocks_of(self, structure: StructureSpec, interaction: Interaction | None = None
+                  ) -> list[tuple[str, Any]]:
+        """(block name, params) of every property computed for `structure` (with
+        `interaction`: only those both ask for)."""
         pairs = list(zip(self.block_names(), self.properties))
-        if structure.properties is None:
-            return pairs
-        return [(name, params) for name, params in pairs if name in structure.properties]
+        for chosen in (structure.properties,
+                       None if interaction is None else interaction.properties):
+            if chosen is not None:
+                pairs = [(name, params) for name, params in pairs if name in chosen]
+        return pairs
 
     def reference_name(self) -> str:
         return self.reference or self.interactions[0].name

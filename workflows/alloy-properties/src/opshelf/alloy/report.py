@@ -159,14 +159,23 @@ def stacking_fault_plot(per: Mapping[str, Mapping[str, dict[str, Any]]], names: 
         return ""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    kinds = {name: shift_kind(sf) for name, sf in data.items()}
     for name, sf in data.items():
         shifts = np.append(sf["shifts_A"], sf["slip_length_A"])
         gamma = np.append(sf["gsfe_J_per_m2"], sf["gsfe_J_per_m2"][0])
-        ax.plot(shifts, gamma, "o-", ms=3, label=f"{name} ({sf['slip_system']})")
+        kind = "" if len(set(kinds.values())) == 1 else f", {kinds[name]}"
+        ax.plot(shifts, gamma, "o-", ms=3, label=f"{name} ({sf['slip_system']}{kind})")
     ax.set_xlabel("shift (Å)")
     ax.set_ylabel("fault energy (J/m²)")
     ax.legend(fontsize=8)
-    return _figure(_svg(fig), "generalized stacking-fault energy (rigid shifts)")
+    kind = next(iter(kinds.values())) if len(set(kinds.values())) == 1 else \
+        "relaxed or rigid: see the legend"
+    return _figure(_svg(fig), f"generalized stacking-fault energy ({kind})")
+
+
+def shift_kind(result: Mapping[str, Any]) -> str:
+    """How a stacking-fault result was computed, from its `relaxed` flag."""
+    return "relaxed normal to the plane" if result.get("relaxed") else "rigid shifts"
 
 
 def read_band_yaml(path: Path) -> tuple[np.ndarray, np.ndarray, list[tuple[float, str]]]:

@@ -140,7 +140,7 @@ class AlloyWorkflow(WorkflowPlugin):
                     pair.add(relax)
                     source = relax.outputs.artifacts["structure"]
                 blocks = []
-                for block, params in config.blocks_of(spec):
+                for block, params in config.blocks_of(spec, interaction):
                     n_tasks = count_tasks(params, files[spec.name])
                     blocks.append(Step(
                         f"{key}--{block}", template(block, n_tasks), key=f"{key}--{block}",
@@ -170,10 +170,10 @@ class AlloyWorkflow(WorkflowPlugin):
         found: dict[tuple[str, str, str], dict[str, Any]] = {}
         failures = []
         for spec in config.structures:
-            blocks = (["relax"] if config.relax is not None else []) + [
-                b for b, _ in config.blocks_of(spec)]
             for interaction in config.interactions:
                 key = pair_key(spec.name, interaction.name)
+                blocks = (["relax"] if config.relax is not None else []) + [
+                    b for b, _ in config.blocks_of(spec, interaction)]
                 for block in blocks:
                     where = (spec.name, interaction.name, block)
                     try:
