@@ -626,4 +626,6 @@ def containers(session: nox.Session) -> None:
 
 # `nox` alone (and `./dev test`) runs the checks and builds the docs (~10 s); build (~1-2 min),
 # changelog, bench, demo and containers run on request.
-nox.options.sessions = ["lint", *TEST_SESSIONS, "integration", "docs"]
+# demo early: it is the longest single session (CP2K labels, DeePMD training), and it proves
+# in CI that `./dev demo`, the main job, works
+nox.options.sessions = ["lint", "demo", *TEST_SESSIONS, "integration", "docs"]

@@ -199,8 +199,9 @@ def _gamma(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
                  "standard direction (fcc <112>, bcc <111>, hcp <10-10>)")
     if "n_steps" in p:
         out["n_points"] = max(4, int(p.pop("n_steps")))
-    imp.note("gamma: opshelf's stacking-fault energies are rigid shifts of a periodic cell "
-             "(no vacuum, no relaxation), APEX's relax the atoms perpendicular to the plane")
+    imp.note("gamma: opshelf's stacking fault is a periodic cell (no vacuum); atoms relax "
+             "normal to the plane where the engine implements move_axes (ase, lammps), else "
+             "the shifts are rigid (the result's `relaxed` says which)")
     return out
 
 
