@@ -192,3 +192,28 @@ def test_rerun_runs_only_the_steps_whose_inputs_changed(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert ledger_counts(ledger) == {"fan-0": 1, "fan-1": 1, "fan-2": 1}
     assert _values(RunDir(runs / "r3")) == expected_values(config3)
+
+
+def test_driver_stops_processes_a_finished_workflow_left_behind() -> None:
+    """A stuck leftover (one that even ignores SIGTERM) must not keep the driver alive:
+    `reap_leftovers` terminates, then kills, every descendant and names each one."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from opshelf.core.local.driver import reap_leftovers
+
+    stubborn = subprocess.Popen([sys.executable, "-c",
+                                 "import signal, time; signal.signal(signal.SIGTERM, "
+                                 "signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"],
+                                stdout=subprocess.PIPE, text=True)
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == "ready\n"
+    lines = reap_leftovers(grace_s=1.0)
+    assert any(f"pid {stubborn.pid}:" in line and "SIG_IGN" in line for line in lines)
+    assert any(f"pid {polite.pid}:" in line for line in lines)
+    # reaped by psutil (so Popen.wait would only see ECHILD): gone, the stubborn one by SIGKILL
+    assert not psutil.pid_exists(stubborn.pid) and not psutil.pid_exists(polite.pid)
+    assert not psutil.Process().children(recursive=True)
+    assert reap_leftovers() == []

@@ -35,6 +35,44 @@ def _on_signal(signum: int, _frame: object) -> None:
     raise _Stopped(signum)
 
 
+#: seconds a process left behind by a finished workflow gets to exit after SIGTERM
+LEFTOVER_GRACE_S = 5.0
+
+
+def reap_leftovers(grace_s: float = LEFTOVER_GRACE_S) -> list[str]:
+    """Stop every descendant of this process still alive once the workflow has finished.
+
+    Nothing they do can matter any more, but one stuck process (seen once: a step process
+    forked while another thread held a lock, blocked for good) would keep the driver from
+    exiting, because multiprocessing joins its children at interpreter exit. Returns a line
+    per process stopped; the caller logs them (never silently).
+    """
+    leftovers = psutil.Process().children(recursive=True)
+    if not leftovers:
+        return []
+    stopped = []
+    for proc in leftovers:
+        try:
+            stopped.append(f"pid {proc.pid}: {' '.join(proc.cmdline())[:200]}")
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(leftovers, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
+    return stopped
+
+
+def _report_leftovers() -> None:
+    for line in reap_leftovers():
+        print(f"opshelf driver: stopped a process left behind by the finished workflow: {line}",
+              flush=True)
+
+
 def drive(run: RunDir, *, resume: bool) -> int:
     from opshelf.core.local import run_locally
     from opshelf.core.local.runner import build_context, resolve_workflow
@@ -59,6 +97,7 @@ def drive(run: RunDir, *, resume: bool) -> int:
           f"{' (resume)' if resume else ''}", flush=True)
     phase = run_locally(workflow, str(run.dflow_dir), resume=resume)
     print(f"opshelf driver: workflow finished: {phase}", flush=True)
+    _report_leftovers()
     if phase != "Succeeded":
         run.end_attempt(exit_code=1, status="failed", error=f"workflow phase {phase}")
         return 1

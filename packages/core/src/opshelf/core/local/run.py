@@ -270,7 +270,20 @@ class ForkServerProcess:
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            logger.warning("opshelf fork server %s did not stop; killing it", self.proc.pid)
+            import psutil
+
+            try:  # its children first: a killed server no longer reaps them
+                children = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                children = []
+            logger.warning("opshelf fork server %s did not stop; killing it and %d process(es) "
+                           "it forked: %s", self.proc.pid, len(children),
+                           ", ".join(str(c.pid) for c in children) or "none")
+            for child in children:
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
             self.proc.kill()
             self.proc.wait()
         if self.proc.returncode not in (0, -9):
