@@ -626,6 +626,6 @@ def containers(session: nox.Session) -> None:
 
 # `nox` alone (and `./dev test`) runs the checks and builds the docs (~10 s); build (~1-2 min),
 # changelog, bench, demo and containers run on request.
-# demo early: it is the longest single session (CP2K labels, DeePMD training), and it proves
-# in CI that `./dev demo`, the main job, works
+# demo: CI proves that `./dev demo`, the main job, works (`./dev test` starts it first: it is the
+# longest session, CP2K labels and DeePMD training)
 nox.options.sessions = ["lint", "demo", *TEST_SESSIONS, "integration", "docs"]
