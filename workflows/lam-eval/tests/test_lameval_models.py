@@ -39,7 +39,8 @@ def test_batched_equals_ase_loop(calculator: str) -> None:
     from opshelf.core.models import load_calculator
 
     frames = [f for d in al_datasets() for f in load_frames(d.path, d.fmt).atoms]
-    batched = make_predictor(ModelSpec(name=calculator, calculator=calculator, batch_size=4))
+    batched = make_predictor(ModelSpec(name=calculator, calculator=calculator, batched=True,
+                                       batch_size=4))
     assert batched.batched
     loop = AseLoopPredictor(load_calculator(calculator)).predict(frames)
     for got, want in zip(batched.predict(frames), loop):
@@ -54,8 +55,8 @@ def test_universal_model_accuracy(calculator: str) -> None:
     # the Al sets and the rattled Si and Cu cells (5 more small frames: seconds)
     datasets = al_datasets() + [d for d in reference_datasets()
                                 if d.name in ("Si-rattled", "Cu-rattled")]
-    result = run_accuracy(ModelSpec(name=calculator, calculator=calculator), datasets,
-                          AccuracyTask())
+    result = run_accuracy(ModelSpec(name=calculator, calculator=calculator, batched=True),
+                          datasets, AccuracyTask())
     for name, data in result["datasets"].items():
         assert data["status"] == "succeeded", name
     # Universal models trained on PBE (MPtrj) vs our coarse CP2K PBE labels of rattled cells,
@@ -112,3 +113,18 @@ def test_emt_delta_and_md_failures_are_recorded(tmp_path: Path) -> None:
     assert abs(md["runs"]["Cu-fcc-2x2x2"]["drift_eV_per_atom_per_ps"]) < 5e-3
     assert md["runs"]["Si-diamond-2x2x2"]["status"] == "failed"
     assert md["instability"] >= 2.5  # (Cu's <= 1, Si's 5) / 2
+
+
+def test_batched_null_means_gpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`batched: null` batches on a GPU only (on CPU the ASE loop was as fast or faster,
+    benchmarks/lameval_throughput.py); an explicit true/false wins; EMT never batches."""
+    import opshelf.lameval.models as models
+
+    spec = ModelSpec(name="s", calculator="sevennet")
+    monkeypatch.setattr(models, "torch_device", lambda device="auto": "cpu")
+    assert not spec.uses_batches()
+    assert ModelSpec(name="s", calculator="sevennet", batched=True).uses_batches()
+    monkeypatch.setattr(models, "torch_device", lambda device="auto": "cuda")
+    assert spec.uses_batches()
+    assert not ModelSpec(name="s", calculator="chgnet", batched=False).uses_batches()
+    assert not ModelSpec(name="e", calculator="emt", batched=True).uses_batches()
