@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from opshelf.core.rundir import RunDir
-from opshelf.core.testing import require_engine
+from opshelf.core.testing import require_engine, sigkill_after_steps, succeeded_step_stamps
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -116,32 +113,16 @@ def test_cu_compare_example(tmp_path: Path) -> None:
 
 def test_sigkill_then_resume_reruns_no_finished_step(cu_eam: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    proc = subprocess.Popen(
+    # kill once a third of the steps are done
+    run = sigkill_after_steps(
         [sys.executable, "-m", "opshelf.core.cli", "run", "alloy",
          str(EXAMPLES / "cu-eam" / "config.yaml"), "--name", "k", "--no-progress",
-         "--runs-dir", str(runs)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    run = RunDir(runs / "k")
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:  # kill once a third of the steps are done
-            phases = run.step_phases() if (runs / "k" / "run.json").exists() else {}
-            if sum(i.phase == "Succeeded" for i in phases.values()) >= 15:
-                break
-            time.sleep(0.3)
-        os.killpg(run.read().driver_pgid, signal.SIGKILL)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    done = {k: i.path for k, i in run.step_phases().items() if i.phase == "Succeeded"}
-    assert done and run.effective_status() == "killed"
-    # a finished step that ran again would rewrite its dir's files
-    stamps = {k: sorted((p.name, p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file())
-              for k, path in done.items()}
+         "--runs-dir", str(runs)], runs / "k", 15, env=ENV)
+    assert run.effective_status() == "killed"
+    stamps = succeeded_step_stamps(run)
+    assert stamps
     res = opshelf("resume", str(runs / "k"), runs=runs)
     assert res.returncode == 0, res.stderr
-    after = {k: sorted((p.name, p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file())
-             for k, path in done.items()}
-    assert after == stamps
+    assert succeeded_step_stamps(run, list(stamps)) == stamps
     # the same results.json as the uninterrupted run of the same config
     assert results_of(runs / "k") == results_of(cu_eam)

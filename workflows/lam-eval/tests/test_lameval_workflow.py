@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import yaml
 
 from opshelf.core.cli import main
 from opshelf.core.errors import ConfigError
-from opshelf.core.rundir import RunDir
+from opshelf.core.testing import sigkill_after_steps, succeeded_step_stamps
 from opshelf.lameval.data import REFERENCE_DIR
 from opshelf.lameval.leaderboard import domain_breakdown
 from opshelf.lameval.workflow import LamEvalWorkflow
@@ -109,34 +107,16 @@ def test_sigkill_then_resume_reruns_no_finished_step(tmp_path: Path, emt_run: Pa
     config = write_config(tmp_path)
     runs = tmp_path / "runs"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "opshelf.core.cli", "run", "lameval",
-                             str(config), "--name", "k", "--no-progress", "--runs-dir",
-                             str(runs)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    run = RunDir(runs / "k")
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            phases = run.step_phases() if (runs / "k" / "run.json").exists() else {}
-            if any(i.phase == "Succeeded" for i in phases.values()):
-                break
-            time.sleep(0.2)
-        os.killpg(run.read().driver_pgid, signal.SIGKILL)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    done = {k: i.path for k, i in run.step_phases().items() if i.phase == "Succeeded"}
-    assert done and run.effective_status() == "killed"
-    stamps = {k: sorted((p.name, p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file())
-              for k, path in done.items()}
+    run = sigkill_after_steps([sys.executable, "-m", "opshelf.core.cli", "run", "lameval",
+                               str(config), "--name", "k", "--no-progress", "--runs-dir",
+                               str(runs)], runs / "k", 1, env=env, timeout_s=300)
+    assert run.effective_status() == "killed"
+    stamps = succeeded_step_stamps(run)
     res = subprocess.run([sys.executable, "-m", "opshelf.core.cli", "resume", str(runs / "k"),
                           "--runs-dir", str(runs)], capture_output=True, text=True, env=env,
                          timeout=600)
     assert res.returncode == 0, res.stderr
-    after = {k: sorted((p.name, p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file())
-             for k, path in done.items()}
-    assert after == stamps
+    assert succeeded_step_stamps(run, list(stamps)) == stamps
     # accuracy numbers equal the uninterrupted run's (wall times differ, so compare those)
     resumed = json.loads((runs / "k" / "results" / "leaderboard.json").read_text())
     full = json.loads((emt_run / "results" / "leaderboard.json").read_text())

@@ -4,6 +4,8 @@
 - `fake_executable(directory, name, python_source)` and the `fake_bin` pytest fixture
 - `replay_program(name, recorded_dir, check_inputs=...)`: replay real outputs of a program
 - `require_engine(name)` and `@pytest.mark.engine(name)`: skip when missing, fail in CI
+- `sigkill_after_steps(argv, run_path, n)` and `succeeded_step_stamps(run)`: crash a real run
+  mid-way, then check that `opshelf resume` re-runs no finished step
 
 The pytest plugin (`opshelf.core.testing.pytest_plugin`) is registered through the `pytest11`
 entry point. This module stays light: dflow loads only with the conformance checks.
@@ -15,6 +17,7 @@ from typing import Any
 
 from opshelf.core.testing.engines import missing_engine_reason, require_engine, skip_or_fail
 from opshelf.core.testing.fakes import fake_executable, replay_program
+from opshelf.core.testing.runs import sigkill_after_steps, succeeded_step_stamps
 
 __all__ = [
     "REMOVE",
@@ -27,7 +30,9 @@ __all__ = [
     "replay_program",
     "require_engine",
     "signature_problems",
+    "sigkill_after_steps",
     "skip_or_fail",
+    "succeeded_step_stamps",
 ]
 
 _CONFORMANCE = {"REMOVE", "BadInput", "ConformanceError", "ConformanceResult",
