@@ -115,3 +115,18 @@ def test_export_argo_writes_a_complete_valid_manifest(tmp_path: Path) -> None:
         {"$ref": "#/definitions/io.argoproj.workflow.v1alpha1.Workflow", "definitions": defs})
     errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(manifest)]
     assert errors == []
+
+
+@pytest.mark.parametrize("argv", [["list"], ["schema", "label"]])
+def test_a_closed_pipe_is_not_a_traceback(argv: list[str]) -> None:
+    """`opshelf list | head`: the reader went away; exit 141 (as for SIGPIPE), no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "opshelf.core.cli", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before it writes anything: every write meets EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
