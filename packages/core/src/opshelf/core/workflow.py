@@ -64,8 +64,16 @@ class WorkflowPlugin(ABC):
 
     def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
         """After a successful run: gather results into `ctx.run_dir / 'results'`.
-        Returns lines for the final summary (what was made and where)."""
-        return []
+        Returns lines for the final summary (what was made and where). The default runs
+        `write_results` on the local copies of the artifacts named by `results_inputs` (what
+        the results step does in an Argo run), so both modes write the same results; nothing
+        when the workflow names none."""
+        inputs = self.results_inputs(config, workflow)
+        if not inputs:
+            return []
+        local = {name: step_output_artifacts(ctx, workflow, artifact.step.key)[artifact.name]
+                 for name, artifact in inputs.items()}
+        return self.write_results(config, local, ctx.run_dir / "results")
 
     def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
         """Where an exported (Argo) run gets its results: output artifacts of steps of
@@ -98,3 +106,15 @@ class WorkflowPlugin(ABC):
         of other tools' inputs, ...): add a parser per command to `commands`, each with
         `set_defaults(func=callable(args) -> exit code)`. Default: none."""
         return None
+
+
+def step_output_artifacts(ctx: BuildContext, workflow: Workflow, key: str) -> dict[str, Path]:
+    """Local paths of the output artifacts of the step with `key` in a local-mode run."""
+    from opshelf.core.workflows.outputs import local_step_outputs
+
+    # The dflow workdir is the run dir or one folder below it (opshelf runs: run_dir/dflow).
+    found = [*ctx.run_dir.glob(f"{workflow.id}/{key}"), *ctx.run_dir.glob(f"*/{workflow.id}/{key}")]
+    if not found:
+        raise FileNotFoundError(f"step {key!r} of run {workflow.id} not found under {ctx.run_dir}")
+    outputs = local_step_outputs(found[0].parent.parent, workflow, key)
+    return {name: outputs.artifact_items(name)[0] for name in outputs.artifacts}

@@ -121,12 +121,6 @@ class LamEvalWorkflow(WorkflowPlugin):
         workflow.add(board)
         return workflow
 
-    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
-        from opshelf.core.workflows.label import step_output_artifacts
-
-        outputs = step_output_artifacts(ctx, workflow, STEP_LEADERBOARD)
-        return self.write_results(config, outputs, ctx.run_dir / "results")
-
     def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
         """An exported (Argo) run ends with core's results step on the leaderboard."""
         from opshelf.core.dflow_build import find_step

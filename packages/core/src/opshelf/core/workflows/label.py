@@ -193,10 +193,6 @@ class LabelWorkflow(WorkflowPlugin):
         return workflow
 
     # -- results -------------------------------------------------------------------------
-    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
-        outputs = step_output_artifacts(ctx, workflow, STEP_COLLECT)
-        return self.write_results(config, outputs, ctx.run_dir / "results")
-
     def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
         from opshelf.core.dflow_build import find_step
 
@@ -224,18 +220,6 @@ class LabelWorkflow(WorkflowPlugin):
             lines.append(f"{summary['n_failed']} failed tasks, with reasons: "
                          f"{results / 'failures.json'}")
         return lines
-
-
-def step_output_artifacts(ctx: BuildContext, workflow: Workflow, key: str) -> dict[str, Path]:
-    """Local paths of the output artifacts of the step with `key` in a local-mode run."""
-    from opshelf.core.workflows.outputs import local_step_outputs
-
-    # The dflow workdir is the run dir or one folder below it (opshelf runs: run_dir/dflow).
-    found = [*ctx.run_dir.glob(f"{workflow.id}/{key}"), *ctx.run_dir.glob(f"*/{workflow.id}/{key}")]
-    if not found:
-        raise FileNotFoundError(f"step {key!r} of run {workflow.id} not found under {ctx.run_dir}")
-    outputs = local_step_outputs(found[0].parent.parent, workflow, key)
-    return {name: outputs.artifact_items(name)[0] for name in outputs.artifacts}
 
 
 def plot_labels(summary: dict[str, Any], path: Path) -> None:
