@@ -15,8 +15,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opshelf.core.errors import CommandError
+
+if TYPE_CHECKING:
+    import psutil
 
 #: Seconds between SIGTERM and SIGKILL when a program runs past its timeout.
 KILL_GRACE_S = 5.0
@@ -150,13 +154,20 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
         procs += procs[0].children(recursive=True)
     except psutil.NoSuchProcess:
         return
+    stop_processes(procs)
+    proc.wait()
+
+
+def stop_processes(procs: list[psutil.Process], grace_s: float = KILL_GRACE_S) -> None:
+    """SIGTERM `procs`, then SIGKILL those still alive after `grace_s`; wait for them."""
+    import psutil
+
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for p in procs:
             try:
                 p.send_signal(sig)
             except psutil.NoSuchProcess:
                 pass  # already gone: nothing to stop
-        _, procs = psutil.wait_procs(procs, timeout=KILL_GRACE_S if sig == signal.SIGTERM else 2)
+        _, procs = psutil.wait_procs(procs, timeout=grace_s if sig == signal.SIGTERM else 2)
         if not procs:
             break
-    proc.wait()

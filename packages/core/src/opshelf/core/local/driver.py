@@ -47,23 +47,16 @@ def reap_leftovers(grace_s: float = LEFTOVER_GRACE_S) -> list[str]:
     exiting, because multiprocessing joins its children at interpreter exit. Returns a line
     per process stopped; the caller logs them (never silently).
     """
+    from opshelf.core.process import stop_processes
+
     leftovers = psutil.Process().children(recursive=True)
-    if not leftovers:
-        return []
     stopped = []
     for proc in leftovers:
         try:
             stopped.append(f"pid {proc.pid}: {' '.join(proc.cmdline())[:200]}")
-            proc.terminate()
         except psutil.NoSuchProcess:
             continue
-    _, alive = psutil.wait_procs(leftovers, timeout=grace_s)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=grace_s)
+    stop_processes(leftovers, grace_s)
     return stopped
 
 
