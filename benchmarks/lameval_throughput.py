@@ -12,13 +12,16 @@ size's rate with `--sweep`, and, last, `opshelf_structs_per_s=<x> ase_loop_struc
 Measured (2 CPU cores, idle, 32-atom Cu, 32 structures, structs/s): SevenNet-0 loop 4.9,
 batches of 32 2.6, 16 2.7, 8 3.8, 4 4.6; CHGNet 0.3.0 loop 4.7, batches of 32 2.5, 16 3.0,
 8 4.1, 4 5.1. On a CPU a forward pass is compute-bound, so packing structures saves only the
-per-call overhead and large batches lose cache locality.
+per-call overhead and large batches lose cache locality. `--profile` shows it: the share of
+the ASE loop's time spent inside the model's own forward pass (energy, forces and stress by
+autograd) bounds what any batching can gain, loop_time / (loop_time - outside) at best.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 from ase.build import bulk
@@ -38,6 +41,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batched", action="store_true", help="force batches (else: default)")
     parser.add_argument("--sweep", action="store_true", help="also time batch sizes 4..32")
+    parser.add_argument("--profile", action="store_true",
+                        help="also split the ASE loop's time: the model's forward pass vs the rest")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     base = bulk("Cu", "fcc", a=3.62, cubic=True) * REPEATS[args.atoms]
@@ -65,10 +70,47 @@ def main() -> None:
             start = time.perf_counter()
             sized.predict(frames)
             print(f"batch_size={size} structs_per_s={len(frames) / (time.perf_counter() - start):.2f}")
+    if args.profile:
+        profile_loop(loop, frames)
     path = f"batches of {args.batch_size}" if batched.batched else "ASE loop"
     print(f"model={args.model} device={device_name()!r} atoms={len(base)} n={args.n} "
           f"opshelf path: {path} speedup={opshelf_rate / loop_rate:.2f}x")
     print(f"opshelf_structs_per_s={opshelf_rate:.2f} ase_loop_structs_per_s={loop_rate:.2f}")
+
+
+def profile_loop(loop: AseLoopPredictor, frames: list) -> None:
+    """Time the ASE loop and, inside it, the calculator's model forward pass (for CHGNet and
+    SevenNet the forces and stress are autograd inside that pass). The instance's `forward`
+    is wrapped, not hooked: CHGNet's calculator calls `model.forward` directly, which skips
+    module hooks."""
+    import torch
+
+    model = getattr(loop.calc, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        print(f"profile: {type(loop.calc).__name__} has no torch model to time")
+        return
+    inside = [0.0]
+    forward = model.forward
+
+    def timed_forward(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return forward(*args, **kwargs)
+        finally:
+            inside[0] += time.perf_counter() - start
+
+    model.forward = timed_forward
+    try:
+        start = time.perf_counter()
+        loop.predict(frames)
+        total = time.perf_counter() - start
+    finally:
+        del model.forward  # back to the class's method
+    per = 1e3 / len(frames)
+    print(f"profile: ASE loop {total * per:.1f} ms/structure, model forward pass "
+          f"{inside[0] * per:.1f} ms ({inside[0] / total:.0%}), the rest "
+          f"{(total - inside[0]) * per:.1f} ms; batching gains at most "
+          f"{total / inside[0]:.2f}x unless the pass itself gets faster per structure")
 
 
 if __name__ == "__main__":
