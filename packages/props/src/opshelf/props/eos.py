@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,9 +27,14 @@ from opshelf.props.base import (
 if TYPE_CHECKING:
     from ase import Atoms
 
+log = logging.getLogger(__name__)
+
 #: pymatgen EOS names, in the order they are reported; the first is the headline fit
 FITS = ("birch_murnaghan", "vinet", "murnaghan")
 MIN_POINTS = 5
+#: warn when B0 over the inner half of the volume range differs from B0 over the whole range
+#: by more than this fraction (EMT Cu +-6 %: 0.1 %, +-15 %: 0.7 %; CHGNet Cu +-15 %: ~9 %)
+RANGE_DEPENDENCE_WARNING = 0.03
 
 
 class EosParams(StrictModel):
@@ -72,6 +78,19 @@ def fit_eos(volumes_A3: np.ndarray, energies_eV: np.ndarray) -> dict[str, dict[s
     return fits
 
 
+def inner_range_bulk_modulus(ratios: np.ndarray, volumes_A3: np.ndarray,
+                             energies_eV: np.ndarray, params: EosParams) -> float | None:
+    """B0 (GPa, the headline fit) from the points in the inner half of the volume range:
+    `ratios` (V/V_given of each point) within half the distance of volume_ratio_min/max
+    from 1. None when fewer than MIN_POINTS lie there. Differs from the full-range B0 when
+    E(V) is not one smooth EOS over the range."""
+    low, high = (1 + params.volume_ratio_min) / 2, (1 + params.volume_ratio_max) / 2
+    inner = (ratios >= low * (1 - 1e-9)) & (ratios <= high * (1 + 1e-9))
+    if inner.sum() < MIN_POINTS:
+        return None
+    return fit_eos(volumes_A3[inner], energies_eV[inner])[FITS[0]]["b0_GPa"]
+
+
 class Eos(Property):
     type = "eos"
     Params = EosParams
@@ -93,6 +112,7 @@ class Eos(Property):
 
     def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
              params: EosParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
+        ratio_of = dict(zip(context["task_names"], context["volume_ratios"]))
         done = [outcomes[name] for name in context["task_names"]
                 if name in outcomes and outcomes[name].ok]
         if len(done) < MIN_POINTS:
@@ -109,6 +129,17 @@ class Eos(Property):
                 f"eos: the fitted V0 {best['v0_A3_per_atom']:.4f} A^3/atom lies outside the "
                 f"sampled volumes [{volumes.min():.4f}, {volumes.max():.4f}]: relax the "
                 "structure first or widen the volume range")
+        inner_b0 = inner_range_bulk_modulus(np.array([ratio_of[o.name] for o in done]),
+                                            volumes, energies, params)
+        range_dependence = None
+        if inner_b0 is not None:
+            range_dependence = abs(best["b0_GPa"] - inner_b0) / best["b0_GPa"]
+            if range_dependence > RANGE_DEPENDENCE_WARNING:
+                log.warning(
+                    "eos: B0 %.1f GPa over the whole volume range, %.1f GPa over its inner half: "
+                    "the curvature of E(V) changes within the range (anharmonic or non-smooth "
+                    "potential energy surface); B0 depends on volume_ratio_min/max",
+                    best["b0_GPa"], inner_b0)
         lattice_constant = None
         if context["cubic_cell"]:
             lattice_constant = (best["v0_A3_per_atom"] * n_atoms) ** (1 / 3)
@@ -120,6 +151,9 @@ class Eos(Property):
             "bulk_modulus_GPa": best["b0_GPa"],
             "bulk_modulus_derivative": best["b0_prime"],
             "rms_residual_meV_per_atom": best["rms_residual_meV_per_atom"],
+            # the same fit over the inner half of the volume range (None: < MIN_POINTS there)
+            "bulk_modulus_inner_half_range_GPa": inner_b0,
+            "bulk_modulus_range_dependence_relative": range_dependence,
             "lattice_constant_A": lattice_constant,
             "fits": fits,
             "volumes_A3_per_atom": volumes,
