@@ -128,3 +128,33 @@ def test_batched_null_means_gpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
     assert spec.uses_batches()
     assert not ModelSpec(name="s", calculator="chgnet", batched=False).uses_batches()
     assert not ModelSpec(name="e", calculator="emt", batched=True).uses_batches()
+
+
+def test_model_threads_apply_while_it_is_evaluated(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`threads` holds torch to that many CPU threads during the model's tasks (and the result
+    records it), then gives torch back its own setting."""
+    require_package("torch")
+    import torch
+
+    import opshelf.lameval.tasks as tasks_module
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+
+    class Probe(AseLoopPredictor):
+        def predict(self, frames: list) -> list:
+            seen.append(torch.get_num_threads())
+            return super().predict(frames)
+
+    make_real = tasks_module.make_predictor
+    monkeypatch.setattr(tasks_module, "make_predictor", lambda model: Probe(make_real(model).calc))
+    only_accuracy = tasks_module.TasksConfig.model_validate(
+        {task: {"enabled": task == "accuracy"} for task in tasks_module.TASKS})
+    # one more than torch's own count, so the test cannot pass by torch's default
+    spec = ModelSpec(name="emt", calculator="emt", threads=before + 1)
+    result = tasks_module.evaluate_model(spec, only_accuracy, al_datasets()[:1], tmp_path,
+                                         tmp_path)
+    assert seen == [before + 1]
+    assert result["torch_threads"] == before + 1
+    assert torch.get_num_threads() == before

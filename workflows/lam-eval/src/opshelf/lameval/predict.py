@@ -43,6 +43,11 @@ class ModelSpec(StrictModel):
         "a GPU, the ASE loop on a CPU (measured on 2 cores: batches of 32 were ~2x slower "
         "than the loop for CHGNet and SevenNet-0, batches of 4 about as fast)")
     batch_size: int = Field(32, ge=1, description="structures per forward pass")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads of a torch model (torch.set_num_threads) while "
+        "it is evaluated; null: torch's default, every core. Set it to the cores a shared "
+        "node gives you: on 2 busy cores (load ~8) a CHGNet job took 166 s with torch's "
+        "default and 22 s with 1 thread")
 
     def uses_batches(self) -> bool:
         """Whether this model is evaluated in batches here (resolves `batched: null`)."""

@@ -430,8 +430,13 @@ def run_task(task: str, model: ModelSpec, tasks: TasksConfig, datasets: Sequence
 def evaluate_model(model: ModelSpec, tasks: TasksConfig, datasets: Sequence[DatasetSpec],
                    workdir: Path, config_dir: Path) -> dict[str, Any]:
     """Every enabled task of one model -> {"model": spec, task: result}."""
+    from opshelf.lameval.models import torch_thread_count, torch_threads
+
     out: dict[str, Any] = {"model": model.model_dump(mode="json")}
-    for task in tasks.enabled():
-        log.info("lameval: %s: %s", model.name, task)
-        out[task] = run_task(task, model, tasks, datasets, workdir, config_dir)
+    with torch_threads(model.threads):
+        for task in tasks.enabled():
+            log.info("lameval: %s: %s", model.name, task)
+            out[task] = run_task(task, model, tasks, datasets, workdir, config_dir)
+        # what the timings (efficiency, wall times) were measured with
+        out["torch_threads"] = torch_thread_count()
     return out
