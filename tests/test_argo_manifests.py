@@ -347,8 +347,10 @@ def test_an_exported_workflow_ends_with_its_results_step(
     assert [s["name"] for s in last] == ["results"]  # after every other step
     (results,) = last
     sources = {a["name"]: a.get("from") for a in results["arguments"]["artifacts"]}
-    assert sources["input_0"] == "{{steps.collect-labels.outputs.artifacts.data}}"
-    assert sources["input_2"] == "{{steps.collect-labels.outputs.artifacts.summary}}"
+    # one dict-of-artifacts input: dflow names each entry dflow_inputs_<name>
+    assert sources["dflow_inputs_data"] == "{{steps.collect-labels.outputs.artifacts.data}}"
+    assert sources["dflow_inputs_summary"] == (
+        "{{steps.collect-labels.outputs.artifacts.summary}}")
     parameters = {p["name"]: p["value"] for p in results["arguments"]["parameters"]}
     assert parameters["workflow"] == "label"
     assert json.loads(parameters["names"]) == ["data", "failures", "summary"]

@@ -371,22 +371,31 @@ def results_step(plugin: WorkflowPlugin, workflow_ref: str, config: StrictModel,
                  workflow: Workflow, *, mode: Mode = "argo") -> Step | None:
     """The final step that writes a run's results where no driver runs `collect` (Argo):
     core's WriteResults OP in the workflow's image, on the artifacts the plugin names in
-    `results_inputs`; None when it names none."""
-    from opshelf.core.ops.results import MAX_RESULT_INPUTS, SLOTS, WriteResults
+    `results_inputs` (any number, one dflow dict-of-artifacts input); None when it names
+    none. Those in `optional_results_inputs` may be missing (their step failed)."""
+    from opshelf.core.ops.results import INPUT_NAME, WriteResults
 
     inputs = plugin.results_inputs(config, workflow)
     if not inputs:
         return None
-    if len(inputs) > MAX_RESULT_INPUTS:
-        raise ConfigError(f"workflow {plugin.name!r}: results_inputs names {len(inputs)} "
-                          f"artifacts; at most {MAX_RESULT_INPUTS}")
+    bad = [name for name in inputs if not INPUT_NAME.match(name)]
+    if bad:
+        raise ConfigError(f"workflow {plugin.name!r}: results_inputs names {bad}: use letters, "
+                          "digits, '-' and '_' (not only digits), at most 191 characters")
+    optional = sorted(set(plugin.optional_results_inputs(config)) & set(inputs))
     names = list(inputs)
-    return make_step(
+    step = make_step(
         RESULTS_STEP, WriteResults, StepExecution(), key=RESULTS_STEP, mode=mode,
         parameters={"workflow": workflow_ref, "config": config.model_dump(mode="json"),
-                    "names": names},
-        artifacts={slot: inputs[name] for slot, name in zip(SLOTS, names, strict=False)},
+                    "names": names, "optional": optional},
+        artifacts={"inputs": dict(inputs)},
         image=image_for(plugin) if mode == "argo" else None)
+    for name in optional:
+        # Argo skips an optional argument it cannot resolve (a failed step's output)
+        part = f"dflow_inputs_{name}"
+        step.inputs.artifacts[part].optional = True
+        step.template.inputs.artifacts[part].optional = True
+    return step
 
 
 __all__: Sequence[str] = [

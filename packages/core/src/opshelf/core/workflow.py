@@ -83,11 +83,19 @@ class WorkflowPlugin(ABC):
         Empty (the default): no results step; the run's outputs stay in the artifact store."""
         return {}
 
+    def optional_results_inputs(self, config: StrictModel) -> set[str]:
+        """Names in `results_inputs` whose artifact may be missing when the run ends (a step
+        that failed under ``continue_on_failed``): the results step runs without them and
+        `write_results` gets only the others. Any other missing artifact fails the step.
+        Default: none."""
+        return set()
+
     def write_results(self, config: StrictModel, inputs: dict[str, Path],
                       results_dir: Path) -> list[str]:
         """Write the results into `results_dir` from `inputs` (local paths of the artifacts
-        named by `results_inputs`); return summary lines. Runs inside the results step of an
-        Argo run; `collect` usually calls it too, so both modes write the same results."""
+        named by `results_inputs`; a list of paths for an artifact that holds several);
+        return summary lines. Runs inside the results step of an Argo run; `collect`
+        usually calls it too, so both modes write the same results."""
         raise NotImplementedError(f"workflow {self.name!r} names results_inputs but does "
                                   "not implement write_results")
 

@@ -25,6 +25,11 @@ copies one) and exists because of a failure seen on this project's machines
    - the working directory is restored when a step fails (stock dflow leaves it in the
      failed step's workdir, so a following step with ``continue_on_failed`` resolves
      its paths against the wrong directory).
+4. ``Step.exec_steps`` (a Steps template): an *optional* output artifact taken from a
+   child step that failed under ``continue_on_failed`` is left out, as Argo does; stock
+   debug mode raised AttributeError and failed the whole Steps (alloy's per-structure
+   Steps expose each property's results this way). It is recorded as a dangling link,
+   which the steps that consume it see as a missing optional artifact.
 """
 
 from __future__ import annotations
@@ -179,6 +184,49 @@ def _add_children_atomic(self: Any, scope: Any, step_id: str, order: str) -> Non
 setattr(_add_children_atomic, _PATCHED_MARK, True)
 
 
+#: where a missing optional output artifact of a Steps points (never created)
+MISSING_ARTIFACT = os.path.join(os.sep, "opshelf-missing-optional-artifact")
+
+
+class _OptionalFrom:
+    """Stands in for an optional output artifact's ``_from`` during a Steps' run in debug
+    mode: dflow evaluates it as a ``from_expression``; a source without a local path
+    (its step failed) gives a path that does not exist instead of an AttributeError."""
+
+    def __init__(self, source: Any, name: str) -> None:
+        self.source, self.name = source, name
+
+    def eval(self, scope: Any) -> str:
+        from dflow.step import get_var
+
+        try:
+            return get_var(self.source, scope).local_path
+        except AttributeError:
+            logger.warning("optional output artifact %r: its source %s has none (failed)",
+                           self.name, self.source)
+            return os.path.join(MISSING_ARTIFACT, self.name)
+
+
+def _wrap_exec_steps(exec_steps: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(exec_steps)
+    def exec_steps_optional_outputs(self: Any, scope: Any, parameters: Any, *args: Any,
+                                    **kwargs: Any) -> Any:
+        outputs = getattr(getattr(self.template, "outputs", None), "artifacts", None) or {}
+        swapped = {name: art._from for name, art in outputs.items()
+                   if art.optional and art._from is not None and art.from_expression is None
+                   and not str(art._from).startswith("{{workflow.")}
+        for name, source in swapped.items():
+            outputs[name]._from, outputs[name].from_expression = None, _OptionalFrom(source, name)
+        try:
+            return exec_steps(self, scope, parameters, *args, **kwargs)
+        finally:
+            for name, source in swapped.items():
+                outputs[name]._from, outputs[name].from_expression = source, None
+
+    setattr(exec_steps_optional_outputs, _PATCHED_MARK, True)
+    return exec_steps_optional_outputs
+
+
 def apply() -> None:
     """Patch dflow's Step in this process (and in processes forked from it)."""
     from dflow.step import Step
@@ -188,6 +236,7 @@ def apply() -> None:
     Step.get_children = _wrap_get_children(Step.get_children)
     Step.add_children = _add_children_atomic
     Step.exec_pod = _wrap_exec_pod(Step.exec_pod)
+    Step.exec_steps = _wrap_exec_steps(Step.exec_steps)
 
 
 def applied() -> bool:

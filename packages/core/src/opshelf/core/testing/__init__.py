@@ -4,6 +4,7 @@
 - `fake_executable(directory, name, python_source)` and the `fake_bin` pytest fixture
 - `replay_program(name, recorded_dir, check_inputs=...)`: replay real outputs of a program
 - `require_engine(name)` and `@pytest.mark.engine(name)`: skip when missing, fail in CI
+- `argo_schema_errors(manifest, near=__file__)`: violations of Argo's Workflow schema
 - `sigkill_after_steps(argv, run_path, n)` and `succeeded_step_stamps(run)`: crash a real run
   mid-way, then check that `opshelf resume` re-runs no finished step
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opshelf.core.testing.argo import argo_schema_errors
 from opshelf.core.testing.engines import missing_engine_reason, require_engine, skip_or_fail
 from opshelf.core.testing.fakes import fake_executable, replay_program
 from opshelf.core.testing.runs import sigkill_after_steps, succeeded_step_stamps
@@ -24,6 +26,7 @@ __all__ = [
     "BadInput",
     "ConformanceError",
     "ConformanceResult",
+    "argo_schema_errors",
     "assert_op_conformance",
     "fake_executable",
     "missing_engine_reason",
