@@ -108,3 +108,51 @@ def test_report_is_self_contained(run_dir: Path) -> None:
     assert not re.search(r"(src|href)\s*=\s*['\"](?!#)", text)
     # `opshelf report` writes it again from results.json
     assert main(["report", str(run_dir)]) == 0
+
+
+def relative_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_results_step_of_an_argo_run_writes_what_collect_wrote(run_dir: Path) -> None:
+    """The step an exported (Argo) alloy run ends with: core's WriteResults on every
+    block's results folder (the pair Steps' outputs) and the input structures. Run here on
+    the finished run's artifacts (resume: every finished step is reused, only it runs), it
+    writes the results/ that the local driver's collect wrote; only a failed block's reason
+    differs (the Argo step has no logs to quote: it says where they are)."""
+    from opshelf.core.dflow_build import RESULTS_STEP, results_step
+    from opshelf.core.local import run_locally, use_local_mode
+    from opshelf.core.local.runner import resolve_workflow
+    from opshelf.core.workflow import BuildContext
+    from opshelf.core.workflows.outputs import local_step_outputs
+
+    plugin = resolve_workflow("alloy")
+    config_file = run_dir.parent.parent / "config.yaml"
+    config = plugin.load_config(config_file)
+    ctx = BuildContext(run_dir=run_dir, config_dir=config_file.parent, workflow_id=run_dir.name)
+    workdir = run_dir / "dflow"
+    use_local_mode(workdir)
+    workflow = plugin.build(config, ctx)
+    step = results_step(plugin, "alloy", config, workflow, mode="local")
+    assert step is not None
+    workflow.add(step)
+    # dflow returns at once from a workflow whose status says Succeeded: let it walk the
+    # (finished, skipped) steps again to reach the added one
+    (workdir / run_dir.name / "status").write_text("Failed")
+    assert run_locally(workflow, workdir, resume=True) == "Succeeded"
+
+    (written,) = local_step_outputs(workdir, workflow, RESULTS_STEP).artifact_items("results")
+    collected = run_dir / "results"
+    assert relative_files(written) == relative_files(collected)
+    for path in collected.rglob("*.json"):
+        if path.name != "results.json":  # each block's own result, copied as it is
+            assert json.loads((written / path.relative_to(collected)).read_text()) == \
+                json.loads(path.read_text()), path
+    argo, local = (json.loads((d / "results.json").read_text()) for d in (written, collected))
+    (argo_failure,) = argo.pop("failures")
+    (local_failure,) = local.pop("failures")
+    assert argo == local
+    assert argo_failure.pop("reason").startswith(f"no results: step cu--emt--{FAILING_BLOCK} ")
+    local_failure.pop("reason")
+    assert argo_failure == local_failure
+    assert "Failures (1)" in (written / "report.html").read_text()

@@ -120,3 +120,48 @@ def test_rerun_with_a_looser_stage_reuses_every_finished_step(uninterrupted: Pat
     for it in ("iter-000000", "iter-000001", "iter-000002"):
         assert content_hash(run / "results" / "data" / it) == \
             content_hash(uninterrupted / "results" / "data" / it)
+
+
+def test_results_step_of_an_argo_run_writes_what_collect_wrote(uninterrupted: Path) -> None:
+    """The step an exported (Argo) cl run ends with: core's WriteResults on the loop step's
+    outputs (the recursion hands the final iteration's models, data set and state up, as
+    DPGEN2's loop does) and the uploaded initial data. Run here on the finished run's
+    artifacts (resume: every finished step is reused, only it runs): the same files as the
+    driver's collect; models, data, history and status equal; the report has the table
+    but no per-iteration plots (earlier iterations' outputs are not the loop's)."""
+    import clmocks
+
+    from opshelf.core.dflow_build import RESULTS_STEP, results_step
+    from opshelf.core.local import run_locally, use_local_mode
+    from opshelf.core.workflow import BuildContext
+    from opshelf.core.workflows.outputs import local_step_outputs
+
+    plugin = clmocks.MockClWorkflow()
+    config = plugin.load_config(DATA / "mock-config.yaml")
+    ctx = BuildContext(run_dir=uninterrupted, config_dir=DATA, workflow_id=uninterrupted.name)
+    workdir = uninterrupted / "dflow"
+    use_local_mode(workdir)
+    workflow = plugin.build(config, ctx)
+    step = results_step(plugin, WF, config, workflow, mode="local")
+    assert step is not None
+    workflow.add(step)
+    # dflow returns at once from a workflow whose status says Succeeded: let it walk the
+    # (finished, skipped) steps again to reach the added one
+    (workdir / uninterrupted.name / "status").write_text("Failed")
+    assert run_locally(workflow, workdir, resume=True) == "Succeeded"
+
+    (written,) = local_step_outputs(workdir, workflow, RESULTS_STEP).artifact_items("results")
+    collected = uninterrupted / "results"
+
+    def files(root: Path) -> list[str]:
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    assert files(written) == files(collected)
+    assert content_hash(written / "data") == content_hash(collected / "data")
+    assert content_hash(written / "models") == content_hash(collected / "models")
+    assert len(list((written / "models").iterdir())) == 2
+    assert json.loads((written / "history.json").read_text()) == \
+        json.loads((collected / "history.json").read_text())
+    assert (written / "status.txt").read_text() == (collected / "status.txt").read_text()
+    report = (written / "report.html").read_text()
+    assert "loop finished: all stages done" in report and "4 iterations finished" in report

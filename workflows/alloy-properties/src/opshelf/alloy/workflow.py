@@ -8,12 +8,16 @@ Step keys: `<structure>--<interaction>--<block>--make|run-000003|post`, e.g.
 `cu--eam--eos--post`. `steps` overrides are keyed by block and phase: `relax-run`,
 `elastic-make`, `stacking-fault-post`, ... (the same for every structure and interaction).
 A property that fails is recorded in results.json (`failures`) and the others go on.
+Each pair's Steps hands out every block's results folder (optional outputs), so an
+exported (Argo) run's last step, core's results step, writes the same results/ as
+`collect` does locally (`results_inputs`, `write_results`, `write_alloy_results`).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +112,16 @@ class AlloyWorkflow(WorkflowPlugin):
 
     def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
         assert isinstance(config, AlloyConfig)
-        from dflow import Step, Steps, Workflow, upload_artifact
+        from dflow import (
+            InputArtifact,
+            Inputs,
+            OutputArtifact,
+            Outputs,
+            Step,
+            Steps,
+            Workflow,
+            upload_artifact,
+        )
 
         from opshelf.props.ops import PropertySteps, count_tasks
 
@@ -129,8 +142,16 @@ class AlloyWorkflow(WorkflowPlugin):
             for interaction in config.interactions:
                 engine = interaction.engine_spec(ctx.config_dir).model_dump(mode="json")
                 key = pair_key(spec.name, interaction.name)
-                pair = Steps(name=f"{key}-pair")
-                source: Any = upload_artifact(files[spec.name])
+                blocks_of = config.blocks_of(spec, interaction)
+                # outputs: every block's results folder, for the results step of an Argo
+                # run (optional: a failed block has none)
+                pair = Steps(name=f"{key}-pair",
+                             inputs=Inputs(artifacts={"structure": InputArtifact()}),
+                             outputs=Outputs(artifacts={
+                                 block: OutputArtifact(optional=True)
+                                 for block in [*(["relax"] if config.relax is not None else []),
+                                               *(b for b, _ in blocks_of)]}))
+                source: Any = pair.inputs.artifacts["structure"]
                 if config.relax is not None:
                     relax = Step(f"{key}--relax", template("relax", 1), key=f"{key}--relax",
                                  parameters={"block_id": f"{key}--relax",
@@ -138,9 +159,10 @@ class AlloyWorkflow(WorkflowPlugin):
                                              "engine": engine},
                                  artifacts={"structure": source})
                     pair.add(relax)
+                    pair.outputs.artifacts["relax"]._from = relax.outputs.artifacts["results"]
                     source = relax.outputs.artifacts["structure"]
                 blocks = []
-                for block, params in config.blocks_of(spec, interaction):
+                for block, params in blocks_of:
                     n_tasks = count_tasks(params, files[spec.name])
                     blocks.append(Step(
                         f"{key}--{block}", template(block, n_tasks), key=f"{key}--{block}",
@@ -150,59 +172,82 @@ class AlloyWorkflow(WorkflowPlugin):
                         artifacts={"structure": source},
                         # one failed property is recorded; the others go on
                         continue_on_failed=True))
+                    pair.outputs.artifacts[block]._from = blocks[-1].outputs.artifacts["results"]
                 if blocks:
                     pair.add(blocks)
-                pairs.append(Step(key, pair, key=key))
+                pairs.append(Step(key, pair, key=key,
+                                  artifacts={"structure": upload_artifact(files[spec.name])}))
         workflow = Workflow(name="alloy", id=ctx.workflow_id)
         workflow.add(pairs)
         return workflow
 
     # -- results ---------------------------------------------------------------------------
-    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
-        assert isinstance(config, AlloyConfig)
-        from opshelf.alloy.report import write_report
-        from opshelf.alloy.results import assemble_results, failure_reason
-        from opshelf.core.workflows.outputs import local_step_outputs
-
-        workdir = _dflow_workdir(ctx, workflow)
-        results_dir = ctx.run_dir / "results"
-        results_dir.mkdir(parents=True, exist_ok=True)
-        found: dict[tuple[str, str, str], dict[str, Any]] = {}
-        failures = []
+    def block_inputs(self, config: AlloyConfig) -> dict[str, tuple[str, str, str]]:
+        """Name in `results_inputs` -> (structure, interaction, block) of every block's
+        results folder (``<structure>--<interaction>--<block>``)."""
+        out = {}
         for spec in config.structures:
             for interaction in config.interactions:
-                key = pair_key(spec.name, interaction.name)
                 blocks = (["relax"] if config.relax is not None else []) + [
                     b for b, _ in config.blocks_of(spec, interaction)]
                 for block in blocks:
-                    where = (spec.name, interaction.name, block)
-                    try:
-                        outputs = local_step_outputs(workdir, workflow, f"{key}--{block}--post")
-                        source = outputs.artifact_items("results")[0]
-                    except (FileNotFoundError, KeyError, IndexError):
-                        failures.append({"structure": spec.name, "interaction": interaction.name,
-                                         "property": block,
-                                         "reason": failure_reason(workdir / workflow.id,
-                                                                  f"{key}--{block}")})
-                        continue
-                    target = results_dir / spec.name / interaction.name / block
-                    if target.exists():
-                        shutil.rmtree(target)
-                    shutil.copytree(source, target)
-                    found[where] = json.loads(next(target.glob("*.json")).read_text())
-        files = {spec.name: ctx.run_dir / "inputs" / f"{spec.name}.extxyz"
-                 for spec in config.structures}
-        results = assemble_results(config, ctx.config_dir, files, found, failures)
-        (results_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1, sort_keys=True))
-        report = write_report(results, results_dir, results_dir / REPORT_FILE)
-        n_done = len(found)
-        lines = [f"{n_done} results of {len(config.structures)} structure(s) x "
-                 f"{len(config.interactions)} interaction(s) -> {results_dir / RESULTS_FILE}",
-                 f"report: {report}"]
-        for failure in failures:
-            lines.append(f"FAILED {failure['structure']} / {failure['interaction']} / "
-                         f"{failure['property']}: {failure['reason'].splitlines()[-1:] or ''}")
-        return lines
+                    out[f"{pair_key(spec.name, interaction.name)}--{block}"] = (
+                        spec.name, interaction.name, block)
+        return out
+
+    def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
+        """Every block's results folder (an output artifact of its structure/interaction
+        pair's Steps) and every input structure (``<structure>--structure``)."""
+        assert isinstance(config, AlloyConfig)
+        from opshelf.core.dflow_build import find_step
+
+        inputs: dict[str, Any] = {}
+        for name, (structure, interaction, block) in self.block_inputs(config).items():
+            inputs[name] = find_step(workflow, pair_key(structure, interaction)
+                                     ).outputs.artifacts[block]
+        for spec in config.structures:
+            pair = find_step(workflow, pair_key(spec.name, config.interactions[0].name))
+            inputs[f"{spec.name}--structure"] = pair.inputs.artifacts["structure"].source
+        return inputs
+
+    def optional_results_inputs(self, config: StrictModel) -> set[str]:
+        """A failed property has no results folder; the others are written."""
+        assert isinstance(config, AlloyConfig)
+        return set(self.block_inputs(config))
+
+    def write_results(self, config: StrictModel, inputs: dict[str, Path],
+                      results_dir: Path) -> list[str]:
+        """The results step of an Argo run. Relative potential files in the interactions
+        resolve against the step's folder (the pod has not the config's), and a missing
+        block's reason is where to look, not its log tail (the logs stay in Argo)."""
+        assert isinstance(config, AlloyConfig)
+        blocks = {where: inputs.get(name) for name, where in self.block_inputs(config).items()}
+        structures = {spec.name: inputs[f"{spec.name}--structure"]
+                      for spec in config.structures}
+        return write_alloy_results(
+            config, Path.cwd(), structures, blocks, results_dir,
+            lambda key: (f"no results: step {key} failed or did not run (its log: "
+                         f"argo logs WORKFLOW, the nodes named {key}--*)"))
+
+    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
+        assert isinstance(config, AlloyConfig)
+        from opshelf.alloy.results import failure_reason
+        from opshelf.core.workflows.outputs import local_step_outputs
+
+        workdir = _dflow_workdir(ctx, workflow)
+        blocks: dict[tuple[str, str, str], Path | None] = {}
+        for structure, interaction, block in self.block_inputs(config).values():
+            key = f"{pair_key(structure, interaction)}--{block}"
+            try:
+                outputs = local_step_outputs(workdir, workflow, f"{key}--post")
+                blocks[(structure, interaction, block)] = outputs.artifact_items("results")[0]
+            except (FileNotFoundError, KeyError, IndexError):
+                blocks[(structure, interaction, block)] = None
+        structures = {spec.name: ctx.run_dir / "inputs" / f"{spec.name}.extxyz"
+                      for spec in config.structures}
+        return write_alloy_results(
+            config, ctx.config_dir, structures, blocks, ctx.run_dir / "results",
+            lambda key: failure_reason(workdir / workflow.id, key))
 
     def report(self, run_dir: Path) -> Path:
         from opshelf.alloy.report import write_report
@@ -220,6 +265,41 @@ class AlloyWorkflow(WorkflowPlugin):
         from opshelf.alloy.apex import add_import_apex_command
 
         add_import_apex_command(commands)
+
+
+def write_alloy_results(config: AlloyConfig, config_dir: Path, structures: dict[str, Path],
+                        blocks: dict[tuple[str, str, str], Path | None], results_dir: Path,
+                        reason_of: Callable[[str], str]) -> list[str]:
+    """`results_dir`: each block's results folder as <structure>/<interaction>/<block>/,
+    results.json and the report. `blocks`: (structure, interaction, block) -> its results
+    folder, None for a block without one (`reason_of(<block key>)` says why)."""
+    from opshelf.alloy.report import write_report
+    from opshelf.alloy.results import assemble_results
+
+    results_dir.mkdir(parents=True, exist_ok=True)
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    failures = []
+    for (structure, interaction, block), source in blocks.items():
+        if source is None:
+            failures.append({"structure": structure, "interaction": interaction,
+                             "property": block,
+                             "reason": reason_of(f"{pair_key(structure, interaction)}--{block}")})
+            continue
+        target = results_dir / structure / interaction / block
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target)
+        found[(structure, interaction, block)] = json.loads(next(target.glob("*.json")).read_text())
+    results = assemble_results(config, config_dir, structures, found, failures)
+    (results_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1, sort_keys=True))
+    report = write_report(results, results_dir, results_dir / REPORT_FILE)
+    lines = [f"{len(found)} results of {len(config.structures)} structure(s) x "
+             f"{len(config.interactions)} interaction(s) -> {results_dir / RESULTS_FILE}",
+             f"report: {report}"]
+    for failure in failures:
+        lines.append(f"FAILED {failure['structure']} / {failure['interaction']} / "
+                     f"{failure['property']}: {failure['reason'].splitlines()[-1:] or ''}")
+    return lines
 
 
 def _dflow_workdir(ctx: BuildContext, workflow: Workflow) -> Path:

@@ -29,6 +29,7 @@ from dflow import (
     Steps,
     argo_len,
     argo_sequence,
+    if_expression,
 )
 from dflow.python import OP
 
@@ -250,8 +251,16 @@ class ClBlock(Steps):
         out.parameters["n_selected"].value_from_parameter = select.outputs.parameters["n_selected"]
 
 
+#: outputs of the whole loop (the final iteration's): what an Argo run's results step reads
+LOOP_OUTPUTS = ("models", "iter_data", "state_file")
+
+
 class ClLoop(Steps):
-    """block -> scheduler -> (when not done) the next ClLoop: recursion, as in DPGEN2."""
+    """block -> scheduler -> (when not done) the next ClLoop: recursion, as in DPGEN2.
+
+    Outputs (``LOOP_OUTPUTS``), as DPGEN2's loop hands them out: the last iteration's
+    models and its data set (every iteration's labels), and the final loop state (the
+    history); taken from this level when its scheduler ends the loop, else from `next`."""
 
     def __init__(self, name: str, ops: ClOps, steps: StepsConfig, *, mode: Any = "local",
                  numb_models: int | None = None) -> None:
@@ -260,6 +269,7 @@ class ClLoop(Steps):
             inputs=Inputs(parameters={p: InputParameter() for p in _LOOP_PARAMS},
                           artifacts={a: InputArtifact(optional=a in _OPTIONAL_ARTS)
                                      for a in _BLOCK_ARTS}),
+            outputs=Outputs(artifacts={a: OutputArtifact() for a in LOOP_OUTPUTS}),
         )
         ip, ia = self.inputs.parameters, self.inputs.artifacts
         block_tpl = ClBlock("cl-block", ops, steps, mode=mode, numb_models=numb_models)
@@ -288,3 +298,11 @@ class ClLoop(Steps):
         self.add(block)
         self.add(scheduler)
         self.add(next_loop)
+        # Argo: `expr` with sprig; debug mode rewrites `a ? b : c` and sprig.atoi to Python
+        done = f"sprig.atoi({sched_out['done'].expr}) == 1"
+        here = {"models": block.outputs.artifacts["models"],
+                "iter_data": block.outputs.artifacts["iter_data"],
+                "state_file": scheduler.outputs.artifacts["state_file"]}
+        for name in LOOP_OUTPUTS:
+            self.outputs.artifacts[name].from_expression = if_expression(
+                _if=done, _then=here[name], _else=next_loop.outputs.artifacts[name])

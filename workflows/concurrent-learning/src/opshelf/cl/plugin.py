@@ -145,6 +145,38 @@ class ClWorkflow(WorkflowPlugin):
 
         return collect_results(ctx.run_dir, _workflow_dir(ctx.run_dir), ctx.run_dir / "results")
 
+    def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
+        """What an Argo run's results step can reach of a recursive loop: the loop step's
+        outputs (the final iteration's models and data set, the final state with every
+        iteration's record) and the uploaded initial data. Not each iteration's steps: the
+        learning curves and model deviations of earlier iterations stay in the artifact
+        store, so that report has the table and the ratio plots only."""
+        steps = workflow.entrypoint.steps if workflow.entrypoint is not None else []
+        (loop,) = steps  # build adds the one loop step
+        return {"models": loop.outputs.artifacts["models"],
+                "iter_data": loop.outputs.artifacts["iter_data"],
+                "state": loop.outputs.artifacts["state_file"],
+                "init_data": loop.inputs.artifacts["init_data"].source}
+
+    def write_results(self, config: StrictModel, inputs: dict[str, Path],
+                      results_dir: Path) -> list[str]:
+        """The results step of an Argo run: what `collect` writes, from the loop's outputs."""
+        import json
+
+        from opshelf.cl.report import render_report
+        from opshelf.cl.results import write_results_folder
+
+        def paths(value: Any) -> list[Path]:
+            return [] if value is None else list(value) if isinstance(value, list) else [value]
+
+        state = json.loads(Path(inputs["state"]).read_text())
+        rows = [dict(r) for r in state.get("history", [])]  # a finished loop: every iteration
+        return write_results_folder(
+            results_dir, paths(inputs["models"]), Path(inputs["init_data"]),
+            paths(inputs.get("iter_data")), state, rows,
+            lambda report: render_report(state, rows, {}, {}, report,
+                                         title="concurrent learning"))
+
     def status_table(self, run_dir: Path) -> str | None:
         from opshelf.cl.status import format_table, latest_state, status_rows
         from opshelf.core.rundir import RunDir

@@ -69,16 +69,24 @@ def deviations(wfdir: Path) -> dict[int, np.ndarray]:
 
 
 def write_report(wfdir: Path, out: Path, title: str = "concurrent learning") -> Path:
+    """The report of a local run, from its workflow folder (every iteration's steps)."""
+    return render_report(latest_state(wfdir) or {}, status_rows(wfdir), learning_curves(wfdir),
+                         deviations(wfdir), out, title)
+
+
+def render_report(state: dict[str, Any], table_rows: list[dict[str, Any]],
+                  curves: dict[int, list[np.ndarray]], devis: dict[int, np.ndarray], out: Path,
+                  title: str = "concurrent learning") -> Path:
+    """One self-contained HTML file: the iterations table, learning curves and model
+    deviations per iteration (when given), ratios and data growth over iterations."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    state = latest_state(wfdir) or {}
     history = state.get("history", [])
     images: list[tuple[str, str]] = []
 
-    curves = learning_curves(wfdir)
     if curves:
         fig, ax = plt.subplots(figsize=(7, 4))
         cmap = plt.get_cmap("viridis")
@@ -92,7 +100,6 @@ def write_report(wfdir: Path, out: Path, title: str = "concurrent learning") -> 
         fig.tight_layout()
         images.append(("Learning curves (every model, per iteration)", _png(fig)))
 
-    devis = deviations(wfdir)
     if devis:
         fig, ax = plt.subplots(figsize=(7, 4))
         finite = np.concatenate([v[np.isfinite(v)] for v in devis.values()])
@@ -129,7 +136,7 @@ def write_report(wfdir: Path, out: Path, title: str = "concurrent learning") -> 
         fig.tight_layout()
         images.append(("Ratios over iterations and data growth", _png(fig)))
 
-    table = format_table(status_rows(wfdir), state)
+    table = format_table(table_rows, state)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              "</title><style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
              "pre{background:#f4f4f4;padding:1em;overflow-x:auto}</style></head><body>",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from opshelf.cl.status import (
     fanout_artifacts,
@@ -36,29 +38,40 @@ def iteration_data(wfdir: Path) -> list[Path]:
 
 
 def collect_results(run_dir: Path, wfdir: Path, out: Path) -> list[str]:
+    """The local run's results, from its workflow folder (every step's outputs)."""
+    from opshelf.cl.report import write_report
+
+    state = latest_state(wfdir) or {}
+    return write_results_folder(
+        out, final_models(wfdir), run_dir / "inputs" / "init-data", iteration_data(wfdir),
+        state, status_rows(wfdir),
+        lambda report: write_report(wfdir, report, title=f"concurrent learning: {run_dir.name}"))
+
+
+def write_results_folder(out: Path, models: Sequence[Path], init_data: Path,
+                         iter_data: Sequence[Path], state: dict[str, Any],
+                         rows: list[dict[str, Any]], write_report: Callable[[Path], Any]
+                         ) -> list[str]:
+    """`out`: models/model-NNN.*, data/init + data/<iteration data>, history.json (the
+    final loop state), status.txt and report.html (written by `write_report(path)`)."""
     out.mkdir(parents=True, exist_ok=True)
     models_dir, data_dir = out / "models", out / "data"
     for d in (models_dir, data_dir):
         if d.exists():
             shutil.rmtree(d)
     models_dir.mkdir()
-    models = final_models(wfdir)
     for i, model in enumerate(models):
         shutil.copyfile(model, models_dir / f"model-{i:03d}{model.suffix}")
-    shutil.copytree(run_dir / "inputs" / "init-data", data_dir / "init")
-    iters = iteration_data(wfdir)
-    for path in iters:
+    shutil.copytree(init_data, data_dir / "init")
+    for path in iter_data:
         shutil.copytree(path, data_dir / path.name)
-    state = latest_state(wfdir) or {}
     (out / "history.json").write_text(json.dumps(state, indent=1))
-    table = format_table(status_rows(wfdir), state)
-    (out / "status.txt").write_text(table + "\n")
-    from opshelf.cl.report import write_report
-
+    (out / "status.txt").write_text(format_table(rows, state) + "\n")
     report = out / "report.html"
-    write_report(wfdir, report, title=f"concurrent learning: {run_dir.name}")
+    write_report(report)
     n_labelled = sum(r.get("n_labelled", 0) for r in state.get("history", []))
     return [f"{len(state.get('history', []))} iterations; {state.get('reason', '')}",
             f"models ({len(models)}): {models_dir}",
-            f"data: {data_dir} (init + {len(iters)} iterations, {n_labelled} labelled frames)",
+            f"data: {data_dir} (init + {len(iter_data)} iterations, {n_labelled} labelled "
+            "frames)",
             f"report: {report}"]
