@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from opshelf.alloy.structures import GenerateStructure
 from opshelf.core.config import StrictModel
@@ -49,10 +49,14 @@ def _check_name(value: str) -> str:
     return value
 
 
+#: a structure's or interaction's name (part of step keys)
+BlockName = Annotated[str, AfterValidator(_check_name)]
+
+
 class StructureSpec(StrictModel):
     """One structure: a file, or generated from a prototype."""
 
-    name: str
+    name: BlockName
     file: str | None = Field(None, description="structure file, relative to the config file")
     format: str = Field("auto", description="dpdata format of `file` ('auto': any file ASE "
                         "reads; a folder: deepmd/npy)")
@@ -60,11 +64,6 @@ class StructureSpec(StrictModel):
     properties: list[str] | None = Field(
         None, description="names of the property blocks to compute for this structure "
         "(e.g. [eos, elastic]); all of them when unset")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_name(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> StructureSpec:
@@ -77,7 +76,7 @@ class StructureSpec(StrictModel):
 class Interaction(StrictModel):
     """One interaction model: exactly one of `lammps`, `deepmd`, `calculator`, `engine`."""
 
-    name: str
+    name: BlockName
     lammps: dict[str, Any] | None = Field(
         None, description="settings of opshelf-md's `lammps` engine, e.g. {potential: {style: "
         "eam, files: {Cu: Cu_u3.eam}}}")
@@ -92,11 +91,6 @@ class Interaction(StrictModel):
     properties: list[str] | None = Field(
         None, description="names of the property blocks to compute with this interaction "
         "(e.g. [eos, elastic] for a slow model); all of them when unset")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_name(value)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Interaction:
