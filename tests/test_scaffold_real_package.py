@@ -15,19 +15,9 @@ import sys
 from pathlib import Path
 
 from opshelf.core.cli import main
+from opshelf.core.testing import run_package_tests
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run_tests(package: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    # the copy first: its opshelf.props (with the new OP) shadows the installed one
-    env["PYTHONPATH"] = os.pathsep.join([str(package / "src"), env.get("PYTHONPATH", "")])
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "tests"], cwd=package, env=env, capture_output=True, text=True,
-                          timeout=1200, check=False)
 
 
 def test_new_op_in_a_copy_of_opshelf_props(tmp_path: Path, monkeypatch) -> None:
@@ -39,7 +29,7 @@ def test_new_op_in_a_copy_of_opshelf_props(tmp_path: Path, monkeypatch) -> None:
     assert (copy / "src" / "opshelf" / "props" / "volume_per_atom_op.py").is_file()
     assert "volume-per-atom" in (copy / "pyproject.toml").read_text()
 
-    result = _run_tests(copy)
+    result = run_package_tests(copy, timeout_s=1200)
     report = result.stdout[-4000:] + result.stderr[-2000:]
     assert result.returncode == 0, report
     passed = int(re.search(r"(\d+) passed", result.stdout).group(1))

@@ -7,7 +7,6 @@ pytest process with the copy on PYTHONPATH: the old test and the generated ones 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 from opshelf.core.cli import main
 from opshelf.core.errors import UserError
 from opshelf.core.scaffold import add_entry_point, names_of
+from opshelf.core.testing import run_package_tests
 
 PYPROJECT = """\
 [build-system]
@@ -51,17 +51,6 @@ def toy_package(tmp_path: Path) -> Path:
         "from opshelf.toy.double import double\n\n\n"
         "def test_double() -> None:\n    assert double(2.5) == 5.0\n")
     return package
-
-
-def _run_package_tests(package: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(package / "src"), env.get("PYTHONPATH", "")])
-    # dflow's local steps start `python3` from PATH: this interpreter's must come first
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=package, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 def _ruff(paths: list[Path]) -> subprocess.CompletedProcess[str]:
@@ -104,7 +93,7 @@ def test_new_op_and_new_engine_pass_their_own_tests(
     lint = _ruff([module, toy_package / "tests"])
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
-    tests = _run_package_tests(toy_package, tmp_path)
+    tests = run_package_tests(toy_package)
     report = tests.stdout[-4000:] + tests.stderr[-2000:]
     assert tests.returncode == 0, report
     # the package's own test, 2 of the new OP, 4 of the new engine

@@ -5,6 +5,7 @@
 - `replay_program(name, recorded_dir, check_inputs=...)`: replay real outputs of a program
 - `require_engine(name)` and `@pytest.mark.engine(name)`: skip when missing, fail in CI
 - `argo_schema_errors(manifest, near=__file__)`: violations of Argo's Workflow schema
+- `run_package_tests(package_dir)`: a package copy's tests in a fresh pytest process
 - `sigkill_after_steps(argv, run_path, n)` and `succeeded_step_stamps(run)`: crash a real run
   mid-way, then check that `opshelf resume` re-runs no finished step
 
@@ -19,6 +20,7 @@ from typing import Any
 from opshelf.core.testing.argo import argo_schema_errors
 from opshelf.core.testing.engines import missing_engine_reason, require_engine, skip_or_fail
 from opshelf.core.testing.fakes import fake_executable, replay_program
+from opshelf.core.testing.packages import run_package_tests
 from opshelf.core.testing.runs import sigkill_after_steps, succeeded_step_stamps
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "missing_engine_reason",
     "replay_program",
     "require_engine",
+    "run_package_tests",
     "signature_problems",
     "sigkill_after_steps",
     "skip_or_fail",
