@@ -62,8 +62,9 @@ def test_universal_model_accuracy(calculator: str) -> None:
     # Universal models trained on PBE (MPtrj) vs our coarse CP2K PBE labels of rattled cells,
     # measured (load ~8): Al (RMS reference force 300 meV/A) CHGNet 151, SevenNet-0 65 meV/A;
     # Si (RMS 1474 meV/A: 0.08 A rattles of stiff Si) CHGNet 377, SevenNet-0 199 meV/A; Cu
-    # (RMS 723) both 117 meV/A; parity slopes 0.56-1.01 (universal potentials are often
-    # soft), correlation >= 0.92.
+    # (RMS 833; relabelled at 4x4x4 k, 500/60 Ry, load ~2) CHGNet 160, SevenNet-0 116 meV/A;
+    # parity slopes 0.56-1.01 (universal potentials are often soft), correlation >= 0.92 (Al,
+    # Si and the earlier Cu set).
     # Bound: well below the RMS force itself (the zero-force dummy's error); a label with the
     # wrong sign, units or atom order gives >= the RMS.
     for name in ("Al-rattled", "Si-rattled", "Cu-rattled"):

@@ -26,7 +26,9 @@ def eos_system(element: str) -> dpdata.LabeledSystem:
 
 def test_every_shipped_set_is_in_the_provenance_with_its_fingerprint() -> None:
     datasets = reference_datasets()
-    assert {d.domain for d in datasets} >= {"Al", "Si", "Cu"}
+    # every element has all four groups (rattled, strained, vacancy, EOS)
+    assert {d.name for d in datasets} >= {f"{element}-{kind}" for element in ("Al", "Si", "Cu")
+                                          for kind in ("rattled", "strained", "vacancy", "eos")}
     assert PROVENANCE["code_version"][0].startswith("CP2K version")
     for spec in datasets:
         entry = PROVENANCE["systems"][spec.name]
@@ -43,34 +45,76 @@ def test_every_shipped_set_is_in_the_provenance_with_its_fingerprint() -> None:
         assert frames.virials is not None, spec.name
 
 
+#: relative tolerance of the EOS a0 against WIEN2k's: coarse basis, k-mesh and cutoff move it.
+#: Shipped: Al -0.04 %, Si +0.06 %, Cu +0.48 % (k 4x4x4, 500/60 Ry; Cu's earlier sets: 2x2x2
+#: +0.91 %, 3x3x3 +1.87 %, 4x4x4 at 300/40 Ry +0.92 %). Cu's 0.75 % keeps a 0.27 % margin.
+A0_TOLERANCE = {"Al": 0.01, "Si": 0.01, "Cu": 0.0075}
+#: EOS frames that share one CP2K FFT grid. Cu at 500 Ry: the most compressed cell (a 3.556 A)
+#: gets 48^3 fine-grid points, the others 54^3 (CP2K's PW_GRID output), so its energy carries a
+#: grid step (14 meV/cell against the integral of the printed stress; the other intervals
+#: agree to <= 1 meV); -dE/dV is compared on the frames of one grid.
+ONE_GRID = {"Al": slice(None), "Si": slice(None), "Cu": slice(1, None)}
+
+
 @pytest.mark.parametrize("element", ["Al", "Si", "Cu"])
 def test_eos_minimum_near_the_pbe_lattice_constant(element: str) -> None:
     """Birch-Murnaghan fit of the shipped 5-point EOS (+-6 % in volume) against the
     all-electron PBE (WIEN2k) equilibrium volume of the Delta project (ase.collections.dcdft:
-    a0 Al 4.040, Si 5.469, Cu 3.629 A). Tolerance 1 % in a0: coarse basis, k-mesh and
-    cutoff move it; shipped: Al -0.04 %, Si +0.06 %, Cu +0.91 % (2x2x2 k-mesh, B0 115 GPa vs
-    WIEN2k's 141). A wrong cell, unit or atom count moves it by more."""
+    a0 Al 4.040, Si 5.469, Cu 3.629 A), within A0_TOLERANCE. A wrong cell, unit or atom count
+    moves it by more."""
     system = eos_system(element)
     n_atoms = ATOMS_PER_CUBIC_CELL[element]
     assert system.get_natoms() == n_atoms
     volumes = np.abs(np.linalg.det(system["cells"]))
-    v0, _, _ = EquationOfState(volumes, system["energies"], eos="birchmurnaghan").fit()
+    v0, _, b0 = EquationOfState(volumes, system["energies"], eos="birchmurnaghan").fit()
     a0 = v0 ** (1 / 3)  # the cells are cubic conventional cells
     wien2k_a0 = (dcdft.data[element]["wien2k_volume"] * n_atoms) ** (1 / 3)
-    assert a0 == pytest.approx(wien2k_a0, rel=0.01)
+    assert a0 == pytest.approx(wien2k_a0, rel=A0_TOLERANCE[element])
+    if element == "Cu":
+        # B0 139 GPa vs WIEN2k's 141.3 (-1.9 %; the 2x2x2 set had 115): 5 % keeps a 3 % margin
+        assert b0 / GPa == pytest.approx(dcdft.data["Cu"]["wien2k_B"], rel=0.05)
 
 
 @pytest.mark.parametrize("element", ["Al", "Si", "Cu"])
 def test_eos_virials_equal_minus_dE_dV_and_perfect_crystals_have_no_force(element: str) -> None:
     """The analytical stress CP2K printed agrees with the energies it printed: pressure
-    tr(virial)/3V = -dE/dV of a cubic through the 5 EOS points. Shipped: within 0.05 (Al),
-    0.10 (Si), 0.12 GPa (Cu) over pressures of -3.7..13.9 GPa; 0.25 GPa allows for the fit and finite-cutoff (Pulay)
-    stress. Forces on the perfect crystals vanish by symmetry (a shifted k-mesh that breaks
-    it gave 0.27 eV/A on Si)."""
+    tr(virial)/3V = -dE/dV of a cubic through the EOS points on one FFT grid (ONE_GRID).
+    Shipped: within 0.05 (Al), 0.10 (Si), 0.12 GPa (Cu, 4 points) over pressures of
+    -5.2..12.9 GPa; 0.25 GPa allows for the fit and finite-cutoff (Pulay) stress. Cu's grid
+    step is bounded too: 14 meV/cell shipped, 25 allowed (a label from other settings or
+    another k-mesh is off by more). Forces on the perfect crystals vanish by symmetry (a
+    shifted k-mesh that breaks it gave 0.27 eV/A on Si)."""
     system = eos_system(element)
     volumes = np.abs(np.linalg.det(system["cells"]))
-    cubic = np.polyfit(volumes, system["energies"], 3)
-    pressure_from_energy_GPa = -np.polyval(np.polyder(cubic), volumes) / GPa
+    energies = system["energies"]
     pressure_from_virial_GPa = np.trace(system["virials"], axis1=1, axis2=2) / 3 / volumes / GPa
-    np.testing.assert_allclose(pressure_from_virial_GPa, pressure_from_energy_GPa, atol=0.25)
+    one_grid = ONE_GRID[element]
+    cubic = np.polyfit(volumes[one_grid], energies[one_grid], 3)
+    pressure_from_energy_GPa = -np.polyval(np.polyder(cubic), volumes[one_grid]) / GPa
+    np.testing.assert_allclose(pressure_from_virial_GPa[one_grid], pressure_from_energy_GPa,
+                               atol=0.25)
+    # energy step between neighbouring frames vs the trapezoid integral of -P dV (eV/cell)
+    mean_pressure_GPa = (pressure_from_virial_GPa[1:] + pressure_from_virial_GPa[:-1]) / 2
+    work_eV = -np.diff(volumes) * mean_pressure_GPa * GPa
+    assert np.abs(np.diff(energies) - work_eV).max() < 0.025
     assert np.abs(system["forces"]).max() < 0.01  # eV/A
+
+
+def test_cu_vacancy_formation_energy_is_physical() -> None:
+    """E_vac = E(7 atoms) - 7/8 E(8 atoms) from the shipped vacancy frame and the perfect
+    2x1x1 cell it was cut from (labelled by the script with the same settings and cell, so
+    the same 2x4x4 k-mesh; its energy is in provenance.json). PBE literature ~1.0-1.1 eV
+    (relaxed, large cells); this one is unrelaxed, its ions keep a 0.03 A rattle and its cell
+    is tiny, so only a bound: 0.8-1.6 eV. Shipped: 1.18 eV. A wrong energy unit or atom
+    count is eVs off. The host's zero force catches a grid that breaks the crystal's
+    symmetry: at 300/40 Ry its 75 FFT points along 2a gave 0.93 eV/A (and E_vac 1.25 eV)."""
+    entry = PROVENANCE["systems"]["Cu-vacancy"]
+    host = entry["perfect_host"]
+    assert host["n_atoms"] == 8
+    assert entry["kmeshes"] == [host["kmesh"]]  # one k-mesh: the energies compare
+    assert host["max_abs_force_eV_per_A"] < 0.01  # a perfect crystal: no force by symmetry
+    vacancies = dpdata.LabeledSystem(str(REFERENCE_DIR / "Cu-vacancy"), fmt="deepmd/npy")
+    assert vacancies.get_natoms() == 7
+    formation_eV = vacancies["energies"] - 7 / 8 * host["energy_eV"]
+    np.testing.assert_allclose(formation_eV, host["vacancy_formation_eV"], atol=1e-9)
+    assert np.all((formation_eV > 0.8) & (formation_eV < 1.6)), formation_eV
