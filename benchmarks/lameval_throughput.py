@@ -4,7 +4,8 @@ plain per-structure ASE loop (as LAMBench does), same model, same data, same dev
     .venv/bin/python benchmarks/lameval_throughput.py [--model sevennet] [--atoms 32] [--n 64]
 
 The data set: `--n` rattled fcc Cu cells of `--atoms` atoms (32: 2x2x2 conventional cells).
-Warm-up (model load, first calls) is excluded from both timings. opshelf's evaluation is
+Warm-up (model load, first calls) is excluded from both timings; the two sides are timed
+in alternating rounds (`--repeats`, medians). opshelf's evaluation is
 what a config gets by default (`batched: null`: batches on a GPU, the ASE loop on a CPU);
 `--batched` forces batches of `--batch-size`. Prints the device, the path taken, each batch
 size's rate with `--sweep`, and, last, `opshelf_structs_per_s=<x> ase_loop_structs_per_s=<y>`.
@@ -20,6 +21,7 @@ autograd) bounds what any batching can gain, loop_time / (loop_time - outside) a
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from typing import Any
 
@@ -27,6 +29,7 @@ import numpy as np
 from ase.build import bulk
 
 from opshelf.core.models import load_calculator
+from opshelf.lameval.models import torch_thread_count
 from opshelf.lameval.predict import AseLoopPredictor, ModelSpec, make_predictor
 from opshelf.lameval.tasks import device_name
 
@@ -40,10 +43,19 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=64, help="structures in the data set")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batched", action="store_true", help="force batches (else: default)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's, every core; on a busy "
+                        "machine its threads wait on each other: set 1)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternating timed rounds of each side (medians)")
     parser.add_argument("--sweep", action="store_true", help="also time batch sizes 4..32")
     parser.add_argument("--profile", action="store_true",
                         help="also split the ASE loop's time: the model's forward pass vs the rest")
     args = parser.parse_args()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     base = bulk("Cu", "fcc", a=3.62, cubic=True) * REPEATS[args.atoms]
     frames = []
@@ -57,25 +69,31 @@ def main() -> None:
     loop = AseLoopPredictor(load_calculator(args.model))
     batched.predict(frames[: args.batch_size])  # warm-up
     loop.predict(frames[:2])
-    start = time.perf_counter()
-    batched.predict(frames)
-    opshelf_rate = len(frames) / (time.perf_counter() - start)
-    start = time.perf_counter()
-    loop.predict(frames)
-    loop_rate = len(frames) / (time.perf_counter() - start)
+    # alternate the two, --repeats rounds, medians: load that comes and goes (a shared
+    # machine) then hits both sides alike instead of whichever ran during it
+    opshelf_rates, loop_rates = [], []
+    for _ in range(args.repeats):
+        opshelf_rates.append(structs_per_s(batched, frames))
+        loop_rates.append(structs_per_s(loop, frames))
+    opshelf_rate, loop_rate = statistics.median(opshelf_rates), statistics.median(loop_rates)
     if args.sweep:
         for size in (4, 8, 16, 32):
             sized = make_predictor(spec.model_copy(update={"batched": True, "batch_size": size}))
             sized.predict(frames[:size])
-            start = time.perf_counter()
-            sized.predict(frames)
-            print(f"batch_size={size} structs_per_s={len(frames) / (time.perf_counter() - start):.2f}")
+            print(f"batch_size={size} structs_per_s={structs_per_s(sized, frames):.2f}")
     if args.profile:
         profile_loop(loop, frames)
     path = f"batches of {args.batch_size}" if batched.batched else "ASE loop"
-    print(f"model={args.model} device={device_name()!r} atoms={len(base)} n={args.n} "
+    print(f"model={args.model} device={device_name()!r} threads={torch_thread_count()} "
+          f"atoms={len(base)} n={args.n} "
           f"opshelf path: {path} speedup={opshelf_rate / loop_rate:.2f}x")
     print(f"opshelf_structs_per_s={opshelf_rate:.2f} ase_loop_structs_per_s={loop_rate:.2f}")
+
+
+def structs_per_s(predictor: Any, frames: list) -> float:
+    start = time.perf_counter()
+    predictor.predict(frames)
+    return len(frames) / (time.perf_counter() - start)
 
 
 def profile_loop(loop: AseLoopPredictor, frames: list) -> None:
