@@ -13,7 +13,7 @@ from fp_test_helpers import si2_frame
 from opshelf.core.engine import RelaxOptions, Task, TaskFailed, TaskKind
 from opshelf.core.errors import MissingInputError
 from opshelf.fp import label_frames
-from opshelf.fp.cp2k import Cp2kEngine
+from opshelf.fp.cp2k import Cp2kEngine, read_pw_grids
 
 SMALL = {"basis": "SZV", "cutoff_Ry": 150.0, "rel_cutoff_Ry": 30.0, "kpoints": [2, 2, 2]}
 DISPLACEMENT = (0.05, -0.03, 0.02)  # Angstrom, second atom
@@ -67,6 +67,36 @@ def test_missing_basis_names_the_element(cp2k_ready: None, tmp_path: Path) -> No
             si2_frame(), Cp2kEngine({**SMALL, "potential_file": "NO_SUCH_FILE"}), tmp_path / "w"
         )
     assert not (tmp_path / "w").exists()
+
+
+def test_reference_cell_gives_every_volume_one_fft_grid(cp2k_ready: None, tmp_path: Path) -> None:
+    """Si2 at its own size and compressed by 4 % in volume (Gamma only, SZV, 150/30 Ry; four
+    runs, 6-10 s each at load 2-5, 13-14 s at load 9). Alone, CP2K picks a grid per cell
+    (measured: 30^3 and 27^3 fine-grid points); with cell_ref_A = the larger cell both get
+    that cell's grid, and at that cell the energy is the plain run's (same grid, same numbers:
+    they agreed to 1e-15 Ha; 1e-6 eV allows for SCF noise)."""
+    gamma = {key: value for key, value in SMALL.items() if key != "kpoints"}
+    frames = si2_frame()
+    compressed = si2_frame()
+    compressed.data["cells"] *= 0.96 ** (1 / 3)
+    compressed.data["coords"] *= 0.96 ** (1 / 3)
+    frames.append(compressed)
+    reference = si2_frame()["cells"][0].tolist()
+    grids = {}
+    energies = {}
+    for name, settings in (("plain", gamma), ("cell_ref", {**gamma, "cell_ref_A": reference})):
+        labelled, failures = label_frames(
+            frames, Cp2kEngine(settings, {"threads": 1}), tmp_path / name
+        )
+        assert failures == []
+        energies[name] = labelled[0]["energies"]
+        grids[name] = [
+            read_pw_grids(tmp_path / name / f"task-{i:06d}" / "cp2k.out")[0] for i in range(2)
+        ]
+    assert grids["plain"][0] != grids["plain"][1]  # the compressed cell gets fewer points
+    assert grids["cell_ref"] == [grids["plain"][0]] * 2
+    assert (tmp_path / "cell_ref" / "task-000001" / "input.inp").read_text().count("CELL_REF") == 2
+    assert energies["cell_ref"][0] == pytest.approx(energies["plain"][0], abs=1e-6)
 
 
 @pytest.mark.slow

@@ -175,6 +175,36 @@ def test_cp2k_input(tmp_path: Path, file_regression) -> None:
     )
 
 
+def test_cp2k_reference_cell_is_written_and_validated(tmp_path: Path) -> None:
+    """cell_ref_A becomes FORCE_EVAL/SUBSYS/CELL/CELL_REF (A B C rows, Angstrom) inside the
+    frame's own &CELL, also through a template's {{CELL}}; a malformed or volume-less
+    reference cell is refused when the settings are read, naming the key."""
+    require_data(Path("/usr/share/cp2k"), "cp2k-data")
+    reference = [[0.0, 2.8, 2.8], [2.8, 0.0, 2.8], [2.8, 2.8, 0.0]]
+    engine = Cp2kEngine({"cell_ref_A": reference})
+    engine.write_inputs(si2_frame(), Task(), tmp_path)
+    text = (tmp_path / "input.inp").read_text()
+    cell = text[text.index("    &CELL\n") : text.index("    &END CELL\n")]
+    assert "      A 0.0000000000 2.7150000000 2.7150000000\n" in cell  # the frame's own cell
+    assert (
+        "      &CELL_REF\n        A 0.0000000000 2.8000000000 2.8000000000\n"
+        "        B 2.8000000000 0.0000000000 2.8000000000\n"
+        "        C 2.8000000000 2.8000000000 0.0000000000\n      &END CELL_REF\n"
+    ) in cell
+    assert cell.index("&END CELL_REF") < cell.index("PERIODIC XYZ")
+    # without the option no CELL_REF (the regression file above pins the rest)
+    Cp2kEngine({}).write_inputs(si2_frame(), Task(), tmp_path)
+    assert "CELL_REF" not in (tmp_path / "input.inp").read_text()
+    for bad, words in (
+        ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "3 rows of 3"),
+        ([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], "3 rows of 3"),
+        ([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 1.0]], "positive"),  # flat
+        ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]], "positive"),  # left-handed
+    ):
+        with pytest.raises(ConfigError, match=rf"cell_ref_A.*{words}"):
+            Cp2kEngine({"cell_ref_A": bad})
+
+
 def test_cp2k_basis_rule_matches_valence() -> None:
     """Cu has only the -SR- MOLOPT basis (q11) in BASIS_MOLOPT: the potential follows it."""
     require_data(Path("/usr/share/cp2k/BASIS_MOLOPT"), "cp2k-data")

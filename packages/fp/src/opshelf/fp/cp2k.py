@@ -92,6 +92,31 @@ class Cp2kSettings(StrictModel):
     max_scf: int = Field(100, ge=1)
     eps_scf: float = Field(1e-6, gt=0)
     charge: int = 0
+    cell_ref_A: list[list[float]] | None = Field(
+        None,
+        description="reference cell (3x3, rows A B C, Angstrom) written as &CELL_REF: CP2K sets "
+        "its FFT grids up for this cell and keeps them for every frame, so all frames of a data "
+        "set (EOS volumes, strained cells of one crystal) share one grid and their energies "
+        "compare without grid steps. Make it at least as large as every frame (e.g. the largest "
+        "EOS cell) so the effective cutoff is >= cutoff_Ry everywhere; a smaller one lowers it",
+    )
+
+    @field_validator("cell_ref_A")
+    @classmethod
+    def _valid_reference_cell(cls, cell: list[list[float]] | None) -> list[list[float]] | None:
+        if cell is None:
+            return None
+        if len(cell) != 3 or any(len(row) != 3 for row in cell):
+            raise ValueError(
+                f"cell_ref_A must be 3 rows of 3 numbers (A B C in Angstrom), got {cell}"
+            )
+        volume = float(np.linalg.det(np.array(cell, dtype=float)))
+        if not np.isfinite(volume) or volume <= 1e-6:
+            # CP2K wants a right-handed cell with a volume, as for &CELL itself
+            raise ValueError(
+                f"cell_ref_A must span a positive (right-handed) volume, got {volume:.6g} A^3"
+            )
+        return cell
 
     @field_validator("kpoints")
     @classmethod
@@ -236,7 +261,7 @@ class Cp2kEngine(FpEngine):
         motion = "" if final or task.kind is TaskKind.SINGLE_POINT else self._motion(task)
         restart = _ext_restart() if final else ""
         parts = {
-            "{{CELL}}": _cell_block(frame),
+            "{{CELL}}": _cell_block(frame, self.settings.cell_ref_A),
             "{{COORD}}": _coord_block(frame),
             "{{KINDS}}": "" if self.settings.template else self._kinds_block(frame),
             "{{RUN_TYPE}}": run_type,
@@ -444,6 +469,21 @@ def read_stress_block_GPa(log: Path) -> np.ndarray | None:
         raise TaskFailed(f"cp2k: malformed stress tensor block in {log}", tail(log)) from None
 
 
+def read_pw_grids(log: Path) -> list[tuple[int, int, int]]:
+    """Points of each plane-wave grid CP2K set up (its `PW_GRID|` lines; the first set in
+    `log`), finest (grid number 1) first: e.g. [(54, 54, 54), (36, 36, 36), ...] for Cu's 4-atom
+    cell at 500/60 Ry. Frames compare without grid steps only when these agree (cell_ref_A)."""
+    grids: list[list[int]] = []
+    for line in log.read_text(errors="replace").splitlines():
+        if "PW_GRID| Information for grid number" in line:
+            if line.split()[-1] == "1" and grids:
+                break  # a second set (grids rebuilt later in the run)
+            grids.append([])
+        elif "PW_GRID|" in line and "Bounds" in line and "Points:" in line and grids:
+            grids[-1].append(int(line.rsplit("Points:", 1)[1]))
+    return [(g[0], g[1], g[2]) for g in grids if len(g) == 3]
+
+
 def stress_to_virial(stress_GPa: np.ndarray, cell: np.ndarray) -> np.ndarray:
     """Virial in eV with dpdata's CP2K convention: stress * volume (no sign change)."""
     return stress_GPa * abs(np.linalg.det(cell)) / EV_PER_A3_IN_GPA
@@ -492,11 +532,15 @@ def _read_template(path: Path, task: Task | None) -> str:
     return text
 
 
-def _cell_block(frame: dpdata.System) -> str:
-    rows = [
-        f"      {label} {v[0]:.10f} {v[1]:.10f} {v[2]:.10f}"
-        for label, v in zip("ABC", frame["cells"][0])
-    ]
+def _cell_vectors(cell: Sequence[Sequence[float]] | np.ndarray, indent: str) -> list[str]:
+    return [f"{indent}{label} {v[0]:.10f} {v[1]:.10f} {v[2]:.10f}" for label, v in zip("ABC", cell)]
+
+
+def _cell_block(frame: dpdata.System, cell_ref: list[list[float]] | None = None) -> str:
+    rows = _cell_vectors(frame["cells"][0], "      ")
+    if cell_ref is not None:
+        # FORCE_EVAL/SUBSYS/CELL/CELL_REF: grids set up for this cell, kept for the actual one
+        rows += ["      &CELL_REF", *_cell_vectors(cell_ref, "        "), "      &END CELL_REF"]
     return "    &CELL\n" + "\n".join(rows) + "\n      PERIODIC XYZ\n    &END CELL"
 
 
