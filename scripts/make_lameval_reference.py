@@ -10,14 +10,16 @@ prints), so a run can say which data it evaluated on. Elements may run at once (
 each): provenance.json is updated under a lock.
 
     nice -n 5 .venv/bin/python scripts/make_lameval_reference.py --only Si   # ~18 min, 1 core
-    S=scripts/make_lameval_reference.py   # Cu: three processes at once, ~19 min
+    S=scripts/make_lameval_reference.py   # Cu: three processes at once, ~19-24 min
     for k in eos "rattled strained" vacancy; do
       nice -n 5 .venv/bin/python $S --only Cu --timeout-s 1200 --kinds $k & done
 
 Measured (1 thread each, 2 shared cores): Si 18 min (load average 5-17). Cu (4x4x4 k,
 500/60 Ry, three processes at once, load average 3-9): EOS 15.5 min, rattled + strained
 18.7 min, vacancy + its perfect host 13.6 min; 2.6-4.5 min per 4-atom label, 6-8 min per 7- or
-8-atom cell. The vacancy group also labels the perfect cell it was cut from and records the
+8-atom cell. Cu again with its reference cell (load average 2-9, other jobs running): EOS 21
+min, rattled + strained 24 min (strained alone at load ~1.5: 2.6 min a cell), vacancy + host
+19 min. The vacancy group also labels the perfect cell it was cut from and records the
 unrelaxed formation energy E(N-1) - (N-1)/N E(N) in provenance.json (`perfect_host`).
 """
 
@@ -69,9 +71,13 @@ CRYSTALS: dict[str, tuple[str, float]] = {"Al": ("fcc", 4.04), "Si": ("diamond",
 #:   0.6 as Al) +1.9 %, 99 GPa; 4x4x4/300 Ry +0.92 %, 116 GPa, and its perfect 8-atom vacancy
 #:   host had 0.93 eV/A forces (75 FFT points along 2a break the crystal's symmetry: grid
 #:   "eggbox" forces; the vacancy frame's forces moved by up to 1.25 eV/A, the rattled cells'
-#:   by 0.11 eV/A RMS against 500 Ry); 4x4x4/500 Ry (shipped) +0.48 %, B0 139 GPa (WIEN2k
-#:   141), host forces 3e-6 eV/A. At 500 Ry the most compressed EOS cell gets a 48^3 FFT grid,
-#:   the others 54^3: a 14 meV/cell energy step that the data tests bound.
+#:   by 0.11 eV/A RMS against 500 Ry); 4x4x4/500 Ry +0.48 %, B0 139 GPa (WIEN2k 141), host
+#:   forces 3e-6 eV/A, but the most compressed EOS cell got a 48^3 FFT grid, the others 54^3:
+#:   a 14 meV/cell energy step. Shipped: the same with a reference cell (CELL_REF_ELEMENTS):
+#:   every 4-atom frame on the 3.757 A cube's 54^3 grid (the vacancy's 2x1x1 cell: 108 points
+#:   along 2a). EOS a0 +0.53 %, B0 136.6 GPa (-3.3 %), energy steps <= 1.0 meV/cell; the
+#:   rattled labels came out identical (they had 54^3 already), the strained cells' forces
+#:   moved by up to 0.09 eV/A, the vacancy's by 0.06 eV/A and E_vac from 1.177 to 1.181 eV.
 #:   k-points are not the cost (grid collocation and integration are): a 4-atom label took
 #:   98 s at 3x3x3/300 Ry (load 0.7-3), 118 s at 4x4x4/300 Ry and 128 s at 3x3x3/500 Ry (load
 #:   ~3.5). Every Cu group uses this one setting (the accuracy metrics' per-element energy
@@ -89,6 +95,29 @@ def cp2k_settings(element: str) -> dict[str, Any]:
     if element == "Cu":
         settings.update({"kspacing_per_A": 0.45, "cutoff_Ry": 500.0, "rel_cutoff_Ry": 60.0})
     return settings
+
+
+#: Elements labelled with a reference cell (opshelf-fp's `cell_ref_A`, CP2K's &CELL_REF): CP2K
+#: then sets its FFT grid up for that cell and keeps it for every frame of the element, so the
+#: EOS volumes and strained cells share one grid. Without it Cu's most compressed EOS cell got
+#: 48^3 points and the others 54^3: a 14 meV/cell energy step. Al and Si keep their shipped
+#: labels (made without one).
+CELL_REF_ELEMENTS = ("Cu",)
+
+
+def reference_cell_scale(element: str, seed: int) -> float:
+    """Length factor s: s * the base cell is at least as wide as every frame of the element
+    across each of its cell directions (plane spacing 1/|b_i|, what the grid must resolve), and
+    at least the largest EOS cell; rounded up to 0.5 %. Every frame then gets the requested
+    cutoff or more. Cu: the strained cells reach 3.749 A (1.033 a), above the largest EOS cell
+    (1.06 V0, 1.0196 a) -> s = 1.035, a 3.757 A cube: 54^3 fine-grid points at 500 Ry, as the
+    3.63 A cell had alone (CP2K's PW_GRID output)."""
+    base = base_cell(element)
+    base_spacing = 1 / np.linalg.norm(np.linalg.inv(base.cell[:]), axis=0)
+    ratios = [1 / np.linalg.norm(np.linalg.inv(atoms.cell[:]), axis=0) / base_spacing
+              for kind, frames in make_frames(element, seed).items() if kind != "vacancy"
+              for atoms in frames]
+    return float(np.ceil(np.max(ratios) * 200 - 1e-9) / 200)
 
 
 def base_cell(element: str) -> Atoms:
@@ -164,12 +193,16 @@ def main() -> None:
     for element in args.only:
         # the seed follows the element, not its place in --only (Al 20240, Si 20241, Cu 20242)
         seed = args.seed + list(CRYSTALS).index(element)
-        settings = cp2k_settings(element)
-        spec = EngineSpec(name="cp2k", settings=settings,
-                          profile={"threads": args.threads, "timeout_s": args.timeout_s})
+        scale = reference_cell_scale(element, seed) if element in CELL_REF_ELEMENTS else None
         for kind, frames in make_frames(element, seed).items():
             if kind not in args.kinds:
                 continue
+            settings = cp2k_settings(element)
+            if scale is not None:  # the vacancy's 2x1x1 cell: its host scaled the same way
+                reference = vacancy_host(element) if kind == "vacancy" else base_cell(element)
+                settings["cell_ref_A"] = np.round(reference.cell[:] * scale, 6).tolist()
+            spec = EngineSpec(name="cp2k", settings=settings,
+                              profile={"threads": args.threads, "timeout_s": args.timeout_s})
             name = f"{element}-{kind}"
             start = time.monotonic()
             merged, failed = label_group(name, frames, spec)
