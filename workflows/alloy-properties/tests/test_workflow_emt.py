@@ -120,28 +120,9 @@ def test_results_step_of_an_argo_run_writes_what_collect_wrote(run_dir: Path) ->
     the finished run's artifacts (resume: every finished step is reused, only it runs), it
     writes the results/ that the local driver's collect wrote; only a failed block's reason
     differs (the Argo step has no logs to quote: it says where they are)."""
-    from opshelf.core.dflow_build import RESULTS_STEP, results_step
-    from opshelf.core.local import run_locally, use_local_mode
-    from opshelf.core.local.runner import resolve_workflow
-    from opshelf.core.workflow import BuildContext
-    from opshelf.core.workflows.outputs import local_step_outputs
+    from opshelf.core.testing import run_results_step_locally
 
-    plugin = resolve_workflow("alloy")
-    config_file = run_dir.parent.parent / "config.yaml"
-    config = plugin.load_config(config_file)
-    ctx = BuildContext(run_dir=run_dir, config_dir=config_file.parent, workflow_id=run_dir.name)
-    workdir = run_dir / "dflow"
-    use_local_mode(workdir)
-    workflow = plugin.build(config, ctx)
-    step = results_step(plugin, "alloy", config, workflow, mode="local")
-    assert step is not None
-    workflow.add(step)
-    # dflow returns at once from a workflow whose status says Succeeded: let it walk the
-    # (finished, skipped) steps again to reach the added one
-    (workdir / run_dir.name / "status").write_text("Failed")
-    assert run_locally(workflow, workdir, resume=True) == "Succeeded"
-
-    (written,) = local_step_outputs(workdir, workflow, RESULTS_STEP).artifact_items("results")
+    written = run_results_step_locally("alloy", run_dir.parent.parent / "config.yaml", run_dir)
     collected = run_dir / "results"
     assert relative_files(written) == relative_files(collected)
     for path in collected.rglob("*.json"):

@@ -129,28 +129,10 @@ def test_results_step_of_an_argo_run_writes_what_collect_wrote(uninterrupted: Pa
     artifacts (resume: every finished step is reused, only it runs): the same files as the
     driver's collect; models, data, history and status equal; the report has the table
     but no per-iteration plots (earlier iterations' outputs are not the loop's)."""
-    import clmocks
 
-    from opshelf.core.dflow_build import RESULTS_STEP, results_step
-    from opshelf.core.local import run_locally, use_local_mode
-    from opshelf.core.workflow import BuildContext
-    from opshelf.core.workflows.outputs import local_step_outputs
+    from opshelf.core.testing import run_results_step_locally
 
-    plugin = clmocks.MockClWorkflow()
-    config = plugin.load_config(DATA / "mock-config.yaml")
-    ctx = BuildContext(run_dir=uninterrupted, config_dir=DATA, workflow_id=uninterrupted.name)
-    workdir = uninterrupted / "dflow"
-    use_local_mode(workdir)
-    workflow = plugin.build(config, ctx)
-    step = results_step(plugin, WF, config, workflow, mode="local")
-    assert step is not None
-    workflow.add(step)
-    # dflow returns at once from a workflow whose status says Succeeded: let it walk the
-    # (finished, skipped) steps again to reach the added one
-    (workdir / uninterrupted.name / "status").write_text("Failed")
-    assert run_locally(workflow, workdir, resume=True) == "Succeeded"
-
-    (written,) = local_step_outputs(workdir, workflow, RESULTS_STEP).artifact_items("results")
+    written = run_results_step_locally(WF, DATA / "mock-config.yaml", uninterrupted)
     collected = uninterrupted / "results"
 
     def files(root: Path) -> list[str]:

@@ -8,6 +8,8 @@
 - `run_package_tests(package_dir)`: a package copy's tests in a fresh pytest process
 - `sigkill_after_steps(argv, run_path, n)` and `succeeded_step_stamps(run)`: crash a real run
   mid-way, then check that `opshelf resume` re-runs no finished step
+- `run_results_step_locally(workflow, config_file, run_path)`: an exported workflow's results
+  step, run here on a finished local run's artifacts
 
 The pytest plugin (`opshelf.core.testing.pytest_plugin`) is registered through the `pytest11`
 entry point. This module stays light: dflow loads only with the conformance checks.
@@ -21,7 +23,11 @@ from opshelf.core.testing.argo import argo_schema_errors
 from opshelf.core.testing.engines import missing_engine_reason, require_engine, skip_or_fail
 from opshelf.core.testing.fakes import fake_executable, replay_program
 from opshelf.core.testing.packages import run_package_tests
-from opshelf.core.testing.runs import sigkill_after_steps, succeeded_step_stamps
+from opshelf.core.testing.runs import (
+    run_results_step_locally,
+    sigkill_after_steps,
+    succeeded_step_stamps,
+)
 
 __all__ = [
     "REMOVE",
@@ -35,6 +41,7 @@ __all__ = [
     "replay_program",
     "require_engine",
     "run_package_tests",
+    "run_results_step_locally",
     "signature_problems",
     "sigkill_after_steps",
     "skip_or_fail",

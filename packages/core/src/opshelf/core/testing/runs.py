@@ -49,3 +49,35 @@ def succeeded_step_stamps(run: RunDir, keys: Sequence[str] | None = None
                                             if i.phase == "Succeeded"]
     return {k: sorted((p.name, p.stat().st_mtime_ns) for p in Path(steps[k].path).rglob("*")
                       if p.is_file()) for k in chosen}
+
+
+def run_results_step_locally(workflow_name: str, config_file: Path, run_path: Path) -> Path:
+    """Run the `results` step an exported (Argo) workflow ends with, here, on the artifacts of
+    the finished local run at `run_path` (made from `config_file`): the run is resumed with the
+    step added, so every finished step is reused and only it runs. Returns the folder it
+    wrote, to compare with the `results/` the local driver's collect wrote."""
+    from opshelf.core.dflow_build import RESULTS_STEP, results_step
+    from opshelf.core.local import run_locally, use_local_mode
+    from opshelf.core.local.runner import resolve_workflow
+    from opshelf.core.workflow import BuildContext
+    from opshelf.core.workflows.outputs import local_step_outputs
+
+    plugin = resolve_workflow(workflow_name)
+    config = plugin.load_config(config_file)
+    ctx = BuildContext(run_dir=run_path, config_dir=config_file.parent,
+                       workflow_id=run_path.name)
+    workdir = run_path / "dflow"
+    use_local_mode(workdir)
+    workflow = plugin.build(config, ctx)
+    step = results_step(plugin, workflow_name, config, workflow, mode="local")
+    if step is None:
+        raise AssertionError(f"workflow {workflow_name!r} names no results_inputs")
+    workflow.add(step)
+    # dflow returns at once from a workflow whose status says Succeeded: let it walk the
+    # (finished, skipped) steps again to reach the added one
+    (workdir / run_path.name / "status").write_text("Failed")
+    phase = run_locally(workflow, workdir, resume=True)
+    if phase != "Succeeded":
+        raise AssertionError(f"the results step's run ended {phase}: see {workdir}")
+    (written,) = local_step_outputs(workdir, workflow, RESULTS_STEP).artifact_items("results")
+    return Path(written)
