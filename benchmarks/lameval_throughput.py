@@ -16,6 +16,8 @@ batches of 32 2.6, 16 2.7, 8 3.8, 4 4.6; CHGNet 0.3.0 loop 4.7, batches of 32 2.
 per-call overhead and large batches lose cache locality. `--profile` shows it: the share of
 the ASE loop's time spent inside the model's own forward pass (energy, forces and stress by
 autograd) bounds what any batching can gain, loop_time / (loop_time - outside) at best.
+Measured (idle, 2 threads, 32-atom Cu): CHGNet's pass 182 of 209 ms per structure (87 %:
+at most 1.15x), SevenNet-0's 220 of 228 ms (97 %: at most 1.03x).
 """
 
 from __future__ import annotations
