@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from ase.stress import full_3x3_to_voigt_6_stress
 from pydantic import Field
 
 from opshelf.core.config import StrictModel
@@ -147,13 +148,6 @@ class Elastic(Property):
         return result
 
 
-def voigt_stress(stress: np.ndarray) -> np.ndarray:
-    """(xx, yy, zz, yz, xz, xy) of a 3x3 stress."""
-    stress = np.asarray(stress)
-    return np.array([stress[0, 0], stress[1, 1], stress[2, 2], stress[1, 2], stress[0, 2],
-                     stress[0, 1]])
-
-
 def fit_elastic_tensor(strains: list[dict[str, Any]], stresses: list[np.ndarray],
                        reference_stress: np.ndarray) -> Any:
     """pymatgen's least-squares ElasticTensor: per strained Voigt component, a straight line
@@ -173,10 +167,11 @@ def linear_fit_residuals(strains: list[dict[str, Any]], stresses: list[np.ndarra
     response; ~|C3| m^2 / 2 for a stress quadratic in the strain (third-order constants C3)."""
     out = np.zeros(6)
     for component in range(6):
-        rows = [(s["value"], voigt_stress(st)) for s, st in zip(strains, stresses)
+        rows = [(s["value"], full_3x3_to_voigt_6_stress(st)) for s, st in zip(strains, stresses)
                 if s["component"] == component]
         x = np.array([0.0] + [value for value, _ in rows])
-        y = np.array([voigt_stress(reference_stress)] + [stress for _, stress in rows])
+        y = np.array([full_3x3_to_voigt_6_stress(reference_stress)]
+                     + [stress for _, stress in rows])
         fitted = np.vander(x, 2) @ np.polyfit(x, y, 1)
         out[component] = float(np.abs(y - fitted).max())
     return out
@@ -191,8 +186,7 @@ def plot_stress_strain(strains: list[dict[str, Any]], stresses: list[np.ndarray]
         rows = [(s["value"], stress) for s, stress in zip(strains, stresses)
                 if s["component"] == component]
         x = np.array([r[0] for r in rows])
-        voigt_stress = np.array([[st[0, 0], st[1, 1], st[2, 2], st[1, 2], st[0, 2], st[0, 1]]
-                                 for _, st in rows])
+        voigt_stress = np.array([full_3x3_to_voigt_6_stress(st) for _, st in rows])
         grid = np.linspace(x.min(), x.max(), 2)
         for j in range(6):
             line = ax.plot(x * 100, voigt_stress[:, j], "o", ms=4, label=f"σ{VOIGT_LABELS[j]}")
