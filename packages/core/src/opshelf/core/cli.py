@@ -50,7 +50,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     report = run_status(_open_run(args))
     if args.json:
         print(json.dumps({"run": report.run.name, "path": str(report.run.path),
-                          "status": report.status, "driver_pid": report.driver_pid,
+                          "status": report.status, "outcome": report.record.outcome,
+                          "driver_pid": report.driver_pid,
                           "steps": report.counts,
                           "failed_steps": [f.key for f in report.failed]}, indent=2))
     else:

@@ -33,7 +33,10 @@ DEFAULT_RUNS_DIR = "opshelf-runs"
 #: set by the driver in its environment, inherited by every process of the run
 RUN_MARKER_ENV = "OPSHELF_RUN_DIR"
 
-RunStatus = Literal["created", "running", "succeeded", "failed", "killed"]
+#: 'unconverged': every step succeeded, the workflow's goal was not reached (WorkflowPlugin.outcome)
+RunStatus = Literal["created", "running", "succeeded", "unconverged", "failed", "killed"]
+#: statuses of a run that ran to its end: nothing left to resume
+FINISHED = ("succeeded", "unconverged")
 
 # dflow uses the workflow id in Kubernetes names and file names: keep run names DNS-label-like.
 _RUN_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -52,7 +55,8 @@ class Attempt(BaseModel):
 
     start: str
     end: str | None = None
-    #: driver exit code: 0 succeeded, 1 workflow failed, 130/143 interrupted; None while running or killed
+    #: driver exit code: 0 succeeded, 1 workflow failed, 3 unconverged, 130/143 interrupted;
+    #: None while running or killed
     exit: int | None = None
     pid: int
     resume: bool = False
@@ -78,6 +82,8 @@ class RunRecord(BaseModel):
     #: for `opshelf rerun`: the dflow workflow dir of the run whose finished steps may be reused
     reuse_from: str | None = None
     error: str | None = None
+    #: the workflow's own one-line verdict on a finished run (WorkflowPlugin.outcome)
+    outcome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,7 +201,8 @@ class RunDir:
             self.write(record)
             return record
 
-    def end_attempt(self, *, exit_code: int, status: RunStatus, error: str | None = None) -> None:
+    def end_attempt(self, *, exit_code: int, status: RunStatus, error: str | None = None,
+                    outcome: str | None = None) -> None:
         with self._lock():
             record = self.read()
             if record.attempts:
@@ -203,6 +210,7 @@ class RunDir:
                 record.attempts[-1].exit = exit_code
             record.status = status
             record.error = error
+            record.outcome = outcome
             self.write(record)
 
     # -- live state ---------------------------------------------------------------------------

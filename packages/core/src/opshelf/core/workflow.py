@@ -34,6 +34,19 @@ class BuildContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: exit status of `opshelf run`/`resume` when every step succeeded but the workflow did not
+#: reach its goal (a concurrent-learning loop that stopped at max iterations unconverged)
+EXIT_NOT_CONVERGED = 3
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Whether a finished run reached its goal, in one line that says what happened."""
+
+    reached: bool
+    summary: str
+
+
 class WorkflowPlugin(ABC):
     """Base class of every reference workflow (and of core's small `label` workflow)."""
 
@@ -98,6 +111,14 @@ class WorkflowPlugin(ABC):
         usually calls it too, so both modes write the same results."""
         raise NotImplementedError(f"workflow {self.name!r} names results_inputs but does "
                                   "not implement write_results")
+
+    def outcome(self, config: StrictModel, ctx: BuildContext) -> Outcome | None:
+        """After a run whose steps all succeeded: whether it reached its scientific goal
+        (concurrent learning: every stage converged). None (the default): the workflow has
+        no such goal beyond its steps succeeding. A goal not reached ends the run with
+        status 'unconverged' and exit status EXIT_NOT_CONVERGED; its summary is the
+        run's last line."""
+        return None
 
     def status_table(self, run_dir: Path) -> str | None:
         """An optional workflow-specific status table (e.g. per iteration)."""

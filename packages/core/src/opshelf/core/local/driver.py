@@ -4,6 +4,7 @@ Started by `opshelf.core.local.runner.launch` in a session of its own (its pid i
 process group). It loads run.json and the copied config, builds the workflow through its
 plugin, runs it with the local runner, collects results on success and records every
 attempt in run.json. Exit codes: 0 succeeded, 1 workflow failed (or crashed), 2 bad input,
+3 every step succeeded but the workflow's goal was not reached (EXIT_NOT_CONVERGED),
 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
@@ -21,6 +22,7 @@ import psutil
 
 from opshelf.core.errors import UserError
 from opshelf.core.rundir import RUN_MARKER_ENV, RunDir
+from opshelf.core.workflow import EXIT_NOT_CONVERGED
 
 
 class _Stopped(BaseException):
@@ -97,7 +99,14 @@ def drive(run: RunDir, *, resume: bool) -> int:
     lines = plugin.collect(config, ctx, workflow)
     run.results_dir.mkdir(exist_ok=True)
     (run.results_dir / "summary.txt").write_text("".join(f"{line}\n" for line in lines))
-    run.end_attempt(exit_code=0, status="succeeded")
+    verdict = plugin.outcome(config, ctx)
+    if verdict is not None and not verdict.reached:
+        print(f"opshelf driver: {verdict.summary}", flush=True)
+        run.end_attempt(exit_code=EXIT_NOT_CONVERGED, status="unconverged",
+                        outcome=verdict.summary)
+        return EXIT_NOT_CONVERGED
+    run.end_attempt(exit_code=0, status="succeeded",
+                    outcome=verdict.summary if verdict is not None else None)
     return 0
 
 

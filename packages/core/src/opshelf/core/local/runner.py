@@ -25,7 +25,7 @@ import psutil
 from opshelf.core.errors import MissingInputError, UserError
 from opshelf.core.plugins import load_entry_point
 from opshelf.core.process import tail
-from opshelf.core.rundir import RunDir, RunRecord, StepInfo, phase_counts
+from opshelf.core.rundir import FINISHED, RunDir, RunRecord, StepInfo, phase_counts
 from opshelf.core.workflow import BuildContext, WorkflowPlugin
 
 #: seconds between progress lines when stderr is not a terminal
@@ -90,7 +90,8 @@ def create_run(
 def launch(run: RunDir, *, resume: bool = False, detach: bool = False,
            progress: bool = True, stream: TextIO | None = None) -> int:
     """Start the run's driver in a new session; unless detached, watch it and return its
-    exit code (0 succeeded, 1 workflow failed, 2 bad input, 130/143 interrupted)."""
+    exit code (0 succeeded, 1 workflow failed, 2 bad input, 3 every step succeeded but the
+    goal was not reached (EXIT_NOT_CONVERGED), 130/143 interrupted)."""
     out = stream or sys.stderr
     argv = [sys.executable, "-m", "opshelf.core.local.driver", str(run.path)]
     if resume:
@@ -174,14 +175,18 @@ def _fmt_elapsed(seconds: float) -> str:
 def _final_summary(run: RunDir, code: int, elapsed_s: float) -> str:
     record = run.read()
     counts = phase_counts(run.step_phases())
-    head = (f"opshelf: run {run.name} {record.status} after {_fmt_elapsed(elapsed_s)} "
+    status = "finished, not converged" if record.status == "unconverged" else record.status
+    head = (f"opshelf: run {run.name} {status} after {_fmt_elapsed(elapsed_s)} "
             f"({counts['Succeeded']} steps done, {counts['Failed']} failed)")
     lines = [head]
-    if record.status == "succeeded":
+    if record.status in FINISHED:
         lines.append(f"  results: {run.results_dir}")
         summary = run.results_dir / "summary.txt"
         if summary.is_file():
             lines += ["  " + line for line in summary.read_text().splitlines()]
+        if record.outcome:
+            # the verdict last: what a script or a person reads first
+            lines.append(f"opshelf: {record.outcome}")
     else:
         if record.error:
             lines.append("  " + record.error.strip().replace("\n", "\n  "))
@@ -214,8 +219,10 @@ def resume(run: RunDir, *, detach: bool = False, progress: bool = True,
     if driver is not None:
         raise UserError(f"run {run.name} is still running (driver pid {driver.pid}); "
                         f"stop it first (Ctrl-C, or kill -INT -{run.read().driver_pgid})")
-    if run.read().status == "succeeded":
-        print(f"opshelf: run {run.name} has already succeeded; nothing to resume", file=out)
+    record = run.read()
+    if record.status in FINISHED:
+        print(f"opshelf: run {run.name} has already finished ({record.outcome or record.status});"
+              " nothing to resume", file=out)
         return 0
     killed = kill_leftovers(run)
     if killed:
@@ -270,6 +277,8 @@ class RunStatusReport:
             lines.append(f"reuses    finished steps of {r.reuse_from}")
         if r.error:
             lines.append("error     " + r.error.strip().replace("\n", "\n          "))
+        if r.outcome:
+            lines.append(f"outcome   {r.outcome}")
         order = ["Succeeded", "Running", "Pending", "Failed"]
         phases = order + sorted(set(self.counts) - set(order))
         lines.append("steps     " + "  ".join(f"{p.lower()} {self.counts.get(p, 0)}"
