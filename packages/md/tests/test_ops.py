@@ -116,3 +116,12 @@ def test_ase_ensemble_exploration_writes_model_devi(tiny_models: list[Path],
     assert report["overall"]["n_candidate"] == 2 and report["overall"]["n_selected"] == 2
     # adaptive-lower: the lower level is the smaller of the two largest deviations
     assert report["level_f_lo"] == pytest.approx(np.sort(devi[:, 4])[-2])
+    # a held-out sample: the two other frames (4 in all, 2 selected), none of the selected
+    report = select_confs([tmp_path / "runs"], SelectConfig(
+        trust={"style": "adaptive-lower", "f_hi": 10.0, "numb_candi_f": 2, "rate_candi_f": 0.0},
+        n_test=5, seed=3), tmp_path / "sel-test")
+    picked = {(r["trajectory"], r["frame"]) for r in report["selected"]}
+    held_out = {(r["trajectory"], r["frame"]) for r in report["test"]}
+    assert len(picked) == 2 and len(held_out) == 2 and not picked & held_out
+    coords = list((tmp_path / "sel-test" / "test_confs").rglob("coord.npy"))
+    assert sum(len(np.load(f)) for f in coords) == 2

@@ -55,6 +55,7 @@ from opshelf.md.lammps import (
 from opshelf.md.model_devi import read_model_devi
 from opshelf.md.selection import (
     CANDIDATE,
+    FAILED,
     DeviationTable,
     TrustLevels,
     candidate_order,
@@ -283,6 +284,10 @@ class SelectConfig(StrictModel):
                                            "fraction of the candidates")
     filters: ConfFilters = Field(default_factory=ConfFilters)
     seed: int = 0
+    n_test: int = Field(0, ge=0, le=100_000, description="also draw this many frames at "
+                        "random (seeded) among the explored frames that are not failed and "
+                        "pass the filters, none of them selected: a held-out test set "
+                        "(`test_confs`)")
 
 
 def find_explore_runs(paths: Sequence[Path]) -> list[Path]:
@@ -318,10 +323,56 @@ def deviation_of_run(run_dir: Path, meta: dict[str, Any]) -> np.ndarray:
     return table
 
 
+class _FramePicker:
+    """Reads chosen rows of the deviation table from their trajectories, filtered."""
+
+    def __init__(self, runs: Sequence[Path], metas: Sequence[dict[str, Any]],
+                 table: DeviationTable, filters: ConfFilters, type_map: list[str]) -> None:
+        self.runs, self.metas, self.table = runs, metas, table
+        self.filters, self.type_map = filters, type_map
+        self.rejected: list[int] = []
+        self.reasons: list[dict[str, Any]] = []
+
+    def pick(self, order: np.ndarray, n_wanted: int) -> tuple[list[int], dpdata.MultiSystems]:
+        """The first `n_wanted` rows of `order` that pass the filters, and their frames."""
+        table, selected = self.table, []
+        multi = dpdata.MultiSystems(type_map=self.type_map)
+        start = 0
+        while len(selected) < n_wanted and start < order.size:
+            chunk = order[start:start + (n_wanted - len(selected))]
+            start += chunk.size
+            for traj in np.unique(table.traj[chunk]):
+                rows = chunk[table.traj[chunk] == traj]
+                run, meta = self.runs[int(traj)], self.metas[int(traj)]
+                frames = read_trajectory_frames(run / meta["trajectory"],
+                                                meta["trajectory_format"],
+                                                table.frame[rows].tolist(), self.type_map)
+                for k, row in enumerate(rows):
+                    reason = rejection_reason(self.filters, frames["cells"][k],
+                                              frames["coords"][k], pbc=not frames.nopbc)
+                    if reason is None:
+                        selected.append(int(row))
+                        multi.append(frames.sub_system([k]))
+                    else:
+                        self.rejected.append(int(row))
+                        self.reasons.append({"trajectory": run.name,
+                                             "frame": int(table.frame[row]), "reason": reason})
+        return selected, multi
+
+
+def _write_frames(multi: dpdata.MultiSystems, out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    if multi.get_nframes():
+        multi.to("deepmd/npy", str(out))
+
+
 def select_confs(run_paths: Sequence[Path], config: SelectConfig, out_dir: Path,
                  type_map: Sequence[str] | None = None) -> dict[str, Any]:
     """Classify every explored frame, pick candidates, read only those frames, apply the
-    filters, write `out_dir/confs` (deepmd/npy) and `out_dir/report.json`."""
+    filters, write `out_dir/confs` (deepmd/npy) and `out_dir/report.json`; with `n_test`,
+    also `out_dir/test_confs`: that many random non-failed frames, none of them selected."""
     runs = find_explore_runs(run_paths)
     if not runs:
         raise MissingInputError(f"no exploration runs ({EXPLORE_FILE}) under "
@@ -333,43 +384,28 @@ def select_confs(run_paths: Sequence[Path], config: SelectConfig, out_dir: Path,
     order = candidate_order(table, classification, config.trust.style, config.seed)
     n_wanted = n_to_select(int((classification.labels == CANDIDATE).sum()), config.max_select,
                            config.max_select_ratio)
-    selected: list[int] = []
-    rejected: list[int] = []
-    reasons: list[dict[str, Any]] = []
-    multi = dpdata.MultiSystems(type_map=type_map)
-    start = 0
-    while len(selected) < n_wanted and start < order.size:
-        chunk = order[start:start + (n_wanted - len(selected))]
-        start += chunk.size
-        for traj in np.unique(table.traj[chunk]):
-            rows = chunk[table.traj[chunk] == traj]
-            run, meta = runs[int(traj)], metas[int(traj)]
-            frames = read_trajectory_frames(run / meta["trajectory"], meta["trajectory_format"],
-                                            table.frame[rows].tolist(), type_map)
-            for k, row in enumerate(rows):
-                reason = rejection_reason(config.filters, frames["cells"][k], frames["coords"][k],
-                                          pbc=not frames.nopbc)
-                if reason is None:
-                    selected.append(int(row))
-                    multi.append(frames.sub_system([k]))
-                else:
-                    rejected.append(int(row))
-                    reasons.append({"trajectory": run.name, "frame": int(table.frame[row]),
-                                    "reason": reason})
+    picker = _FramePicker(runs, metas, table, config.filters, type_map)
+    selected, multi = picker.pick(order, n_wanted)
     report = selection_report(table, classification, np.asarray(selected, dtype=np.int64),
-                              [r.name for r in runs], np.asarray(rejected, dtype=np.int64))
+                              [r.name for r in runs], np.asarray(picker.rejected, dtype=np.int64))
     report["selected"] = [{"trajectory": runs[int(table.traj[i])].name,
                            "frame": int(table.frame[i]), "devi_f": float(table.devi_f[i])}
                           for i in selected]
-    report["filtered"] = reasons
+    report["filtered"] = picker.reasons
     report["type_map"] = type_map
     out_dir.mkdir(parents=True, exist_ok=True)
-    confs_dir = out_dir / "confs"
-    if confs_dir.exists():
-        shutil.rmtree(confs_dir)
-    confs_dir.mkdir()
-    if multi.get_nframes():
-        multi.to("deepmd/npy", str(confs_dir))
+    _write_frames(multi, out_dir / "confs")
+    if config.n_test:
+        # a sample of what the exploration visited (accurate frames too), not of what the
+        # models found hard: its error measures the models where they will be used
+        pool = np.flatnonzero(classification.labels != FAILED)
+        pool = np.setdiff1d(pool, np.asarray(selected + picker.rejected, dtype=np.int64))
+        test_order = np.random.default_rng([config.seed, 1]).permutation(pool)
+        test_rows, test_multi = picker.pick(test_order, config.n_test)
+        report["test"] = [{"trajectory": runs[int(table.traj[i])].name,
+                           "frame": int(table.frame[i]), "devi_f": float(table.devi_f[i])}
+                          for i in test_rows]
+        _write_frames(test_multi, out_dir / "test_confs")
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     return report
 

@@ -117,7 +117,8 @@ class RunExplore(OP):
 
 class SelectConfs(OP):
     """Explored run dirs -> `confs` (selected frames, deepmd/npy), `report` (report.json:
-    counts and ratios per trajectory and overall) and `n_selected`."""
+    counts and ratios per trajectory and overall), `n_selected`, and `test_confs` (random
+    held-out frames when the config's `n_test` asks for them; else an empty folder)."""
 
     @classmethod
     def get_input_sign(cls) -> OPIOSign:
@@ -130,7 +131,7 @@ class SelectConfs(OP):
     @classmethod
     def get_output_sign(cls) -> OPIOSign:
         return OPIOSign({"confs": Artifact(Path), "report": Artifact(Path),
-                         "n_selected": Parameter(int)})
+                         "n_selected": Parameter(int), "test_confs": Artifact(Path)})
 
     @OP.exec_sign_check
     def execute(self, ip: OPIO) -> OPIO:
@@ -138,8 +139,10 @@ class SelectConfs(OP):
         out = Path("selected")
         report = select_confs([Path(p) for p in ip["trajs"]], config, out,
                               type_map=ip["type_map"] or None)
+        (out / "test_confs").mkdir(exist_ok=True)
         return OPIO({"confs": out / "confs", "report": out / "report.json",
-                     "n_selected": report["overall"]["n_selected"]})
+                     "n_selected": report["overall"]["n_selected"],
+                     "test_confs": out / "test_confs"})
 
 
 class PrepRunExplore(Steps):
