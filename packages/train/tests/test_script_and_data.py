@@ -121,3 +121,16 @@ def test_detail_metrics_per_system_and_pooled(tmp_path: Path) -> None:
     assert "virial_rmse_eV_per_atom" not in overall  # no virial file: no virial metric
     with pytest.raises(MissingInputError, match="3 rows, expected 4"):
         detail_metrics(tmp_path / "d", [("/s1", 2, 1), ("/s2", 2, 2)])
+
+
+def test_step_scaling_keeps_passes_per_frame() -> None:
+    """numb_steps for reference_frames frames; three times the frames, three times the
+    steps (capped), never fewer than the template's; None: fixed steps."""
+    from opshelf.train.script import StepScaling
+
+    scaling = StepScaling(reference_frames=12)
+    assert scaling.numb_steps(2000, 12) == 2000
+    assert scaling.numb_steps(2000, 8) == 2000
+    assert scaling.numb_steps(2000, 36) == 6000
+    assert StepScaling(reference_frames=12, max_numb_steps=5000).numb_steps(2000, 36) == 5000
+    assert StepScaling().numb_steps(2000, 36) == 2000

@@ -209,3 +209,27 @@ def test_mixed_type_data_and_finetune(emt_data: Path, tmp_path: Path) -> None:
     assert "finetune" in (tuned_dir / "dp-train.err").read_text().lower() + \
         (tuned_dir / "train.log").read_text().lower()
     assert (tuned_dir / "frozen_model.pb").is_file()
+
+
+def test_score_ensemble_agrees_with_dp_test(trained: dict[str, Any], emt_data: Path,
+                                            tmp_path: Path) -> None:
+    """score_ensemble (one process, dpdata's DeePMD driver) gives the RMSEs `dp test` gives
+    (1e-6 relative); an ensemble of one model twice has zero spread and its mean is that
+    model."""
+    from opshelf.train.score import score_ensemble
+
+    dp_test = evaluate_model(trained["model"], [emt_data], tmp_path / "test")["overall"]
+    score = score_ensemble([trained["model"], trained["model"]], [emt_data])
+    assert (score.n_frames, score.n_systems) == (40, 2)
+    for errors in (score.models[0], score.mean_of_models, score.ensemble_mean):
+        assert errors.force_rmse_eV_per_A == pytest.approx(
+            dp_test["force_rmse_eV_per_A"], rel=1e-6)
+        assert errors.energy_rmse_eV_per_atom == pytest.approx(
+            dp_test["energy_rmse_eV_per_atom"], rel=1e-6)
+        assert errors.virial_rmse_eV_per_atom == pytest.approx(
+            dp_test["virial_rmse_eV_per_atom"], rel=1e-6)
+    assert score.devi_f_median_eV_per_A == 0.0 and score.devi_f_p90_eV_per_A == 0.0
+    # the median over frames of the largest per-atom force error: at least the RMSE's order
+    assert score.max_force_error_median_eV_per_A > 0.5 * dp_test["force_rmse_eV_per_A"]
+    with pytest.raises(MissingInputError, match="no labelled frames"):
+        score_ensemble([trained["model"]], [tmp_path / "nothing"])

@@ -5,6 +5,8 @@
 - `RunTrain`: one task dir + data -> frozen model, lcurve, log, metrics; restarts from a
   checkpoint left by an earlier attempt; init-model policy; fine-tuning.
 - `TestModel`: a frozen model + labelled data -> per-system and overall errors.
+- `ScoreEnsemble`: every model of an ensemble + labelled data -> each model's errors, the
+  ensemble mean's, and the ensemble's spread (one process, each model loaded once).
 - `PrepRunTrain`: prep-train -> run-train (one sliced step per model), keyed
   `<block_id>--prep-train`, `<block_id>--run-train-000001`.
 """
@@ -50,7 +52,13 @@ from opshelf.train.data import check_type_map, find_systems
 from opshelf.train.deepmd import FROZEN_MODEL, DpProfile
 from opshelf.train.evaluate import METRICS_FILE as TEST_METRICS_FILE
 from opshelf.train.evaluate import evaluate_model
-from opshelf.train.script import SCRIPT_NAME, InitModelOptions, ensemble_scripts, template_type_map
+from opshelf.train.script import (
+    SCRIPT_NAME,
+    InitModelOptions,
+    StepScaling,
+    ensemble_scripts,
+    template_type_map,
+)
 from opshelf.train.train import LOG_FILE, METRICS_FILE, copy_task_inputs, train_model
 
 STEP_PREP = "prep-train"
@@ -62,6 +70,7 @@ class TrainConfig(StrictModel):
 
     dp: DpProfile = Field(default_factory=DpProfile)
     init_model: InitModelOptions = Field(default_factory=InitModelOptions)
+    scaling: StepScaling = Field(default_factory=StepScaling)
 
 
 def _paths(value: Any) -> list[Path]:
@@ -114,8 +123,10 @@ class RunTrain(OP):
 
     @classmethod
     def get_input_sign(cls) -> OPIOSign:
+        # a plain parameter: a BigParameter broadcast to the slices of a fan-out arrived
+        # empty in dflow's local mode (every cl run trained with the default config)
         return OPIOSign({
-            "config": BigParameter(dict, default={}),
+            "config": Parameter(dict, default={}),
             "task_name": Parameter(str),
             "task_path": Artifact(Path),
             "init_data": Artifact(List[Path], optional=True),
@@ -146,7 +157,7 @@ class RunTrain(OP):
                 work_dir, work_dir, init_data=_paths(ip["init_data"]),
                 iter_data=_paths(ip["iter_data"]), valid_data=_paths(ip["valid_data"]),
                 init_model=ip["init_model"], finetune_model=ip["finetune_model"],
-                profile=config.dp, init_options=config.init_model)
+                profile=config.dp, init_options=config.init_model, scaling=config.scaling)
         except UserError as exc:
             raise FatalError(str(exc)) from exc
         except CommandError as exc:
@@ -188,6 +199,34 @@ class TestModel(OP):
         except CommandError as exc:
             raise TransientError(str(exc)) from exc
         return OPIO({"metrics": work_dir / TEST_METRICS_FILE, "overall": metrics["overall"]})
+
+
+class ScoreEnsemble(OP):
+    """An ensemble on labelled data (`score.score_ensemble`) -> `score` (JSON file) and the
+    same as a parameter."""
+
+    #: file of the score in the step's work dir
+    SCORE_FILE = "ensemble-score.json"
+
+    @classmethod
+    def get_input_sign(cls) -> OPIOSign:
+        return OPIOSign({"models": Artifact(List[Path]), "data": Artifact(List[Path])})
+
+    @classmethod
+    def get_output_sign(cls) -> OPIOSign:
+        return OPIOSign({"score": Artifact(Path), "overall": BigParameter(dict)})
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        from opshelf.train.score import score_ensemble
+
+        try:
+            score = score_ensemble(_paths(ip["models"]), _paths(ip["data"]))
+        except UserError as exc:
+            raise FatalError(str(exc)) from exc
+        out = Path(self.SCORE_FILE)
+        out.write_text(score.model_dump_json(indent=1))
+        return OPIO({"score": out, "overall": score.model_dump(mode="json")})
 
 
 class PrepRunTrain(Steps):

@@ -25,6 +25,7 @@ from opshelf.train.deepmd import CHECKPOINT, FROZEN_MODEL, DpProfile, check_dp
 from opshelf.train.script import (
     SCRIPT_NAME,
     InitModelOptions,
+    StepScaling,
     decide_init_model,
     with_data,
     with_init_model_options,
@@ -104,12 +105,14 @@ def train_model(
     finetune_model: Path | None = None,
     profile: DpProfile | None = None,
     init_options: InitModelOptions | None = None,
+    scaling: StepScaling | None = None,
 ) -> dict[str, Any]:
     """Train and freeze one model in `work_dir`; return its metrics (also in METRICS_FILE).
 
     `init_data`: systems or folders of them; `iter_data`: one entry per past iteration
     (the newest last), which the 'old_data_larger_than:N' policy needs. Everything is
-    checked (data, type_map, models, dp and its backend) before dp trains.
+    checked (data, type_map, models, dp and its backend) before dp trains. `scaling`:
+    a run from scratch trains more steps on more frames (see StepScaling).
     """
     profile = profile or DpProfile()
     init_options = init_options or InitModelOptions()
@@ -156,12 +159,19 @@ def train_model(
         start_args = ["--finetune", str(Path(finetune_model).resolve())]
     else:
         mode = "scratch"
+    first_mode = mode if mode != "restart" else _first_mode(work_dir)
+    if scaling is not None and first_mode == "scratch":  # a restart keeps the run's steps
+        training = script["training"]
+        training["numb_steps"] = scaling.numb_steps(int(training["numb_steps"]),
+                                                    count_frames(train_systems))
     (work_dir / SCRIPT_NAME).write_text(json.dumps(script, indent=1))
-    record = {"mode": mode if mode != "restart" else _first_mode(work_dir),
+    record = {"mode": first_mode,
               "restarted": mode == "restart", "init_model": str(init_model) if use_init else None,
               "finetune_model": str(finetune_model) if finetune_model else None,
               "old_data_frames": old_frames, "init_model_policy": init_options.policy,
-              "n_train_systems": len(train_systems), "n_valid_systems": len(valid_systems)}
+              "n_train_systems": len(train_systems), "n_valid_systems": len(valid_systems),
+              "n_train_frames": count_frames(train_systems),
+              "numb_steps": int(script["training"]["numb_steps"])}
     (work_dir / RECORD_FILE).write_text(json.dumps(record, indent=1))
 
     env = profile.environment()
