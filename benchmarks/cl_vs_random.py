@@ -1,26 +1,31 @@
-"""Concurrent learning against random MD frames, same label budget and training settings.
+"""Concurrent learning against random frames at equal labels, over several seeds.
 
-    python benchmarks/cl_vs_random.py [--run RUN_DIR] [--work DIR] [--pool explored|emt-md]
+    python benchmarks/cl_vs_random.py [--seeds 1 2 3] [--work DIR] [--target 0.06]
 
-With EMT labels (examples/cu-emt): the concurrent-learning run (`opshelf run cl
-examples/cu-emt/config.yaml`, or a finished one given with --run) labels n frames chosen by
-model deviation. The baseline trains the same ensemble (same template, seeds, init data) on
-the init data plus n frames drawn at random (seeded) from a pool of MD frames:
-`--pool explored` (default): every frame the loop's own LAMMPS runs dumped, in every
-iteration (the same candidates, chosen blindly: isolates the selection);
-`--pool emt-md`: EMT Langevin MD at the example's temperatures and lattice constants
-(dynamics with the true potential, which a DFT setting would pay for).
-Both ensembles are scored on an independent EMT-labelled test set (Langevin MD of 2x2x2 fcc
-Cu at 300, 600, 900 and 1200 K, other seeds). Prints
-`cl_force_rmse=<eV/A> random_force_rmse=<eV/A> labels=<n>` (mean over the ensemble's models).
+For each seed, the cu-emt example (examples/cu-emt, EMT labels) runs with that seed; its
+n training labels (the held-out sample it also labels is not counted: the baselines get no
+test set) are compared with two baselines that get the same n labels, the same init data,
+template, ensemble size, seeds and step scaling as the loop's final models:
+(a) `random_explored`: n frames drawn at random from every frame the loop's own LAMMPS runs
+    dumped, in every iteration (the same candidates, chosen blindly: isolates the selection);
+(b) `random_md`: n frames drawn at random from EMT Langevin MD at the example's stage
+    temperatures and lattice constants (dynamics with the true potential, which a DFT
+    setting would pay for: the strongest baseline).
+Everything is scored on one independent EMT-labelled test set the loop never sees: 2x2x2
+fcc bulk MD at 400, 800 and 1200 K (the explored temperatures), and configurations the loop
+never generates directly: a vacancy cell (31 atoms, 800 K) and a (111) slab (600 K); 20
+frames each, other seeds. Scores are each model's force RMSE averaged over the ensemble.
 
-Measured once each (2026-11-25, same cu-emt run, seed 1; load average 6-15 on 2 cores;
-the loop 11 min, each baseline ~3 min):
-  --pool explored: cl_force_rmse=0.0581 random_force_rmse=0.0738 labels=24 (pool 105)
-  --pool emt-md:   cl_force_rmse=0.0581 random_force_rmse=0.0473 labels=24 (pool 60)
-Selection beats random choice among the same explored frames; frames from true-potential
-MD, the test set's own distribution (24 of 60 = 40 % of that pool), beat both. One seed,
-2-model ensembles: differences of this size can move with the seed.
+Labels to reach `--target` (eV/A on the whole test set): the loop's from its per-iteration
+models (training frames beyond the init data at the first iteration whose models reach it);
+the baselines' only at their n (reached or not: training them at every n would multiply the
+cost).
+
+Prints a table per seed, the medians, and last:
+`cl_force_rmse=<x> random_explored_force_rmse=<y> random_md_force_rmse=<z> seeds=3`
+(medians over seeds). Targets (issue 16): cl <= 0.7 x random_explored and cl <= random_md.
+
+Measured: see the docstring's end (updated with each measurement).
 """
 
 from __future__ import annotations
@@ -28,38 +33,38 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "cu-emt" / "config.yaml"
+EXAMPLE = ROOT / "examples" / "cu-emt"
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "TF_INTRA_OP_PARALLELISM_THREADS",
                                "TF_INTER_OP_PARALLELISM_THREADS")}
+TEST_GROUPS = ("bulk 400 K", "bulk 800 K", "bulk 1200 K", "vacancy 800 K", "(111) slab 600 K")
 
 
-def emt_md_frames(temperature: float, lattice: float, n_steps: int, every: int,
-                  seed: int) -> list[Any]:
-    """EMT-labelled frames of Langevin MD of 2x2x2 fcc Cu (2 fs steps)."""
+def langevin_frames(atoms: Any, temperature: float, n_frames: int, every: int,
+                    seed: int) -> list[Any]:
+    """EMT-labelled frames of Langevin MD (2 fs steps) starting from `atoms`."""
     from ase import units
-    from ase.build import bulk
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-    atoms = bulk("Cu", "fcc", a=lattice, cubic=True) * (2, 2, 2)
+    atoms = atoms.copy()
     atoms.calc = EMT()
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature,
                                  rng=np.random.default_rng(seed))
     dyn = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02,
                    rng=np.random.default_rng(seed + 1))
     frames = []
-    for _ in range(n_steps // every):
+    for _ in range(n_frames):
         dyn.run(every)
         copy = atoms.copy()
         copy.calc = SinglePointCalculator(copy, energy=atoms.get_potential_energy(),
@@ -68,9 +73,26 @@ def emt_md_frames(temperature: float, lattice: float, n_steps: int, every: int,
     return frames
 
 
+def test_sets() -> dict[str, list[Any]]:
+    """The independent test set, by group (seeds 5000+: none of the pools' seeds)."""
+    from ase.build import bulk, fcc111
+
+    cell = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    vacancy = cell.copy()
+    del vacancy[0]
+    slab = fcc111("Cu", size=(2, 2, 4), a=3.61, vacuum=6.0)
+    slab.pbc = True
+    return {
+        "bulk 400 K": langevin_frames(cell, 400, 20, 20, 5400),
+        "bulk 800 K": langevin_frames(cell, 800, 20, 20, 5800),
+        "bulk 1200 K": langevin_frames(cell, 1200, 20, 20, 6200),
+        "vacancy 800 K": langevin_frames(vacancy, 800, 20, 20, 6800),
+        "(111) slab 600 K": langevin_frames(slab, 600, 20, 20, 7600),
+    }
+
+
 def explored_frames(run: Path) -> list[Any]:
-    """Every frame the loop's LAMMPS runs dumped (all iterations), labelled with EMT: the
-    candidates the loop chose from, drawn at random instead."""
+    """Every frame the loop's LAMMPS runs dumped (all iterations), labelled with EMT."""
     import dpdata
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -88,9 +110,27 @@ def explored_frames(run: Path) -> list[Any]:
     return frames
 
 
+def md_frames(config: Any) -> list[Any]:
+    """EMT MD at every stage's temperatures and lattice constant, as long as the loop's
+    exploration runs and dumped as often."""
+    from ase.build import bulk
+
+    pool = []
+    for s, stage in enumerate(config.explore.stages):
+        lattice = stage.confs.generate.lattice_constant_A if stage.confs.generate else 3.61
+        cell = bulk("Cu", "fcc", a=lattice, cubic=True) * tuple(stage.confs.generate.supercell)
+        for group in stage.groups:
+            for k, temperature in enumerate(group.temperatures_K):
+                pool += langevin_frames(cell, temperature, group.n_steps // group.dump_every,
+                                        group.dump_every, seed=1000 * s + k)
+    return pool
+
+
 def write_npy(frames: list[Any], out: Path) -> Path:
     import dpdata
 
+    if out.exists():
+        shutil.rmtree(out)
     multi = dpdata.MultiSystems(type_map=["Cu"])
     for atoms in frames:
         multi.append(dpdata.LabeledSystem(atoms, fmt="ase/structure"))
@@ -98,79 +138,157 @@ def write_npy(frames: list[Any], out: Path) -> Path:
     return out
 
 
-def run_cl(work: Path) -> Path:
-    name = f"clvr-{time.strftime('%Y%m%d-%H%M%S')}"
+def run_cl(seed: int, work: Path) -> Path:
+    """The example with this seed (kept: a rerun of the benchmark reuses a finished run)."""
+    import yaml
+
+    run = work / "runs" / f"cl-seed-{seed}"
+    if (run / "results" / "history.json").is_file():
+        return run
+    if run.exists():
+        shutil.rmtree(run)
+    example = work / f"example-seed-{seed}"
+    shutil.copytree(EXAMPLE, example, dirs_exist_ok=True)
+    config = yaml.safe_load((example / "config.yaml").read_text())
+    config["seed"] = seed
+    (example / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     env = {**os.environ, **ONE_THREAD, "OPSHELF_RUNS_DIR": str(work / "runs")}
-    subprocess.run([sys.executable, "-m", "opshelf.core.cli", "run", "cl", str(EXAMPLE),
-                    "--name", name, "--no-progress"], env=env, check=True)
-    return work / "runs" / name
+    proc = subprocess.run([sys.executable, "-m", "opshelf.core.cli", "run", "cl",
+                           str(example / "config.yaml"), "--name", run.name, "--no-progress"],
+                          env=env)
+    if proc.returncode not in (0, 3):  # 3: finished, not converged: still a data point
+        raise SystemExit(f"the cl run with seed {seed} failed (exit {proc.returncode})")
+    return run
 
 
-def train_ensemble(config: Any, init_dir: Path, extra: Path, work: Path) -> list[Path]:
+def train_ensemble(config: Any, run: Path, extra: Path, work: Path) -> list[Path]:
+    """The loop's final ensemble recipe (template, size, seeds, step scaling) on the init
+    data + `extra`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from opshelf.cl.scheduler import derived_seed
     from opshelf.train.deepmd import DpProfile
-    from opshelf.train.script import SCRIPT_NAME, ensemble_scripts
+    from opshelf.train.script import SCRIPT_NAME, StepScaling, ensemble_scripts
     from opshelf.train.train import train_model
 
-    models = []
-    scripts = ensemble_scripts(config.train.template, config.train.numb_models, config.type_map,
-                               seed=config.seed)
-    for i, script in enumerate(scripts):
-        task = work / f"task-{i}"
+    history = json.loads((run / "results" / "history.json").read_text())
+    last = history["history"][-1]["iteration"]
+    init = run / "inputs" / "init-data"
+    scaling = StepScaling(reference_frames=history["n_init_frames"]
+                          if config.train.scale_steps else None,
+                          max_numb_steps=config.train.max_numb_steps)
+    scripts = ensemble_scripts(config.train.template, config.train.numb_models,
+                               config.type_map, seed=derived_seed(config.seed, last, "train"))
+
+    def one(index: int) -> Path:
+        task, out = work / f"task-{index}", work / f"model-{index}"
+        if (out / "frozen_model.pb").is_file():
+            return out / "frozen_model.pb"
         task.mkdir(parents=True, exist_ok=True)
-        (task / SCRIPT_NAME).write_text(json.dumps(script))
-        train_model(work / f"model-{i}", task, init_data=[init_dir], iter_data=[extra],
-                    profile=DpProfile(threads=1))
-        models.append(work / f"model-{i}" / "frozen_model.pb")
-    return models
+        (task / SCRIPT_NAME).write_text(json.dumps(scripts[index]))
+        train_model(out, task, init_data=[init], iter_data=[extra],
+                    profile=DpProfile(threads=1), scaling=scaling)
+        return out / "frozen_model.pb"
+
+    with ThreadPoolExecutor(2) as pool:  # two dp processes: the two cores
+        return list(pool.map(one, range(len(scripts))))
 
 
-def mean_force_rmse(models: list[Path], test: Path, work: Path) -> float:
-    from opshelf.train.evaluate import evaluate_model
+def force_rmse(models: list[Path], tests: dict[str, Path]) -> dict[str, float]:
+    """Mean over models of the force RMSE, per test group and on all of them."""
+    from opshelf.train.score import score_ensemble
 
-    return float(np.mean([evaluate_model(m, [test], work / f"test-{i}")["overall"]
-                          ["force_rmse_eV_per_A"] for i, m in enumerate(models)]))
+    out = {name: score_ensemble(models, [path]).mean_of_models.force_rmse_eV_per_A
+           for name, path in tests.items()}
+    out["all"] = score_ensemble(models, list(tests.values())).mean_of_models.force_rmse_eV_per_A
+    return out
+
+
+def cl_curve(run: Path, tests: dict[str, Path]) -> list[tuple[int, float]]:
+    """(labels beyond the init data, force RMSE on the whole test set) per iteration."""
+    from opshelf.cl.status import fanout_artifacts, iteration_steps
+    from opshelf.train.score import score_ensemble
+
+    record = json.loads((run / "run.json").read_text())
+    wfdir = run / "dflow" / record["run_id"]
+    history = json.loads((run / "results" / "history.json").read_text())
+    curve = []
+    for row in history["history"]:
+        dirs = iteration_steps(wfdir)[row["iteration"]].get("run-train", [])
+        models = sorted(fanout_artifacts(dirs, "model"))
+        score = score_ensemble(models, list(tests.values()))
+        curve.append((row["n_train_frames"] - history["n_init_frames"],
+                      score.mean_of_models.force_rmse_eV_per_A))
+    return curve
+
+
+def one_seed(seed: int, work: Path, tests: dict[str, Path]) -> dict[str, Any]:
+    from opshelf.cl.config import ClConfig
+    from opshelf.core.config import load_config
+
+    run = run_cl(seed, work)
+    config = load_config(work / f"example-seed-{seed}" / "config.yaml", ClConfig)
+    history = json.loads((run / "results" / "history.json").read_text())
+    n_labels = sum(r["n_labelled"] for r in history["history"])
+    n_test = history["history"][0].get("test_n_frames") or 0
+    rng = np.random.default_rng(seed)
+    pools = {"random_explored": explored_frames(run), "random_md": md_frames(config)}
+    scores = {"cl": force_rmse(sorted((run / "results" / "models").glob("*.pb")), tests)}
+    for name, pool in pools.items():
+        chosen = [pool[i] for i in rng.choice(len(pool), size=min(n_labels, len(pool)),
+                                              replace=False)]
+        extra = write_npy(chosen, work / f"seed-{seed}" / f"{name}-frames")
+        models = train_ensemble(config, run, extra, work / f"seed-{seed}" / f"{name}-train")
+        scores[name] = force_rmse(models, tests)
+    return {"seed": seed, "labels": n_labels, "held_out_labels": n_test,
+            "converged": history.get("converged"), "pool_sizes": {k: len(v) for k, v in
+                                                                 pools.items()},
+            "scores": scores, "cl_curve": cl_curve(run, tests)}
+
+
+def labels_to_reach(result: dict[str, Any], target: float) -> dict[str, str]:
+    out = {"cl": next((str(n) for n, rmse in result["cl_curve"] if rmse <= target),
+                      f">{result['labels']}")}
+    for name in ("random_explored", "random_md"):
+        reached = result["scores"][name]["all"] <= target
+        out[name] = f"<={result['labels']}" if reached else f">{result['labels']}"
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, help="a finished cl run of examples/cu-emt")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--work", type=Path, default=Path("bench-cl-vs-random"))
-    parser.add_argument("--pool", choices=["explored", "emt-md"], default="explored",
-                        help="random frames from EMT MD at the example's temperatures "
-                        "(default) or from the loop's own explored trajectories")
+    parser.add_argument("--target", type=float, default=0.06,
+                        help="force RMSE (eV/A) on the whole test set for 'labels to reach'")
     args = parser.parse_args()
     os.environ.update(ONE_THREAD)
-    from opshelf.cl.config import ClConfig
-    from opshelf.core.config import load_config
-
-    config = load_config(EXAMPLE, ClConfig)
-    args.work.mkdir(parents=True, exist_ok=True)
     work = args.work.resolve()
-    run = args.run.resolve() if args.run else run_cl(work)
-    history = json.loads((run / "results" / "history.json").read_text())
-    n_labels = sum(r["n_labelled"] for r in history["history"])
-    cl_models = sorted((run / "results" / "models").glob("*.pb"))
-    # the pool: EMT MD at every stage's temperatures and lattice constant, as long as the
-    # loop's exploration runs, dumped as often
-    pool = explored_frames(run) if args.pool == "explored" else []
-    for s, stage in enumerate(config.explore.stages if args.pool == "emt-md" else []):
-        lattice = stage.confs.generate.lattice_constant_A if stage.confs.generate else 3.61
-        for group in stage.groups:
-            for k, temperature in enumerate(group.temperatures_K):  # type: ignore[union-attr]
-                pool += emt_md_frames(temperature, lattice, group.n_steps,  # type: ignore[union-attr]
-                                      group.dump_every, seed=1000 * s + k)
-    rng = np.random.default_rng(config.seed)
-    chosen = [pool[i] for i in rng.choice(len(pool), size=min(n_labels, len(pool)),
-                                          replace=False)]
-    random_dir = write_npy(chosen, work / f"random-frames-{args.pool}")
-    test = write_npy([f for t in (300, 600, 900, 1200)
-                      for f in emt_md_frames(t, 3.61, 400, 20, seed=5000 + t)], work / "test-set")
-    random_models = train_ensemble(config, run / "inputs" / "init-data", random_dir,
-                                   work / f"random-train-{args.pool}")
-    cl = mean_force_rmse(cl_models, test, work / "eval-cl")
-    rnd = mean_force_rmse(random_models, test, work / f"eval-random-{args.pool}")
-    print(f"cl_force_rmse={cl:.4f} random_force_rmse={rnd:.4f} labels={len(chosen)} "
-          f"(pool {args.pool}: {len(pool)} frames, test {4 * 20} frames, run {run})")
+    work.mkdir(parents=True, exist_ok=True)
+    tests = {name: write_npy(frames, work / "test-set" / name.replace(" ", "-"))
+             for name, frames in test_sets().items()}
+    results = [one_seed(seed, work, tests) for seed in args.seeds]
+    (work / "results.json").write_text(json.dumps(results, indent=1))
+    methods = ("cl", "random_explored", "random_md")
+    for result in results:
+        reach = labels_to_reach(result, args.target)
+        print(f"seed {result['seed']}: {result['labels']} labels (+{result['held_out_labels']} "
+              f"held-out), converged {result['converged']}, pools {result['pool_sizes']}")
+        print(f"  {'method':16s} " + " ".join(f"{g:>16s}" for g in (*TEST_GROUPS, "all"))
+              + f"  labels to {args.target}")
+        for method in methods:
+            row = result["scores"][method]
+            print(f"  {method:16s} " + " ".join(f"{row[g]:16.4f}" for g in (*TEST_GROUPS, "all"))
+                  + f"  {reach[method]}")
+        print("  cl by iteration (labels, force RMSE): "
+              + ", ".join(f"({n}, {r:.4f})" for n, r in result["cl_curve"]))
+    medians = {m: float(np.median([r["scores"][m]["all"] for r in results])) for m in methods}
+    print(f"median over seeds: cl/random_explored {medians['cl'] / medians['random_explored']:.2f}"
+          f" (target <= 0.7), cl/random_md {medians['cl'] / medians['random_md']:.2f} "
+          "(target <= 1)")
+    print(f"cl_force_rmse={medians['cl']:.4f} "
+          f"random_explored_force_rmse={medians['random_explored']:.4f} "
+          f"random_md_force_rmse={medians['random_md']:.4f} seeds={len(results)}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ The mocks carry one number through the loop so that a test sees the data flow: M
 writes into its "model" how many frames it was trained on; MockRunExplore copies it into
 its trajectory; MockSelectConfs turns it into the accurate ratio (more data -> more
 accurate) and selects `max_select` rattled copies of the initial conf (seeded by the
-iteration's select seed).
+iteration's select seed), and `n_test` more as the held-out sample (labelled for real);
+MockScoreCl scores a model trained on n frames as force RMSE 1 / (1 + n).
 
 Failure injection: OPSHELF_CL_FAIL_AT="<step name>@<block id>[,...]" makes each fail once
 (a marker file in OPSHELF_CL_FAIL_DIR remembers it failed), for restart tests.
@@ -30,6 +31,8 @@ from opshelf.cl.ops import (
     PrepExploreCl,
     PrepFpCl,
     Scheduler,
+    ScoreCl,
+    gather_test_data,
 )
 from opshelf.cl.plugin import ClWorkflow
 from opshelf.fp.ops import RunFp
@@ -61,6 +64,8 @@ class MockRunTrain(RunTrain):
     @OP.exec_sign_check
     def execute(self, ip: OPIO) -> OPIO:
         maybe_fail("run-train", _block_of("."))
+        if not ip["config"].get("scaling", {}).get("reference_frames"):
+            raise FatalError(f"run-train got no training config: {ip['config']}")
         data = [Path(p) for p in (ip["init_data"] or [])] + \
             [Path(p) for p in (ip["iter_data"] or [])]
         n = count_frames(find_systems(data))
@@ -122,15 +127,16 @@ class MockSelectConfs(SelectConfs):
         conf = dpdata.System(str(run / "conf"), fmt="deepmd/npy")
         rng = np.random.default_rng(select["seed"])
         out = Path("selected")
-        (out / "confs").mkdir(parents=True, exist_ok=True)
-        if n_sel:
-            frames = dpdata.System()
-            for _ in range(n_sel):
-                frame = conf.copy()
-                frame.data["coords"] = frame.data["coords"] + rng.normal(
-                    0, 0.05, frame.data["coords"].shape)
-                frames = frame if frames.get_nframes() == 0 else frames + frame
-            frames.to("deepmd/npy", str(out / "confs" / "sys"))
+        for name, count in (("confs", n_sel), ("test_confs", select.get("n_test", 0))):
+            (out / name).mkdir(parents=True, exist_ok=True)
+            if count:
+                frames = dpdata.System()
+                for _ in range(count):
+                    frame = conf.copy()
+                    frame.data["coords"] = frame.data["coords"] + rng.normal(
+                        0, 0.05, frame.data["coords"].shape)
+                    frames = frame if frames.get_nframes() == 0 else frames + frame
+                frames.to("deepmd/npy", str(out / name / "sys"))
         report = {"overall": {"n_frames": n_frames, "n_accurate": n_acc,
                               "n_candidate": n_cand, "n_failed": 0,
                               "accurate_ratio": n_acc / n_frames,
@@ -139,7 +145,7 @@ class MockSelectConfs(SelectConfs):
                   "level_f_lo": select["trust"].get("f_lo")}
         (out / "report.json").write_text(json.dumps(report))
         return OPIO({"confs": out / "confs", "report": out / "report.json",
-                     "n_selected": n_sel})
+                     "n_selected": n_sel, "test_confs": out / "test_confs"})
 
 
 class MockRunFp(RunFp):
@@ -156,8 +162,30 @@ class MockScheduler(Scheduler):
         return Scheduler.execute.__wrapped__(self, ip)
 
 
+class MockScoreCl(ScoreCl):
+    """ScoreCl's choice of held-out set; the score from the mocked models' frame counts."""
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        from opshelf.train.score import EnsembleScore, Errors
+
+        data = gather_test_data(ip["test_data"], ip["new_test_data"], Path("test-data"))
+        n = json.loads(Path(ip["models"][0]).read_text())["n_train_frames"]
+        errors = Errors(energy_rmse_eV_per_atom=0.1 / (1 + n), force_rmse_eV_per_A=1.0 / (1 + n))
+
+        def score(frames: int) -> dict[str, object]:
+            return EnsembleScore(
+                n_frames=frames, n_systems=1, models=[errors] * len(ip["models"]),
+                mean_of_models=errors, ensemble_mean=errors,
+                max_force_error_median_eV_per_A=1.0).model_dump(mode="json")
+
+        test = score(count_frames(find_systems([data]))) if data is not None else None
+        Path("score.json").write_text(json.dumps({"test": test, "train": score(n)}))
+        return OPIO({"score": Path("score.json"), "test_data": Path("test-data")})
+
+
 MOCK_OPS = ClOps(PrepTrain, MockRunTrain, MockPrepExplore, MockRunExplore, MockSelectConfs,
-                 PrepFpCl, MockRunFp, CollectFpCl, CollectIterData, MockScheduler)
+                 PrepFpCl, MockRunFp, CollectFpCl, CollectIterData, MockScheduler, MockScoreCl)
 
 
 class MockClWorkflow(ClWorkflow):

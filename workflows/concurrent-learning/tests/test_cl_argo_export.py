@@ -48,8 +48,9 @@ def test_exported_cl_workflow_ends_with_its_results_step(tmp_path: Path) -> None
     loop = templates[entry["steps"][0][0]["template"]]
     assert any(s["template"] == loop["name"] for group in loop["steps"] for s in group)
     outputs = {a["name"]: a["fromExpression"] for a in loop["outputs"]["artifacts"]}
-    assert sorted(outputs) == ["iter_data", "models", "state_file"]
+    assert sorted(outputs) == ["iter_data", "models", "state_file", "test_data"]
     assert outputs["models"] == (
         "(sprig.atoi(steps['scheduler'].outputs.parameters['done']) == 1 ? "
         "steps['block'].outputs.artifacts['models'] : steps['next'].outputs.artifacts['models'])")
     assert "steps['scheduler'].outputs.artifacts['state_file']" in outputs["state_file"]
+    assert "steps['block'].outputs.artifacts['test_data']" in outputs["test_data"]

@@ -1,7 +1,8 @@
 """The cu-emt example for real: DeePMD-kit training, LAMMPS exploration with the ensemble,
-EMT labels; to convergence or max iterations. Checks the status table and that the force
-error on a held-out EMT-labelled set (ASE MD at 600 K and 1200 K, never seen by the loop)
-improves from the first iteration's models to the last one's.
+EMT labels. The loop must converge (every stage meets its criterion, exit status 0, the
+verdict "converged"), its own held-out score must fall from the first iteration's models to
+the last one's, and so must the force error on an independent EMT-labelled set (ASE MD at
+400 K and 800 K, the explored temperatures, never seen by the loop).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "cu-emt"
 
 
 def held_out_set(out: Path) -> Path:
-    """EMT frames from ASE Langevin MD of 2x2x2 fcc Cu (600 K and 1200 K, every 20 steps)."""
+    """EMT frames from ASE Langevin MD of 2x2x2 fcc Cu (400 K and 800 K, every 20 steps)."""
     import dpdata
     from ase import units
     from ase.build import bulk
@@ -26,7 +27,7 @@ def held_out_set(out: Path) -> Path:
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
     multi = dpdata.MultiSystems(type_map=["Cu"])
-    for temperature in (600, 1200):
+    for temperature in (400, 800):
         atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
         atoms.calc = EMT()
         MaxwellBoltzmannDistribution(atoms, temperature_K=temperature,
@@ -59,6 +60,17 @@ def test_cu_emt_loop_improves_held_out_accuracy(tmp_path: Path) -> None:
     run = opshelf("run", "cl", str(config / "config.yaml"), "--name", "cu", "--no-progress",
                   runs_dir=tmp_path / "runs", timeout=1500)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.splitlines()[-1] == "opshelf: converged: every stage met its criterion"
+    import json
+
+    history = json.loads((tmp_path / "runs" / "cu" / "results" / "history.json").read_text())
+    assert history["converged"]
+    scored = [r["test_force_rmse_eV_per_A"] for r in history["history"]]
+    print(f"loop's held-out force RMSE by iteration: {scored}")
+    # the loop's own held-out set (frames of the first exploration, labelled once, never
+    # trained on): the last models beat the first clearly (measured, seed 1: 0.101 -> 0.031
+    # eV/A)
+    assert None not in scored and scored[-1] < 0.8 * scored[0]
     status = opshelf("status", "cu", runs_dir=tmp_path / "runs")
     lines = status.stdout.split("\n")
     header = next(i for i, line in enumerate(lines) if line.strip().startswith("iter"))
@@ -84,5 +96,5 @@ def test_cu_emt_loop_improves_held_out_accuracy(tmp_path: Path) -> None:
     print(f"held-out force RMSE: first iteration {rmse_first:.4f}, last {rmse_last:.4f} eV/A")
     # the loop adds hot frames the initial near-equilibrium data lacks: the mean error of the
     # ensemble on hot held-out frames must drop clearly (10 %), not just by noise
-    # (measured with the example's seed 1: 0.146 -> 0.070 eV/A)
+    # (printed above; see the issue note for the measured numbers)
     assert rmse_last < 0.9 * rmse_first

@@ -4,22 +4,30 @@ real EMT labels; restart after a failure at every phase gives the same data set.
 Expected numbers come from clmocks.py: the mocked accurate ratio is
 min(1, training frames / 16); the config starts from 4 frames and labels 4 per iteration,
 so the ratios are 4/16, 8/16 (stage 0 stops at its 2 iterations), 12/16, 16/16 (stage 1
-converges at >= 0.99: nothing is selected, the loop ends).
+converges at >= 0.99: nothing is selected, the loop ends). Stage 0 never converged, so the
+run ends "not converged" with exit status 3. The held-out set: 16 frames sampled and
+labelled (EMT) in iteration 0; the mocked score of models trained on n frames is
+1 / (1 + n) eV/A.
 One uninterrupted run is shared by the tests; the restart test runs a second one.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import DATA, opshelf
 
 from opshelf.core.local.reuse import content_hash
+from opshelf.core.workflow import EXIT_NOT_CONVERGED
 
 WF = "clmocks:MockClWorkflow"
 EXPECTED_ACCURATE = [0.25, 0.5, 0.75, 1.0]  # n / 16, see above
+UNCONVERGED = ("stopped at max iterations, not converged (stage 0: accurate ratio 0.500 "
+               "< 0.9)")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +35,11 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
     done = opshelf("run", WF, str(DATA / "mock-config.yaml"), "--name", "straight",
                    "--no-progress", runs_dir=runs)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == EXIT_NOT_CONVERGED, done.stderr
+    # the verdict is the last line; the run is never called "succeeded"
+    assert done.stderr.splitlines()[-1] == f"opshelf: {UNCONVERGED}"
+    assert "succeeded" not in done.stderr
+    assert "finished, not converged" in done.stderr
     return runs / "straight"
 
 
@@ -39,15 +51,25 @@ def test_status_table_and_results(uninterrupted: Path) -> None:
     assert [r["decision"] for r in rows] == ["continue", "max iterations, move on",
                                             "continue", "converged"]
     assert [r["n_labelled"] for r in rows] == [4, 4, 4, 0]
-    assert history["done"] and history["reason"] == "all stages done"
+    assert history["done"] and not history["converged"] and history["reason"] == UNCONVERGED
+    # every iteration's models scored on the same 16 held-out frames, never trained on
+    assert [r["n_train_frames"] for r in rows] == [4, 8, 12, 16]
+    assert [r["test_n_frames"] for r in rows] == [16] * 4
+    assert [round(r["test_force_rmse_eV_per_A"], 6) for r in rows] == [
+        round(1 / (1 + n), 6) for n in (4, 8, 12, 16)]
+    test_data = uninterrupted / "results" / "data" / "test"
+    assert sum(len(np.load(f)) for f in test_data.rglob("energy.npy")) == 16
     status = opshelf("status", str(uninterrupted), runs_dir=uninterrupted.parent)
     assert status.returncode == 0, status.stderr
     table = status.stdout.split("iter ", 1)[1]
     assert "0.750" in table and "max iterations, move on" in table
-    assert "loop finished: all stages done" in table
+    assert f"loop finished: {UNCONVERGED}" in table
+    record = json.loads((uninterrupted / "run.json").read_text())
+    assert record["status"] == "unconverged" and record["outcome"] == UNCONVERGED
+    assert record["attempts"][-1]["exit"] == EXIT_NOT_CONVERGED
     data = uninterrupted / "results" / "data"
     assert sorted(p.name for p in data.iterdir()) == [
-        "init", "iter-000000", "iter-000001", "iter-000002"]
+        "init", "iter-000000", "iter-000001", "iter-000002", "test"]
     assert len(list((uninterrupted / "results" / "models").iterdir())) == 2
     html = (uninterrupted / "results" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2 and "http" not in html
@@ -76,7 +98,7 @@ def test_restart_after_a_failure_at_every_phase(uninterrupted: Path, tmp_path: P
     run = opshelf("run", WF, str(DATA / "mock-config.yaml"), "--name", "bumpy",
                   "--no-progress", runs_dir=tmp_path, env=env)
     attempts = 1
-    while run.returncode != 0:
+    while run.returncode != EXIT_NOT_CONVERGED:
         assert "injected failure" in opshelf("status", "bumpy", runs_dir=tmp_path).stdout
         assert attempts <= len(phases)
         before = finished_pods(tmp_path / "bumpy" / "dflow" / "bumpy")
@@ -107,7 +129,7 @@ def test_rerun_with_a_looser_stage_reuses_every_finished_step(uninterrupted: Pat
     (tmp_path / "init-cu.extxyz").symlink_to(DATA / "init-cu.extxyz")
     done = opshelf("rerun", str(uninterrupted), str(new_config), "--name", "looser",
                    "--no-progress", runs_dir=uninterrupted.parent)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == EXIT_NOT_CONVERGED, done.stderr  # stage 0 still unconverged
     run = uninterrupted.parent / "looser"
     history = json.loads((run / "results" / "history.json").read_text())
     assert [r["decision"] for r in history["history"]] == [
@@ -146,4 +168,8 @@ def test_results_step_of_an_argo_run_writes_what_collect_wrote(uninterrupted: Pa
         json.loads((collected / "history.json").read_text())
     assert (written / "status.txt").read_text() == (collected / "status.txt").read_text()
     report = (written / "report.html").read_text()
-    assert "loop finished: all stages done" in report and "4 iterations finished" in report
+    assert html.escape(f"loop finished: {UNCONVERGED}") in report
+    assert "4 iterations finished" in report
+    # the answer first: the verdict, then the held-out error, then the diagnostics
+    assert report.index(html.escape(UNCONVERGED)) < report.index("Held-out error") < \
+        report.index("Diagnostics")

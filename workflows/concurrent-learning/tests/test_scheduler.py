@@ -30,13 +30,16 @@ def test_accurate_ratio_stage_moves_on_when_converged() -> None:
     assert state.history[-1].converged and state.history[-1].decision == "converged"
     assert (state.stage, state.stage_iteration, state.done) == (1, 0, False)
     state = advance(state, report(0.1), None, conv, 20)  # stage 1: 1 iteration at most
-    assert state.done and state.reason == "all stages done"
+    assert state.done and not state.converged
+    assert state.reason == ("stopped at max iterations, not converged (stage 1: accurate "
+                            "ratio 0.100 < 0.97)")
     assert [r.stage for r in state.history] == [0, 0, 1]
 
 
 def test_all_stages_converged_reason() -> None:
     state = advance(LoopState(), report(0.99), None, [Convergence()], 20)
-    assert state.done and state.reason == "all stages converged"
+    assert state.done and state.converged
+    assert state.reason == "converged: every stage met its criterion"
 
 
 def test_fatal_at_max_raises_and_move_on_does_not() -> None:
@@ -55,7 +58,9 @@ def test_global_max_iterations_stops_the_loop() -> None:
     state = LoopState()
     for _ in range(3):
         state = advance(state, report(0.1), None, conv, 3)
-    assert state.done and state.reason == "max_iterations (3) reached"
+    assert state.done and not state.converged
+    assert state.reason == ("stopped at max_iterations (3), not converged (stage 0: accurate "
+                            "ratio 0.100 < 0.97)")
     with pytest.raises(ValueError):
         advance(state, report(0.1), None, conv, 3)
 
@@ -109,15 +114,83 @@ def test_a_stage_whose_failed_ratio_stays_high_is_never_converged() -> None:
     assert [r.converged for r in state.history] == [False, False, False]
     assert state.history[1].decision == "continue (failed ratio 0.300 > 0.2)"
     assert state.history[-1].decision == "max iterations, move on (failed ratio 0.300 > 0.2)"
-    assert state.done and state.reason == "all stages done"
+    assert state.done and state.reason == ("stopped at max iterations, not converged (stage 0: "
+                                           "failed ratio 0.300 > 0.2)")
     # the same levels with few failed frames converge at the second iteration
     state = LoopState()
     for level in (0.100, 0.101):
         state = advance(state, failing_report(0.1, level), None, conv, 20)
-    assert state.history[-1].converged and state.reason == "all stages converged"
+    assert state.history[-1].converged and state.converged
+    assert state.reason == "converged: every stage met its criterion"
 
 
 def test_fatal_at_max_names_the_failed_ratio() -> None:
     conv = [Convergence(min_accurate_ratio=0.5, max_iterations=1, fatal_at_max=True)]
     with pytest.raises(StageFailed, match=r"failed ratio 0\.300"):
         advance(LoopState(), failing_report(0.3, 0.1), None, conv, 20)
+
+
+def test_the_verdict_names_every_unconverged_stage_and_why() -> None:
+    """Named stages, one converged and two not: the reason names the two with their
+    numbers (a stage never reached says so)."""
+    conv = [Convergence(min_accurate_ratio=0.9, max_iterations=1),
+            Convergence(style="adaptive-lower", n_checked=2, max_iterations=1),
+            Convergence(max_iterations=1)]
+    state = LoopState(stage_names=["warm", "hot", "melt"])
+    state = advance(state, report(0.95), None, conv, 2)
+    state = advance(state, report(0.5, level=0.2), None, conv, 2)
+    assert state.done and not state.converged
+    assert state.reason == (
+        "stopped at max_iterations (2), not converged (stage 1 'hot': fewer than 2 iterations "
+        "to compare the adaptive level; stage 2 'melt': never run)")
+
+
+def score(test_f: float | None, train_devi: float) -> dict[str, object]:
+    def ensemble(force: float, devi: float, n: int) -> dict[str, object]:
+        errors = {"energy_rmse_eV_per_atom": force / 100, "force_rmse_eV_per_A": force,
+                  "virial_rmse_eV_per_atom": None}
+        return {"n_frames": n, "n_systems": 1, "models": [errors, errors],
+                "mean_of_models": errors, "ensemble_mean": errors,
+                "devi_f_median_eV_per_A": devi, "devi_f_p90_eV_per_A": devi,
+                "max_force_error_median_eV_per_A": 2 * force}
+    return {"test": None if test_f is None else ensemble(test_f, 0.03, 16),
+            "train": ensemble(0.02, train_devi, 12)}
+
+
+def test_held_out_scores_and_training_frames_are_recorded() -> None:
+    """Each iteration's models were trained on the init data plus the labels of the
+    iterations before it; their held-out score is recorded beside that count."""
+    conv = [Convergence(min_accurate_ratio=0.9, max_iterations=3)]
+    state = LoopState(n_init_frames=12)
+    for test_f in (0.12, 0.08):
+        state = advance(state, report(0.5), {"n_frames": 8}, conv, 20, score(test_f, 0.01))
+    first, second = state.history
+    assert (first.n_train_frames, second.n_train_frames) == (12, 20)
+    assert (first.test_force_rmse_eV_per_A, second.test_force_rmse_eV_per_A) == (0.12, 0.08)
+    assert first.test_n_frames == 16 and first.test_energy_rmse_eV_per_atom == 0.0012
+    assert first.test_devi_f_median_eV_per_A == 0.03
+    assert first.test_max_force_error_median_eV_per_A == 0.24
+    assert first.train_force_rmse_eV_per_A == 0.02
+    no_test = advance(LoopState(), report(0.5), None, conv, 20, score(None, 0.01))
+    assert no_test.history[0].test_force_rmse_eV_per_A is None
+
+
+def test_a_trust_level_under_the_training_deviation_is_called_out() -> None:
+    """f_lo 0.05 under the models' deviation on their own training frames
+    (median 0.06): the decision says the stage cannot converge that way; at 0.04 it does
+    not."""
+    conv = [Convergence(min_accurate_ratio=0.9, max_iterations=3)]
+    state = advance(LoopState(), report(0.5, level=0.05), None, conv, 20, score(0.1, 0.06))
+    assert state.history[0].decision == (
+        "continue; f_lo 0.05 eV/A is not above the models' deviation on their own training "
+        "frames (median 0.060): train longer or larger models, or raise f_lo")
+    state = advance(LoopState(), report(0.5, level=0.05), None, conv, 20, score(0.1, 0.04))
+    assert state.history[0].decision == "continue"
+
+
+def test_the_held_out_sample_is_drawn_in_the_first_iteration_only() -> None:
+    select = {"trust": {"f_hi": 0.3, "f_lo": 0.05}, "max_select": 4}
+    state = LoopState(n_test_sample=16)
+    assert iteration_inputs(state, [{}], select, 0)["select"]["n_test"] == 16
+    state.iteration = 1
+    assert "n_test" not in iteration_inputs(state, [{}], {**select, "n_test": 16}, 0)["select"]

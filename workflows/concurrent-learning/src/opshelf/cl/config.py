@@ -7,6 +7,8 @@
                 generated lattices with random substitutions) + task groups + convergence
     select:     trust levels, max frames per iteration, filters (opshelf-md's SelectConfig)
     fp:         any opshelf engine (cp2k, qe, vasp, abacus, gaussian, ase), task, success ratio
+    test:       held-out data every iteration's models are scored on (given, or sampled from
+                the first exploration and labelled once)
     steps:      execution per step (local by default; dispatcher or argo per step)
 """
 
@@ -38,7 +40,15 @@ class TrainSection(StrictModel):
     template: str | dict[str, Any] = Field(
         description="DeePMD input (file, JSON or YAML, or inline); the data paths are set by "
         "the workflow, model.type_map and seeds too")
-    numb_models: int = Field(4, ge=2, description="ensemble size (>= 2 for model deviation)")
+    numb_models: int = Field(4, ge=2, le=64, description="ensemble size (>= 2 for model "
+                             "deviation; DP-GEN's 4: the spread of two models is one "
+                             "difference, not a spread)")
+    scale_steps: bool = Field(
+        True, description="the template's numb_steps are for the init data; an iteration "
+        "training from scratch on more frames trains proportionally more steps, so every "
+        "frame gets as many passes as in the first iteration (with fixed steps the models "
+        "underfit the growing data set and their deviation rises with every label)")
+    max_numb_steps: int | None = Field(None, ge=1, description="cap of the scaled steps")
     init_model: InitModelOptions = Field(default_factory=InitModelOptions)
     dp: DpProfile = Field(default_factory=DpProfile)
 
@@ -131,6 +141,27 @@ class FpSection(StrictModel):
     keep_files: list[str] = Field(default_factory=list)
 
 
+class TestSection(StrictModel):
+    """Held-out frames that score every iteration's models and are never trained on."""
+
+    data: list[DataSource] = Field(
+        default_factory=list, description="your own labelled test set (any dpdata format, "
+        "as init_data); when given, nothing is sampled")
+    n_frames: int = Field(
+        16, ge=0, le=10_000, description="without `data`: frames drawn at random from the "
+        "first iteration's exploration (all temperatures and confs of the first stage, "
+        "accurate frames too) and labelled once by fp.engine, at the cost of that many "
+        "labels; 0: no held-out scoring")
+
+    @property
+    def sampled(self) -> bool:
+        return not self.data and self.n_frames > 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.data) or self.n_frames > 0
+
+
 class ClConfig(StrictModel):
     """Configuration of the `cl` workflow."""
 
@@ -142,4 +173,5 @@ class ClConfig(StrictModel):
     explore: ExploreSection
     select: SelectSection
     fp: FpSection
+    test: TestSection = Field(default_factory=TestSection)
     steps: StepsConfig = Field(default_factory=StepsConfig)

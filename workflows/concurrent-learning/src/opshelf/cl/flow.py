@@ -1,10 +1,11 @@
 """The loop as recursive dflow Steps (as DPGEN2 builds it).
 
     cl-loop(state)                                   key iter-NNNNNN--loop
-      block: train -> explore -> select -> label -> collect-data
-             (train, explore, label: small Steps around the prep/run fan-outs)
+      block: train -> explore -> select -> label, label-test -> collect-data -> score-models
+             (train, explore, label, label-test: small Steps around the prep/run fan-outs)
              keys iter-NNNNNN--prep-train, iter-NNNNNN--run-train-000001, ...,
-                  iter-NNNNNN--run-fp-000013, iter-NNNNNN--collect-data
+                  iter-NNNNNN--run-fp-000013, iter-NNNNNN--run-fp-test-000002,
+                  iter-NNNNNN--collect-data, iter-NNNNNN--score-models
       scheduler                                      key iter-NNNNNN--scheduler
       next: cl-loop(new state)   when scheduler's done == 0
 
@@ -45,14 +46,21 @@ STEP_PREP_FP = "prep-fp"
 STEP_RUN_FP = "run-fp"
 STEP_COLLECT_FP = "collect-fp"
 STEP_COLLECT_DATA = "collect-data"
+STEP_SCORE = "score-models"
 STEP_SCHEDULER = "scheduler"
+#: keys of the held-out set's labelling: the fp steps' names with this suffix (their
+#: execution settings are the fp steps')
+TEST_SUFFIX = "-test"
 STEP_NAMES = [STEP_PREP_TRAIN, STEP_RUN_TRAIN, STEP_PREP_EXPLORE, STEP_RUN_EXPLORE, STEP_SELECT,
-              STEP_PREP_FP, STEP_RUN_FP, STEP_COLLECT_FP, STEP_COLLECT_DATA, STEP_SCHEDULER]
+              STEP_PREP_FP, STEP_RUN_FP, STEP_COLLECT_FP, STEP_COLLECT_DATA, STEP_SCORE,
+              STEP_SCHEDULER]
 #: the phases of an iteration, for the status table and timing: step name -> phase
 PHASE_OF_STEP = {STEP_PREP_TRAIN: "train", STEP_RUN_TRAIN: "train",
                  STEP_PREP_EXPLORE: "explore", STEP_RUN_EXPLORE: "explore",
                  STEP_SELECT: "select", STEP_PREP_FP: "label", STEP_RUN_FP: "label",
                  STEP_COLLECT_FP: "label", STEP_COLLECT_DATA: "label",
+                 STEP_PREP_FP + TEST_SUFFIX: "test", STEP_RUN_FP + TEST_SUFFIX: "test",
+                 STEP_COLLECT_FP + TEST_SUFFIX: "test", STEP_SCORE: "test",
                  STEP_SCHEDULER: "select"}
 
 
@@ -70,6 +78,7 @@ class ClOps:
     collect_fp: type[OP]
     collect_data: type[OP]
     scheduler: type[OP]
+    score: type[OP] | None = None
 
     @classmethod
     def real(cls) -> ClOps:
@@ -79,21 +88,31 @@ class ClOps:
             PrepExploreCl,
             PrepFpCl,
             Scheduler,
+            ScoreCl,
         )
         from opshelf.fp.ops import RunFp
         from opshelf.md.ops import RunExplore, SelectConfs
         from opshelf.train.ops import PrepTrain, RunTrain
 
         return cls(PrepTrain, RunTrain, PrepExploreCl, RunExplore, SelectConfs, PrepFpCl, RunFp,
-                   CollectFpCl, CollectIterData, Scheduler)
+                   CollectFpCl, CollectIterData, Scheduler, ScoreCl)
+
+    @property
+    def score_op(self) -> type[OP]:
+        if self.score is not None:
+            return self.score
+        from opshelf.cl.ops import ScoreCl
+
+        return ScoreCl
 
 
 _BLOCK_PARAMS = ("block_id", "template", "numb_models", "type_map", "train_seed", "train_config",
                  "explore", "tasks_per_batch", "select", "fp_engine", "fp_task",
                  "min_success_ratio", "keep_files")
-_BLOCK_ARTS = ("init_data", "iter_data", "init_models", "confs")
+_BLOCK_ARTS = ("init_data", "iter_data", "init_models", "confs", "test_data")
 _LOOP_PARAMS = (*_BLOCK_PARAMS, "state", "convergence", "stages_explore", "seed",
                 "max_iterations")
+_OPTIONAL_ARTS = ("iter_data", "init_models", "test_data")
 
 
 def _slices(inputs_p: list[str], inputs_a: list[str], out_p: list[str], out_a: list[str]
@@ -116,17 +135,118 @@ def _sub_steps(name: str, params: tuple[str, ...], arts: tuple[str, ...],
                  outputs=Outputs(artifacts={a: OutputArtifact() for a in outs}))
 
 
-_OPTIONAL_ARTS = ("iter_data", "init_models")
+@dataclass
+class _Wiring:
+    """What the sub-Steps builders share: the injected OPs, step settings and mode."""
+
+    ops: ClOps
+    steps: StepsConfig
+    mode: Any
+    numb_models: int | None
+
+    def step(self, name: str, op: type[OP], *, settings: str | None = None,
+             **kw: Any) -> Step:
+        return make_step(name, op, self.steps.for_step(settings or name), mode=self.mode, **kw)
+
+    def train(self) -> Steps:
+        """prep-train -> run-train (one slice per model) -> artifact `model`."""
+        train = _sub_steps("cl-train", ("block_id", "template", "numb_models", "type_map",
+                                        "train_seed", "train_config"),
+                           ("init_data", "iter_data", "init_models"), ("model",))
+        tp, ta = train.inputs.parameters, train.inputs.artifacts
+        prep = self.step(
+            STEP_PREP_TRAIN, self.ops.prep_train, key=f"{tp['block_id']}--{STEP_PREP_TRAIN}",
+            parameters={"template": tp["template"], "numb_models": tp["numb_models"],
+                        "type_map": tp["type_map"], "seed": tp["train_seed"]},
+            artifacts={"data": ta["init_data"]})
+        run = self.step(
+            STEP_RUN_TRAIN, self.ops.run_train,
+            key=f"{tp['block_id']}--{STEP_RUN_TRAIN}-{{{{item}}}}",
+            parameters={"config": tp["train_config"],
+                        "task_name": prep.outputs.parameters["task_names"]},
+            artifacts={"task_path": prep.outputs.artifacts["task_paths"],
+                       "init_data": ta["init_data"], "iter_data": ta["iter_data"],
+                       "init_model": ta["init_models"]},
+            slices=_slices(["task_name"], ["task_path", "init_model"], ["report"],
+                           ["model", "lcurve", "log", "script", "metrics"]),
+            with_sequence=_fanout(prep.outputs.parameters["task_names"]),
+            n_items=self.numb_models)
+        train.add(prep)
+        train.add(run)
+        train.outputs.artifacts["model"]._from = run.outputs.artifacts["model"]
+        return train
+
+    def explore(self) -> Steps:
+        """prep-explore -> run-explore (one slice per batch of MD runs) -> `trajs`."""
+        explore = _sub_steps("cl-explore", ("block_id", "explore", "type_map",
+                                            "tasks_per_batch"), ("confs", "models"), ("trajs",))
+        xp, xa = explore.inputs.parameters, explore.inputs.artifacts
+        prep = self.step(
+            STEP_PREP_EXPLORE, self.ops.prep_explore,
+            key=f"{xp['block_id']}--{STEP_PREP_EXPLORE}",
+            parameters={"explore": xp["explore"], "type_map": xp["type_map"],
+                        "tasks_per_batch": xp["tasks_per_batch"]},
+            artifacts={"confs": xa["confs"], "models": xa["models"]})
+        run = self.step(
+            STEP_RUN_EXPLORE, self.ops.run_explore,
+            key=f"{xp['block_id']}--{STEP_RUN_EXPLORE}-{{{{item}}}}",
+            parameters={"batch_name": prep.outputs.parameters["batch_names"]},
+            artifacts={"batch_path": prep.outputs.artifacts["batch_paths"]},
+            slices=_slices(["batch_name"], ["batch_path"], ["report"], ["trajs"]),
+            with_sequence=_fanout(prep.outputs.parameters["batch_names"]))
+        explore.add(prep)
+        explore.add(run)
+        explore.outputs.artifacts["trajs"]._from = run.outputs.artifacts["trajs"]
+        return explore
+
+    def label(self, suffix: str = "") -> Steps:
+        """prep-fp -> run-fp (one slice per frame) -> collect-fp -> `data`, `summary`.
+        `suffix` tells the keys of a second labelling (the held-out set) from the first."""
+        label = _sub_steps(f"cl-label{suffix}", ("block_id", "fp_engine", "fp_task",
+                                                 "type_map", "keep_files",
+                                                 "min_success_ratio"),
+                           ("frames",), ("data", "summary"))
+        lp, la = label.inputs.parameters, label.inputs.artifacts
+        prep = self.step(
+            STEP_PREP_FP, self.ops.prep_fp, key=f"{lp['block_id']}--{STEP_PREP_FP}{suffix}",
+            parameters={"engine": lp["fp_engine"], "task": lp["fp_task"],
+                        "fmt": "deepmd/npy", "type_map": lp["type_map"]},
+            artifacts={"frames": la["frames"]})
+        run = self.step(
+            STEP_RUN_FP, self.ops.run_fp,
+            key=f"{lp['block_id']}--{STEP_RUN_FP}{suffix}-{{{{item}}}}",
+            parameters={"task_name": prep.outputs.parameters["task_names"],
+                        "keep_files": lp["keep_files"],
+                        "program_retries": self.steps.for_step(STEP_RUN_FP).retries},
+            artifacts={"task_path": prep.outputs.artifacts["task_paths"]},
+            slices=_slices(["task_name"], ["task_path"], ["report"],
+                           ["labeled_data", "raw_output"]),
+            with_sequence=_fanout(prep.outputs.parameters["task_names"]))
+        collect = self.step(
+            STEP_COLLECT_FP, self.ops.collect_fp,
+            key=f"{lp['block_id']}--{STEP_COLLECT_FP}{suffix}",
+            parameters={"type_map": lp["type_map"],
+                        "min_success_ratio": lp["min_success_ratio"]},
+            artifacts={"labeled_data": run.outputs.artifacts["labeled_data"]})
+        for s in (prep, run, collect):
+            label.add(s)
+        label.outputs.artifacts["data"]._from = collect.outputs.artifacts["data"]
+        label.outputs.artifacts["summary"]._from = collect.outputs.artifacts["summary"]
+        return label
 
 
 class ClBlock(Steps):
-    """One iteration: train -> explore -> select -> label -> collect-data.
+    """One iteration: train -> explore -> select -> label (+ label the held-out sample) ->
+    collect-data -> score the models on the held-out set.
 
     Each fan-out (run-train, run-explore, run-fp) sits in a small Steps of its own (train,
     explore, label; DPGEN2's prep-run super-OPs): dflow's local mode deep-copies and pickles
     the fan-out's whole enclosing Steps, finished steps included, for every slice; in one flat
     block that cost ~10 s before each run-fp fan-out (measured, benchmarks/cl_demo_time.py).
-    Step keys are the same either way."""
+
+    The held-out set: select draws it (the first iteration only, when the config samples
+    one), `label-test` labels it (no task otherwise), and `score-models` scores this
+    iteration's models on whichever set exists and hands it on as `test_data`."""
 
     def __init__(self, name: str, ops: ClOps, steps: StepsConfig, *, mode: Any = "local",
                  numb_models: int | None = None) -> None:
@@ -138,109 +258,43 @@ class ClBlock(Steps):
             outputs=Outputs(
                 parameters={"n_selected": OutputParameter()},
                 artifacts={a: OutputArtifact() for a in (
-                    "models", "iter_data", "select_report", "fp_summary", "trajs")}),
+                    "models", "iter_data", "select_report", "fp_summary", "trajs",
+                    "test_data", "test_score")}),
         )
         ip, ia = self.inputs.parameters, self.inputs.artifacts
         block = ip["block_id"]
+        wiring = _Wiring(ops, steps, mode, numb_models)
+        arts: dict[str, Any] = {}
 
-        def step(name: str, op: type[OP], **kw: Any) -> Step:
-            return make_step(name, op, steps.for_step(name), mode=mode, **kw)
-
-        def sub(name: str, template: Steps) -> Step:
+        def sub(name: str, template: Steps, **given: Any) -> Step:
             return Step(name, template, key=f"{block}--{name}",
                         parameters={p: ip[p] for p in template.inputs.parameters},
-                        artifacts={a: ia[a] if a in ia else arts[a]
+                        artifacts={a: given[a] if a in given else ia[a] if a in ia else arts[a]
                                    for a in template.inputs.artifacts})
 
-        arts: dict[str, Any] = {}
-        train = _sub_steps("cl-train", ("block_id", "template", "numb_models", "type_map",
-                                        "train_seed", "train_config"),
-                           ("init_data", "iter_data", "init_models"), ("model",))
-        tp, ta = train.inputs.parameters, train.inputs.artifacts
-        prep_train = step(
-            STEP_PREP_TRAIN, ops.prep_train, key=f"{tp['block_id']}--{STEP_PREP_TRAIN}",
-            parameters={"template": tp["template"], "numb_models": tp["numb_models"],
-                        "type_map": tp["type_map"], "seed": tp["train_seed"]},
-            artifacts={"data": ta["init_data"]})
-        run_train = step(
-            STEP_RUN_TRAIN, ops.run_train,
-            key=f"{tp['block_id']}--{STEP_RUN_TRAIN}-{{{{item}}}}",
-            parameters={"config": tp["train_config"],
-                        "task_name": prep_train.outputs.parameters["task_names"]},
-            artifacts={"task_path": prep_train.outputs.artifacts["task_paths"],
-                       "init_data": ta["init_data"], "iter_data": ta["iter_data"],
-                       "init_model": ta["init_models"]},
-            slices=_slices(["task_name"], ["task_path", "init_model"], ["report"],
-                           ["model", "lcurve", "log", "script", "metrics"]),
-            with_sequence=_fanout(prep_train.outputs.parameters["task_names"]),
-            n_items=numb_models)
-        train.add(prep_train)
-        train.add(run_train)
-        train.outputs.artifacts["model"]._from = run_train.outputs.artifacts["model"]
-        train_step = sub("train", train)
+        train_step = sub("train", wiring.train())
         arts["models"] = train_step.outputs.artifacts["model"]
-
-        explore = _sub_steps("cl-explore", ("block_id", "explore", "type_map",
-                                            "tasks_per_batch"), ("confs", "models"), ("trajs",))
-        xp, xa = explore.inputs.parameters, explore.inputs.artifacts
-        prep_explore = step(
-            STEP_PREP_EXPLORE, ops.prep_explore, key=f"{xp['block_id']}--{STEP_PREP_EXPLORE}",
-            parameters={"explore": xp["explore"], "type_map": xp["type_map"],
-                        "tasks_per_batch": xp["tasks_per_batch"]},
-            artifacts={"confs": xa["confs"], "models": xa["models"]})
-        run_explore = step(
-            STEP_RUN_EXPLORE, ops.run_explore,
-            key=f"{xp['block_id']}--{STEP_RUN_EXPLORE}-{{{{item}}}}",
-            parameters={"batch_name": prep_explore.outputs.parameters["batch_names"]},
-            artifacts={"batch_path": prep_explore.outputs.artifacts["batch_paths"]},
-            slices=_slices(["batch_name"], ["batch_path"], ["report"], ["trajs"]),
-            with_sequence=_fanout(prep_explore.outputs.parameters["batch_names"]))
-        explore.add(prep_explore)
-        explore.add(run_explore)
-        explore.outputs.artifacts["trajs"]._from = run_explore.outputs.artifacts["trajs"]
-        explore_step = sub("explore", explore)
-
-        select = step(
+        explore_step = sub("explore", wiring.explore())
+        select = wiring.step(
             STEP_SELECT, ops.select_confs, key=f"{block}--{STEP_SELECT}",
             parameters={"select": ip["select"], "type_map": ip["type_map"]},
             artifacts={"trajs": explore_step.outputs.artifacts["trajs"]})
-        arts["frames"] = select.outputs.artifacts["confs"]
-
-        label = _sub_steps("cl-label", ("block_id", "fp_engine", "fp_task", "type_map",
-                                        "keep_files", "min_success_ratio"), ("frames",),
-                           ("data", "summary"))
-        lp, la = label.inputs.parameters, label.inputs.artifacts
-        prep_fp = step(
-            STEP_PREP_FP, ops.prep_fp, key=f"{lp['block_id']}--{STEP_PREP_FP}",
-            parameters={"engine": lp["fp_engine"], "task": lp["fp_task"],
-                        "fmt": "deepmd/npy", "type_map": lp["type_map"]},
-            artifacts={"frames": la["frames"]})
-        run_fp = step(
-            STEP_RUN_FP, ops.run_fp, key=f"{lp['block_id']}--{STEP_RUN_FP}-{{{{item}}}}",
-            parameters={"task_name": prep_fp.outputs.parameters["task_names"],
-                        "keep_files": lp["keep_files"],
-                        "program_retries": steps.for_step(STEP_RUN_FP).retries},
-            artifacts={"task_path": prep_fp.outputs.artifacts["task_paths"]},
-            slices=_slices(["task_name"], ["task_path"], ["report"],
-                           ["labeled_data", "raw_output"]),
-            with_sequence=_fanout(prep_fp.outputs.parameters["task_names"]))
-        collect_fp = step(
-            STEP_COLLECT_FP, ops.collect_fp, key=f"{lp['block_id']}--{STEP_COLLECT_FP}",
-            parameters={"type_map": lp["type_map"],
-                        "min_success_ratio": lp["min_success_ratio"]},
-            artifacts={"labeled_data": run_fp.outputs.artifacts["labeled_data"]})
-        for s in (prep_fp, run_fp, collect_fp):
-            label.add(s)
-        label.outputs.artifacts["data"]._from = collect_fp.outputs.artifacts["data"]
-        label.outputs.artifacts["summary"]._from = collect_fp.outputs.artifacts["summary"]
-        label_step = sub("label", label)
-
-        collect_data = step(
+        label_step = sub("label", wiring.label(), frames=select.outputs.artifacts["confs"])
+        label_test = sub(f"label{TEST_SUFFIX}", wiring.label(TEST_SUFFIX),
+                         frames=select.outputs.artifacts["test_confs"])
+        collect_data = wiring.step(
             STEP_COLLECT_DATA, ops.collect_data, key=f"{block}--{STEP_COLLECT_DATA}",
             parameters={"block_id": block},
             artifacts={"iter_data": ia["iter_data"],
                        "labeled_data": label_step.outputs.artifacts["data"]})
-        for s in (train_step, explore_step, select, label_step, collect_data):
+        score = wiring.step(
+            STEP_SCORE, ops.score_op, key=f"{block}--{STEP_SCORE}",
+            artifacts={"models": train_step.outputs.artifacts["model"],
+                       "init_data": ia["init_data"], "iter_data": ia["iter_data"],
+                       "test_data": ia["test_data"],
+                       "new_test_data": label_test.outputs.artifacts["data"]})
+        for s in (train_step, explore_step, select, label_step, label_test, collect_data,
+                  score):
             self.add(s)
         out = self.outputs
         out.artifacts["models"]._from = train_step.outputs.artifacts["model"]
@@ -248,11 +302,13 @@ class ClBlock(Steps):
         out.artifacts["select_report"]._from = select.outputs.artifacts["report"]
         out.artifacts["fp_summary"]._from = label_step.outputs.artifacts["summary"]
         out.artifacts["trajs"]._from = explore_step.outputs.artifacts["trajs"]
+        out.artifacts["test_data"]._from = score.outputs.artifacts["test_data"]
+        out.artifacts["test_score"]._from = score.outputs.artifacts["score"]
         out.parameters["n_selected"].value_from_parameter = select.outputs.parameters["n_selected"]
 
 
 #: outputs of the whole loop (the final iteration's): what an Argo run's results step reads
-LOOP_OUTPUTS = ("models", "iter_data", "state_file")
+LOOP_OUTPUTS = ("models", "iter_data", "state_file", "test_data")
 
 
 class ClLoop(Steps):
@@ -282,7 +338,8 @@ class ClLoop(Steps):
             parameters={p: ip[p] for p in ("state", "convergence", "stages_explore", "select",
                                            "seed", "max_iterations")},
             artifacts={"select_report": block.outputs.artifacts["select_report"],
-                       "fp_summary": block.outputs.artifacts["fp_summary"]})
+                       "fp_summary": block.outputs.artifacts["fp_summary"],
+                       "test_score": block.outputs.artifacts["test_score"]})
         sched_out = scheduler.outputs.parameters
         following = {p: ip[p] for p in _LOOP_PARAMS}
         following.update(state=sched_out["state"], block_id=sched_out["block_id"],
@@ -293,7 +350,8 @@ class ClLoop(Steps):
             parameters=following,
             artifacts={"init_data": ia["init_data"], "confs": ia["confs"],
                        "iter_data": block.outputs.artifacts["iter_data"],
-                       "init_models": block.outputs.artifacts["models"]},
+                       "init_models": block.outputs.artifacts["models"],
+                       "test_data": block.outputs.artifacts["test_data"]},
             when=f"{sched_out['done']} == 0")
         self.add(block)
         self.add(scheduler)
@@ -302,7 +360,8 @@ class ClLoop(Steps):
         done = f"sprig.atoi({sched_out['done'].expr}) == 1"
         here = {"models": block.outputs.artifacts["models"],
                 "iter_data": block.outputs.artifacts["iter_data"],
-                "state_file": scheduler.outputs.artifacts["state_file"]}
+                "state_file": scheduler.outputs.artifacts["state_file"],
+                "test_data": block.outputs.artifacts["test_data"]}
         for name in LOOP_OUTPUTS:
             self.outputs.artifacts[name].from_expression = if_expression(
                 _if=done, _then=here[name], _else=next_loop.outputs.artifacts[name])

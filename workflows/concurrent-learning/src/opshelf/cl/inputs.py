@@ -16,6 +16,7 @@ from opshelf.cl.config import ClConfig, ConfSource, DataSource, LatticeConfs
 from opshelf.core.errors import ConfigError, MissingInputError
 
 INIT_DATA_DIR = "init-data"
+TEST_DATA_DIR = "test-data"
 CONFS_DIR = "confs"
 
 
@@ -24,19 +25,20 @@ def resolve(path: str, base: Path) -> Path:
     return (p if p.is_absolute() else base / p).resolve()
 
 
-def read_labelled(source: DataSource, base: Path, type_map: list[str]) -> Any:
-    """A dpdata MultiSystems of the labelled frames of `source`."""
+def read_labelled(source: DataSource, base: Path, type_map: list[str],
+                  key: str = "init_data") -> Any:
+    """A dpdata MultiSystems of the labelled frames of `source` (errors name `key`)."""
     import dpdata
 
     path = resolve(source.path, base)
     if not path.exists():
-        raise MissingInputError(f"init_data: not found: {source.path} (looked at {path})")
+        raise MissingInputError(f"{key}: not found: {source.path} (looked at {path})")
     multi = dpdata.MultiSystems(type_map=type_map)
     try:
         if source.fmt == "auto" and path.is_dir():
             systems = [p.parent for p in sorted(path.rglob("type.raw"))]
             if not systems:
-                raise MissingInputError(f"init_data: no deepmd/npy system in {path}")
+                raise MissingInputError(f"{key}: no deepmd/npy system in {path}")
             for system in systems:
                 multi.append(dpdata.LabeledSystem(str(system), fmt="deepmd/npy"))
         elif source.fmt == "auto":
@@ -52,27 +54,33 @@ def read_labelled(source: DataSource, base: Path, type_map: list[str]) -> Any:
     except (MissingInputError, ConfigError):
         raise
     except Exception as exc:  # dpdata/ASE raise anything on a bad file
-        raise ConfigError(f"init_data: cannot read {path} as labelled frames "
+        raise ConfigError(f"{key}: cannot read {path} as labelled frames "
                           f"(fmt {source.fmt!r}): {type(exc).__name__}: {exc}") from None
     if not multi.get_nframes():
-        raise ConfigError(f"init_data: {path} holds no labelled frame")
+        raise ConfigError(f"{key}: {path} holds no labelled frame")
     extra = sorted({n for s in multi for n, c in zip(s["atom_names"], s["atom_numbs"]) if c}
                    - set(type_map))
     if extra:
-        raise ConfigError(f"init_data: {path} holds elements {extra} not in type_map {type_map}")
+        raise ConfigError(f"{key}: {path} holds elements {extra} not in type_map {type_map}")
     return multi
+
+
+def write_labelled(sources: list[DataSource], type_map: list[str], base: Path, out: Path,
+                   key: str) -> int:
+    """Every entry of `sources` into `out` (deepmd/npy, one folder per formula); frames."""
+    import dpdata
+
+    merged = dpdata.MultiSystems(type_map=type_map)
+    for source in sources:
+        for system in read_labelled(source, base, type_map, key):
+            merged.append(system)
+    merged.to("deepmd/npy", str(out))
+    return merged.get_nframes()
 
 
 def write_init_data(config: ClConfig, base: Path, out: Path) -> int:
     """Every init_data entry into `out` (deepmd/npy, one folder per formula); frames."""
-    import dpdata
-
-    merged = dpdata.MultiSystems(type_map=config.type_map)
-    for source in config.init_data:
-        for system in read_labelled(source, base, config.type_map):
-            merged.append(system)
-    merged.to("deepmd/npy", str(out))
-    return merged.get_nframes()
+    return write_labelled(config.init_data, config.type_map, base, out, "init_data")
 
 
 def lattice_confs(spec: LatticeConfs) -> list[Any]:

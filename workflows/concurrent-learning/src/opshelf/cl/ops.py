@@ -6,6 +6,8 @@ and in `opshelf.cl.scheduler`).
 - `PrepFpCl`: opshelf-fp's PrepFp that accepts an empty selection (no task).
 - `CollectFpCl`: core's CollectLabels that accepts zero tasks (nothing selected).
 - `CollectIterData`: the labelled data of every iteration so far, one folder per iteration.
+- `ScoreCl`: this iteration's models on the held-out set (given, or labelled this
+  iteration); hands the set on to the next iteration.
 - `Scheduler`: the loop state after an iteration: convergence, next stage, stop or go on.
 """
 
@@ -23,6 +25,7 @@ from dflow.python import OP, OPIO, Artifact, BigParameter, FatalError, OPIOSign,
 
 from opshelf.cl.scheduler import LoopState, StageFailed, advance, iteration_inputs
 from opshelf.core.config import validate_into
+from opshelf.core.errors import UserError
 from opshelf.core.ops import CollectLabels
 from opshelf.fp.ops import PrepFp
 from opshelf.md.ops import PrepExplore
@@ -136,6 +139,56 @@ class CollectIterData(OP):
         return OPIO({"iter_data": paths, "n_iterations": len(paths)})
 
 
+class ScoreCl(OP):
+    """The ensemble on the held-out set (the loop's `test_data` when it holds frames, else
+    the set labelled in this iteration, `new_test_data`) and on its own training data
+    (`init_data` + `iter_data`: the fit error and the deviation floor). Outputs `score`
+    (JSON: {"test": EnsembleScore or null, "train": EnsembleScore}) and the held-out set
+    as `test_data`, for the next iteration."""
+
+    @classmethod
+    def get_input_sign(cls) -> OPIOSign:
+        return OPIOSign({
+            "models": Artifact(List[Path]),
+            "init_data": Artifact(List[Path], optional=True),
+            "iter_data": Artifact(List[Path], optional=True),
+            "test_data": Artifact(List[Path], optional=True),
+            "new_test_data": Artifact(Path, optional=True),
+        })
+
+    @classmethod
+    def get_output_sign(cls) -> OPIOSign:
+        return OPIOSign({"score": Artifact(Path), "test_data": Artifact(Path)})
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        from opshelf.train.score import score_ensemble
+
+        test = gather_test_data(ip["test_data"], ip["new_test_data"], Path("test-data"))
+        models = [Path(m) for m in ip["models"]]
+        train = [Path(p) for p in [*(ip["init_data"] or []), *(ip["iter_data"] or [])]]
+        try:
+            score = {"test": score_ensemble(models, [test]).model_dump(mode="json")
+                     if test is not None else None,
+                     "train": score_ensemble(models, train).model_dump(mode="json")
+                     if has_systems(train) else None}
+        except UserError as exc:
+            raise FatalError(str(exc)) from exc
+        Path("score.json").write_text(json.dumps(score, indent=1))
+        return OPIO({"score": Path("score.json"), "test_data": Path("test-data")})
+
+
+def gather_test_data(given: list[str] | None, new: str | None, out: Path) -> Path | None:
+    """Copy the held-out set into `out`: the given one when it holds frames, else the new
+    one; `out` (an empty folder when neither holds frames: then None is returned)."""
+    given_paths = [Path(p) for p in given or []]
+    chosen = given_paths if has_systems(given_paths) else [Path(new)] if new else []
+    out.mkdir(exist_ok=True)
+    for k, path in enumerate(p for p in chosen if has_systems([p])):
+        shutil.copytree(path, out / f"set-{k:03d}", dirs_exist_ok=True)
+    return out if has_systems([out]) else None
+
+
 class Scheduler(OP):
     """The loop state after one iteration; the inputs of the next one.
 
@@ -148,6 +201,7 @@ class Scheduler(OP):
             "state": BigParameter(dict),
             "select_report": Artifact(Path),
             "fp_summary": Artifact(Path, optional=True),
+            "test_score": Artifact(Path, optional=True),
             "convergence": BigParameter(list),
             "stages_explore": BigParameter(list),
             "select": BigParameter(dict),
@@ -176,8 +230,9 @@ class Scheduler(OP):
                        for c in ip["convergence"]]
         report = json.loads(Path(ip["select_report"]).read_text())
         fp = json.loads(Path(ip["fp_summary"]).read_text()) if ip["fp_summary"] else None
+        score = json.loads(Path(ip["test_score"]).read_text()) if ip["test_score"] else None
         try:
-            new = advance(state, report, fp, convergence, ip["max_iterations"])
+            new = advance(state, report, fp, convergence, ip["max_iterations"], score)
         except StageFailed as exc:
             raise FatalError(str(exc)) from exc
         Path(STATE_FILE).write_text(new.model_dump_json(indent=1))

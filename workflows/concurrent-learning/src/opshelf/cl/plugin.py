@@ -12,14 +12,16 @@ from opshelf.cl.flow import STEP_NAMES
 from opshelf.cl.inputs import (
     CONFS_DIR,
     INIT_DATA_DIR,
+    TEST_DATA_DIR,
     load_template,
     write_init_data,
+    write_labelled,
     write_stage_confs,
 )
 from opshelf.cl.scheduler import LoopState, iteration_inputs
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError
-from opshelf.core.workflow import BuildContext, WorkflowPlugin
+from opshelf.core.workflow import BuildContext, Outcome, WorkflowPlugin
 
 if TYPE_CHECKING:
     from dflow import Workflow
@@ -52,6 +54,8 @@ class ClWorkflow(WorkflowPlugin):
 
         for source in config.init_data:
             read_labelled(source, ctx.config_dir, config.type_map)
+        for source in config.test.data:
+            read_labelled(source, ctx.config_dir, config.type_map, "test.data")
         template = load_template(config, ctx.config_dir)
         ensemble_scripts(template, config.train.numb_models, config.type_map)
         if self.ops is not None:
@@ -94,14 +98,21 @@ class ClWorkflow(WorkflowPlugin):
         from opshelf.cl.flow import ClLoop, ClOps
 
         inputs = ctx.run_dir / "inputs"
-        init_dir = inputs / INIT_DATA_DIR
-        if init_dir.exists():
-            shutil.rmtree(init_dir)
-        write_init_data(config, ctx.config_dir, init_dir)
+        init_dir, test_dir = inputs / INIT_DATA_DIR, inputs / TEST_DATA_DIR
+        for folder in (init_dir, test_dir):
+            if folder.exists():
+                shutil.rmtree(folder)
+        n_init = write_init_data(config, ctx.config_dir, init_dir)
+        if config.test.data:
+            write_labelled(config.test.data, config.type_map, ctx.config_dir, test_dir,
+                           "test.data")
         conf_files, explores = write_stage_confs(config, ctx.config_dir, inputs / CONFS_DIR)
         template = load_template(config, ctx.config_dir)
         select = config.select.model_dump(mode="json")
-        state = LoopState()
+        state = LoopState(
+            n_init_frames=n_init,
+            stage_names=[s.name or "" for s in config.explore.stages],
+            n_test_sample=config.test.n_frames if config.test.sampled else 0)
         first = iteration_inputs(state, explores, select, config.seed)
         ops = self.ops or ClOps.real()
         loop = ClLoop("cl-loop", ops, config.steps, mode=ctx.mode,
@@ -110,8 +121,11 @@ class ClWorkflow(WorkflowPlugin):
             **first,
             "template": template, "numb_models": config.train.numb_models,
             "type_map": config.type_map,
-            "train_config": {"dp": config.train.dp.model_dump(mode="json"),
-                             "init_model": config.train.init_model.model_dump(mode="json")},
+            "train_config": {
+                "dp": config.train.dp.model_dump(mode="json"),
+                "init_model": config.train.init_model.model_dump(mode="json"),
+                "scaling": {"reference_frames": n_init if config.train.scale_steps else None,
+                            "max_numb_steps": config.train.max_numb_steps}},
             "tasks_per_batch": config.explore.tasks_per_batch,
             "fp_engine": config.fp.engine.model_dump(mode="json"),
             "fp_task": config.fp.task.model_dump(mode="json"),
@@ -123,9 +137,12 @@ class ClWorkflow(WorkflowPlugin):
             "stages_explore": explores, "seed": config.seed,
             "max_iterations": config.max_iterations,
         }
+        artifacts = {"init_data": upload_artifact([init_dir]),
+                     "confs": upload_artifact(conf_files)}
+        if config.test.data:
+            artifacts["test_data"] = upload_artifact([test_dir])
         step = Step("cl-loop", loop, key=f"{first['block_id']}--loop", parameters=parameters,
-                    artifacts={"init_data": upload_artifact([init_dir]),
-                               "confs": upload_artifact(conf_files)})
+                    artifacts=artifacts)
         workflow = Workflow(name="cl", id=ctx.workflow_id)
         workflow.add(step)
         return workflow
@@ -156,6 +173,7 @@ class ClWorkflow(WorkflowPlugin):
         return {"models": loop.outputs.artifacts["models"],
                 "iter_data": loop.outputs.artifacts["iter_data"],
                 "state": loop.outputs.artifacts["state_file"],
+                "test_data": loop.outputs.artifacts["test_data"],
                 "init_data": loop.inputs.artifacts["init_data"].source}
 
     def write_results(self, config: StrictModel, inputs: dict[str, Path],
@@ -175,7 +193,18 @@ class ClWorkflow(WorkflowPlugin):
             results_dir, paths(inputs["models"]), Path(inputs["init_data"]),
             paths(inputs.get("iter_data")), state, rows,
             lambda report: render_report(state, rows, {}, {}, report,
-                                         title="concurrent learning"))
+                                         title="concurrent learning"),
+            Path(inputs["test_data"]) if inputs.get("test_data") else None)
+
+    def outcome(self, config: StrictModel, ctx: BuildContext) -> Outcome:
+        """Converged when every stage met its criterion (the scheduler's verdict)."""
+        from opshelf.cl.status import latest_state
+
+        state = latest_state(_workflow_dir(ctx.run_dir)) or {}
+        if not state.get("done"):
+            return Outcome(False, "the loop ended without a final state (no scheduler "
+                           "finished its last iteration)")
+        return Outcome(bool(state.get("converged")), str(state.get("reason", "")))
 
     def status_table(self, run_dir: Path) -> str | None:
         from opshelf.cl.status import format_table, latest_state, status_rows

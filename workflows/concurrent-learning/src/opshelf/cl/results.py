@@ -37,6 +37,28 @@ def iteration_data(wfdir: Path) -> list[Path]:
     return []
 
 
+def held_out_data(wfdir: Path) -> Path | None:
+    """The held-out set the iterations were scored on (the newest score step's)."""
+    for _, steps in sorted(iteration_steps(wfdir).items(), reverse=True):
+        for d in steps.get("score-models", []):
+            if phase(d) == "Succeeded":
+                found = step_artifacts(d, "test_data")
+                return found[0] if found else None
+    return None
+
+
+def held_out_line(history: Sequence[dict[str, Any]]) -> str | None:
+    """'held-out force RMSE by iteration: ...' (None when no iteration was scored)."""
+    scored = [r for r in history if r.get("test_force_rmse_eV_per_A") is not None]
+    if not scored:
+        return None
+    forces = ", ".join(f"{r['test_force_rmse_eV_per_A']:.3f}" for r in scored)
+    energies = ", ".join(f"{1000 * r['test_energy_rmse_eV_per_atom']:.1f}" for r in scored)
+    labels = ", ".join(str(r.get("n_train_frames", "?")) for r in scored)
+    return (f"held-out error by iteration ({scored[0].get('test_n_frames')} frames): force "
+            f"RMSE {forces} eV/A; energy RMSE {energies} meV/atom; trained on {labels} frames")
+
+
 def collect_results(run_dir: Path, wfdir: Path, out: Path) -> list[str]:
     """The local run's results, from its workflow folder (every step's outputs)."""
     from opshelf.cl.report import write_report
@@ -45,15 +67,17 @@ def collect_results(run_dir: Path, wfdir: Path, out: Path) -> list[str]:
     return write_results_folder(
         out, final_models(wfdir), run_dir / "inputs" / "init-data", iteration_data(wfdir),
         state, status_rows(wfdir),
-        lambda report: write_report(wfdir, report, title=f"concurrent learning: {run_dir.name}"))
+        lambda report: write_report(wfdir, report, title=f"concurrent learning: {run_dir.name}"),
+        held_out_data(wfdir))
 
 
 def write_results_folder(out: Path, models: Sequence[Path], init_data: Path,
                          iter_data: Sequence[Path], state: dict[str, Any],
-                         rows: list[dict[str, Any]], write_report: Callable[[Path], Any]
-                         ) -> list[str]:
-    """`out`: models/model-NNN.*, data/init + data/<iteration data>, history.json (the
-    final loop state), status.txt and report.html (written by `write_report(path)`)."""
+                         rows: list[dict[str, Any]], write_report: Callable[[Path], Any],
+                         test_data: Path | None = None) -> list[str]:
+    """`out`: models/model-NNN.*, data/init + data/<iteration data> (+ data/test, the
+    held-out set), history.json (the final loop state), status.txt and report.html
+    (written by `write_report(path)`)."""
     out.mkdir(parents=True, exist_ok=True)
     models_dir, data_dir = out / "models", out / "data"
     for d in (models_dir, data_dir):
@@ -65,12 +89,16 @@ def write_results_folder(out: Path, models: Sequence[Path], init_data: Path,
     shutil.copytree(init_data, data_dir / "init")
     for path in iter_data:
         shutil.copytree(path, data_dir / path.name)
+    if test_data is not None and any(test_data.rglob("type.raw")):
+        shutil.copytree(test_data, data_dir / "test")
     (out / "history.json").write_text(json.dumps(state, indent=1))
     (out / "status.txt").write_text(format_table(rows, state) + "\n")
     report = out / "report.html"
     write_report(report)
     n_labelled = sum(r.get("n_labelled", 0) for r in state.get("history", []))
-    return [f"{len(state.get('history', []))} iterations; {state.get('reason', '')}",
+    held_out = held_out_line(state.get("history", []))
+    return [f"{len(state.get('history', []))} iterations",
+            *([held_out] if held_out else []),
             f"models ({len(models)}): {models_dir}",
             f"data: {data_dir} (init + {len(iter_data)} iterations, {n_labelled} labelled "
             "frames)",

@@ -36,6 +36,22 @@ class IterationRecord(BaseModel):
     level_f_lo: float | None = None
     converged: bool = False
     decision: str = ""
+    #: frames this iteration's models were trained on (init data + earlier iterations' labels)
+    n_train_frames: int | None = None
+    #: this iteration's models on the held-out set (None: no held-out set)
+    test_n_frames: int | None = None
+    #: RMSE of each model, averaged over the ensemble (what any one model scores)
+    test_energy_rmse_eV_per_atom: float | None = None
+    test_force_rmse_eV_per_A: float | None = None
+    test_virial_rmse_eV_per_atom: float | None = None
+    #: median over held-out frames of the ensemble's max force deviation, beside the median
+    #: max error of its mean force: whether the deviation the loop trusts tracks the error
+    test_devi_f_median_eV_per_A: float | None = None
+    test_max_force_error_median_eV_per_A: float | None = None
+    #: the models on their own training frames: fit error, and their deviation there (the
+    #: floor under which no explored frame's deviation can be expected to fall)
+    train_force_rmse_eV_per_A: float | None = None
+    train_devi_f_median_eV_per_A: float | None = None
 
 
 class LoopState(BaseModel):
@@ -44,7 +60,14 @@ class LoopState(BaseModel):
     stage_iteration: int = 0
     history: list[IterationRecord] = Field(default_factory=list)
     done: bool = False
+    #: every stage met its convergence criterion (only meaningful once done)
+    converged: bool = False
     reason: str = ""
+    #: labelled frames of init_data (the learning curve's first x)
+    n_init_frames: int = 0
+    stage_names: list[str] = Field(default_factory=list)
+    #: held-out frames to sample in the first iteration (0: given test data, or none)
+    n_test_sample: int = 0
 
 
 class StageFailed(Exception):
@@ -75,10 +98,13 @@ def stage_converged(conv: Convergence, record: IterationRecord,
 
 
 def make_record(state: LoopState, select_report: dict[str, Any],
-                fp_summary: dict[str, Any] | None) -> IterationRecord:
+                fp_summary: dict[str, Any] | None,
+                test_score: dict[str, Any] | None = None) -> IterationRecord:
     overall = select_report.get("overall", {})
     fp_summary = fp_summary or {}
     return IterationRecord(
+        n_train_frames=state.n_init_frames + sum(r.n_labelled for r in state.history),
+        **_score_fields(test_score),
         iteration=state.iteration, stage=state.stage, stage_iteration=state.stage_iteration,
         n_frames=int(overall.get("n_frames", 0)),
         accurate_ratio=float(overall.get("accurate_ratio", 0.0)),
@@ -91,14 +117,76 @@ def make_record(state: LoopState, select_report: dict[str, Any],
         level_f_lo=select_report.get("level_f_lo"))
 
 
+def _score_fields(score: dict[str, Any] | None) -> dict[str, Any]:
+    """IterationRecord's test_* and train_* fields from ScoreCl's score: {"test":
+    EnsembleScore or None, "train": EnsembleScore or None} as JSON."""
+    out: dict[str, Any] = {}
+    test, train = (score or {}).get("test"), (score or {}).get("train")
+    if test:
+        mean = test["mean_of_models"]
+        out.update(test_n_frames=test["n_frames"],
+                   test_energy_rmse_eV_per_atom=mean["energy_rmse_eV_per_atom"],
+                   test_force_rmse_eV_per_A=mean["force_rmse_eV_per_A"],
+                   test_virial_rmse_eV_per_atom=mean.get("virial_rmse_eV_per_atom"),
+                   test_devi_f_median_eV_per_A=test.get("devi_f_median_eV_per_A"),
+                   test_max_force_error_median_eV_per_A=test.get(
+                       "max_force_error_median_eV_per_A"))
+    if train:
+        out.update(train_force_rmse_eV_per_A=train["mean_of_models"]["force_rmse_eV_per_A"],
+                   train_devi_f_median_eV_per_A=train.get("devi_f_median_eV_per_A"))
+    return out
+
+
+def floor_warning(record: IterationRecord) -> str | None:
+    """A lower trust level under the models' deviation on frames they were trained on: most
+    explored frames cannot become accurate however many labels are added."""
+    floor, f_lo = record.train_devi_f_median_eV_per_A, record.level_f_lo
+    if floor is None or f_lo is None or floor < f_lo:
+        return None
+    return (f"f_lo {f_lo:g} eV/A is not above the models' deviation on their own training "
+            f"frames (median {floor:.3f}): train longer or larger models, or raise f_lo")
+
+
+def why_unconverged(conv: Convergence, record: IterationRecord,
+                    earlier: Sequence[IterationRecord]) -> str:
+    """Which part of the stage's criterion its last iteration missed, with the numbers."""
+    if record.failed_ratio > conv.max_failed_ratio:
+        return f"failed ratio {record.failed_ratio:.3f} > {conv.max_failed_ratio}"
+    if conv.style == "accurate-ratio":
+        return f"accurate ratio {record.accurate_ratio:.3f} < {conv.min_accurate_ratio}"
+    levels = [r.level_f_lo for r in [*earlier, record]][-conv.n_checked:]
+    if len(levels) < conv.n_checked or any(v is None for v in levels):
+        return f"fewer than {conv.n_checked} iterations to compare the adaptive level"
+    moved = max(levels) - min(levels)  # type: ignore[type-var,operator]
+    return f"adaptive lower level moved by {moved:.4f} >= {conv.level_tolerance} eV/A"
+
+
+def outcome(state: LoopState, convergence: Sequence[Convergence]) -> tuple[bool, str]:
+    """(every stage converged, one line saying so or naming each stage that did not and
+    why); for a finished loop."""
+    missed = []
+    for index, conv in enumerate(convergence):
+        name = state.stage_names[index] if index < len(state.stage_names) else ""
+        stage = f"stage {index} {name!r}" if name else f"stage {index}"
+        records = [r for r in state.history if r.stage == index]
+        if not records:
+            missed.append(f"{stage}: never run")
+        elif not records[-1].converged:
+            missed.append(f"{stage}: {why_unconverged(conv, records[-1], records[:-1])}")
+    if not missed:
+        return True, "converged: every stage met its criterion"
+    return False, f"stopped at max iterations, not converged ({'; '.join(missed)})"
+
+
 def advance(state: LoopState, select_report: dict[str, Any], fp_summary: dict[str, Any] | None,
-            convergence: Sequence[Convergence], max_iterations: int) -> LoopState:
+            convergence: Sequence[Convergence], max_iterations: int,
+            test_score: dict[str, Any] | None = None) -> LoopState:
     """The state after the iteration `state.iteration` finished with these reports.
 
     Raises StageFailed when a `fatal_at_max` stage ends unconverged."""
     if state.done:
         raise ValueError("advance() on a finished loop")
-    record = make_record(state, select_report, fp_summary)
+    record = make_record(state, select_report, fp_summary, test_score)
     conv = convergence[state.stage]
     earlier = [r for r in state.history if r.stage == state.stage]
     record.converged = stage_converged(conv, record, earlier)
@@ -106,37 +194,32 @@ def advance(state: LoopState, select_report: dict[str, Any], fp_summary: dict[st
     new.history.append(record)
     new.iteration = state.iteration + 1
     at_max = state.stage_iteration + 1 >= conv.max_iterations
-    if record.converged or at_max:
-        if not record.converged and conv.fatal_at_max:
-            record.decision = "failed: stage unconverged at max_iterations"
-            raise StageFailed(
-                f"stage {state.stage} did not converge in {conv.max_iterations} iterations "
-                f"(accurate ratio {record.accurate_ratio:.3f}, failed ratio "
-                f"{record.failed_ratio:.3f}) and fatal_at_max is set")
-        record.decision = "converged" if record.converged else "max iterations, move on"
-        if not record.converged and record.failed_ratio > conv.max_failed_ratio:
+    if not record.converged and at_max and conv.fatal_at_max:
+        record.decision = "failed: stage unconverged at max_iterations"
+        raise StageFailed(
+            f"stage {state.stage} did not converge in {conv.max_iterations} iterations "
+            f"({why_unconverged(conv, record, earlier)}) and fatal_at_max is set")
+    record.decision = ("converged" if record.converged else
+                       "max iterations, move on" if at_max else "continue")
+    if not record.converged:
+        if record.failed_ratio > conv.max_failed_ratio:
             record.decision += (f" (failed ratio {record.failed_ratio:.3f} > "
                                 f"{conv.max_failed_ratio})")
+        warning = floor_warning(record)
+        record.decision += f"; {warning}" if warning else ""
+    if record.converged or at_max:
         new.stage, new.stage_iteration = state.stage + 1, 0
-        if new.stage >= len(convergence):
-            new.done, new.reason = True, ("all stages converged" if all(
-                r.converged for r in _last_of_each_stage(new.history)) else "all stages done")
-            return new
     else:
-        record.decision = "continue"
-        if record.failed_ratio > conv.max_failed_ratio:
-            record.decision += f" (failed ratio {record.failed_ratio:.3f} > {conv.max_failed_ratio})"
         new.stage_iteration = state.stage_iteration + 1
-    if new.iteration >= max_iterations:
-        new.done, new.reason = True, f"max_iterations ({max_iterations}) reached"
+    if new.stage >= len(convergence):
+        new.done = True
+        new.converged, new.reason = outcome(new, convergence)
+    elif new.iteration >= max_iterations:
+        new.done = True
+        new.converged, new.reason = outcome(new, convergence)
+        new.reason = new.reason.replace("max iterations", f"max_iterations ({max_iterations})",
+                                        1)
     return new
-
-
-def _last_of_each_stage(history: Sequence[IterationRecord]) -> list[IterationRecord]:
-    last: dict[int, IterationRecord] = {}
-    for record in history:
-        last[record.stage] = record
-    return [last[k] for k in sorted(last)]
 
 
 def iteration_inputs(state: LoopState, stages_explore: Sequence[dict[str, Any]],
@@ -147,6 +230,10 @@ def iteration_inputs(state: LoopState, stages_explore: Sequence[dict[str, Any]],
         # new MD velocity seeds every iteration (else each iteration repeats the same runs)
         "explore": {**stages_explore[min(state.stage, len(stages_explore) - 1)],
                     "seed": derived_seed(seed, state.iteration, "explore")},
-        "select": {**select, "seed": derived_seed(seed, state.iteration, "select")},
+        # the held-out sample comes from the first exploration only
+        "select": {**{k: v for k, v in select.items() if k != "n_test"},
+                   "seed": derived_seed(seed, state.iteration, "select"),
+                   **({"n_test": state.n_test_sample}
+                      if state.iteration == 0 and state.n_test_sample else {})},
         "train_seed": derived_seed(seed, state.iteration, "train"),
     }

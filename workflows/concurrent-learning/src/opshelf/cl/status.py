@@ -14,10 +14,14 @@ from typing import Any
 from opshelf.core.workflows.outputs import artifact_items
 
 #: keys (after the block id) of the Steps around the fan-outs (flow.py): containers, not OPs
-SUB_STEPS = ("train", "explore", "label")
+SUB_STEPS = ("train", "explore", "label", "label-test")
 #: the OP steps of one iteration in loop order (flow.STEP_NAMES; flow imports dflow)
 LOOP_ORDER = ("prep-train", "run-train", "prep-explore", "run-explore", "select-confs",
-              "prep-fp", "run-fp", "collect-fp", "collect-data", "scheduler")
+              "prep-fp", "run-fp", "collect-fp", "collect-data", "score-models", "scheduler")
+#: the held-out set's labelling (flow.TEST_SUFFIX keys; run-fp's settings): after collect-fp
+TEST_LABEL_KEYS = ("prep-fp-test", "run-fp-test", "collect-fp-test")
+_KEY_ORDER = (*LOOP_ORDER[:LOOP_ORDER.index("collect-fp") + 1], *TEST_LABEL_KEYS,
+              *LOOP_ORDER[LOOP_ORDER.index("collect-fp") + 1:])
 _ITER = re.compile(r"^(iter-(\d{6}))--(.+?)(?:-(\d{6}))?$")
 
 
@@ -98,23 +102,25 @@ def status_rows(wfdir: Path, run_status: str | None = None) -> list[dict[str, An
 
 
 def _unfinished_label(steps: dict[str, list[Path]], run_status: str | None) -> str:
-    phases = {name: [phase(d) for d in steps[name]] for name in LOOP_ORDER if name in steps}
+    phases = {name: [phase(d) for d in steps[name]] for name in _KEY_ORDER if name in steps}
     failed = [n for n, ps in phases.items() if "Failed" in ps or "Error" in ps]
     if failed:
         return f"failed at {failed[0]}"
     unfinished = [n for n, ps in phases.items() if any(p != "Succeeded" for p in ps)]
     # every step so far succeeded: the iteration is between steps, at the next one
     at = unfinished[0] if unfinished else next(
-        (n for n in LOOP_ORDER if n not in phases), LOOP_ORDER[-1])
+        (n for n in _KEY_ORDER if n not in phases), _KEY_ORDER[-1])
     if run_status in (None, "running"):
         return f"running {at}"
     return f"interrupted at {at} (run {run_status}; opshelf resume)"
 
 
 def format_table(rows: list[dict[str, Any]], state: dict[str, Any] | None) -> str:
+    """One line per iteration. trained: frames its models were trained on; test-F,
+    test-E: their held-out force (eV/A) and energy (meV/atom) RMSE."""
     head = ("iter", "stage", "frames", "accurate", "candidate", "failed", "selected",
-            "labelled", "fp-fail", "converged", "decision")
-    lines = ["  ".join(f"{h:>9s}" if i < 10 else h for i, h in enumerate(head))]
+            "labelled", "fp-fail", "trained", "test-F", "test-E", "converged", "decision")
+    lines = ["  ".join(f"{h:>9s}" if i < len(head) - 1 else h for i, h in enumerate(head))]
 
     def num(row: dict[str, Any], key: str, fmt: str) -> str:
         return format(row[key], fmt) if row.get(key) is not None else "-"
@@ -124,7 +130,10 @@ def format_table(rows: list[dict[str, Any]], state: dict[str, Any] | None) -> st
         cells = [str(r["iteration"]), str(r.get("stage", "-")), num(r, "n_frames", "d"),
                  num(r, "accurate_ratio", ".3f"), num(r, "candidate_ratio", ".3f"),
                  num(r, "failed_ratio", ".3f"), num(r, "n_selected", "d"),
-                 num(r, "n_labelled", "d"), num(r, "n_fp_failed", "d"), conv]
+                 num(r, "n_labelled", "d"), num(r, "n_fp_failed", "d"),
+                 num(r, "n_train_frames", "d"), num(r, "test_force_rmse_eV_per_A", ".4f"),
+                 "-" if r.get("test_energy_rmse_eV_per_atom") is None
+                 else f"{1000 * r['test_energy_rmse_eV_per_atom']:.2f}", conv]
         lines.append("  ".join(f"{c:>9s}" for c in cells) + "  " + r.get("decision", ""))
     if state and state.get("done"):
         lines.append(f"loop finished: {state.get('reason', '')}")
