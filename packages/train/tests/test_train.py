@@ -231,5 +231,5 @@ def test_score_ensemble_agrees_with_dp_test(trained: dict[str, Any], emt_data: P
     assert score.devi_f_median_eV_per_A == 0.0 and score.devi_f_p90_eV_per_A == 0.0
     # the median over frames of the largest per-atom force error: at least the RMSE's order
     assert score.max_force_error_median_eV_per_A > 0.5 * dp_test["force_rmse_eV_per_A"]
-    with pytest.raises(MissingInputError, match="no labelled frames"):
+    with pytest.raises(MissingInputError, match="not found"):
         score_ensemble([trained["model"]], [tmp_path / "nothing"])
