@@ -140,27 +140,13 @@ def train_model(
     work_dir.mkdir(parents=True, exist_ok=True)
     check_dp(profile, work_dir)
     script = with_data(script, train_systems, valid_systems)
-    start_args: list[str] = []
-    if has_checkpoint(work_dir, profile.backend):
-        mode = "restart"
-        start_args = ["--restart", CHECKPOINT[profile.backend]]
-        # the restart keeps the steps and rates of the run it continues
-        recorded = json.loads((work_dir / RECORD_FILE).read_text()) \
-            if (work_dir / RECORD_FILE).is_file() else {}
-        if recorded.get("mode") == "init_model":
-            script = with_init_model_options(script, init_options)
-    elif use_init:
-        mode = "init_model"
-        script = with_init_model_options(script, init_options)
-        flag = "--init-model" if str(init_model).endswith(".pt") else "--init-frz-model"
-        start_args = [flag, str(Path(init_model).resolve())]  # type: ignore[arg-type]
-    elif finetune_model is not None:
-        mode = "finetune"
-        start_args = ["--finetune", str(Path(finetune_model).resolve())]
-    else:
-        mode = "scratch"
+    mode, start_args = _start(work_dir, profile.backend, init_model if use_init else None,
+                              finetune_model)
     first_mode = mode if mode != "restart" else _first_mode(work_dir)
-    if scaling is not None and first_mode == "scratch":  # a restart keeps the run's steps
+    # a restart keeps the steps and rates of the run it continues
+    if first_mode == "init_model":
+        script = with_init_model_options(script, init_options)
+    if scaling is not None and first_mode == "scratch":
         training = script["training"]
         training["numb_steps"] = scaling.numb_steps(int(training["numb_steps"]),
                                                     count_frames(train_systems))
@@ -187,6 +173,21 @@ def train_model(
                "restarted": record["restarted"], "backend": profile.backend}
     (work_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
     return metrics
+
+
+def _start(work_dir: Path, backend: str, init_model: Path | None,
+           finetune_model: Path | None) -> tuple[str, list[str]]:
+    """How dp starts: (mode, extra `dp train` arguments). A checkpoint in `work_dir` (a
+    killed, retried or resumed run) is continued; else the init model, the model to
+    fine-tune, or nothing (scratch)."""
+    if has_checkpoint(work_dir, backend):
+        return "restart", ["--restart", CHECKPOINT[backend]]
+    if init_model is not None:
+        flag = "--init-model" if str(init_model).endswith(".pt") else "--init-frz-model"
+        return "init_model", [flag, str(Path(init_model).resolve())]
+    if finetune_model is not None:
+        return "finetune", ["--finetune", str(Path(finetune_model).resolve())]
+    return "scratch", []
 
 
 def _first_mode(work_dir: Path) -> str:

@@ -161,9 +161,11 @@ def why_unconverged(conv: Convergence, record: IterationRecord,
     return f"adaptive lower level moved by {moved:.4f} >= {conv.level_tolerance} eV/A"
 
 
-def outcome(state: LoopState, convergence: Sequence[Convergence]) -> tuple[bool, str]:
+def outcome(state: LoopState, convergence: Sequence[Convergence],
+            run_cap: int | None = None) -> tuple[bool, str]:
     """(every stage converged, one line saying so or naming each stage that did not and
-    why); for a finished loop."""
+    why); for a finished loop. `run_cap`: the loop stopped at the run's max_iterations
+    (not at a stage's)."""
     missed = []
     for index, conv in enumerate(convergence):
         name = state.stage_names[index] if index < len(state.stage_names) else ""
@@ -175,7 +177,8 @@ def outcome(state: LoopState, convergence: Sequence[Convergence]) -> tuple[bool,
             missed.append(f"{stage}: {why_unconverged(conv, records[-1], records[:-1])}")
     if not missed:
         return True, "converged: every stage met its criterion"
-    return False, f"stopped at max iterations, not converged ({'; '.join(missed)})"
+    limit = "max iterations" if run_cap is None else f"max_iterations ({run_cap})"
+    return False, f"stopped at {limit}, not converged ({'; '.join(missed)})"
 
 
 def advance(state: LoopState, select_report: dict[str, Any], fp_summary: dict[str, Any] | None,
@@ -211,14 +214,10 @@ def advance(state: LoopState, select_report: dict[str, Any], fp_summary: dict[st
         new.stage, new.stage_iteration = state.stage + 1, 0
     else:
         new.stage_iteration = state.stage_iteration + 1
-    if new.stage >= len(convergence):
+    if new.stage >= len(convergence) or new.iteration >= max_iterations:
         new.done = True
-        new.converged, new.reason = outcome(new, convergence)
-    elif new.iteration >= max_iterations:
-        new.done = True
-        new.converged, new.reason = outcome(new, convergence)
-        new.reason = new.reason.replace("max iterations", f"max_iterations ({max_iterations})",
-                                        1)
+        capped = max_iterations if new.stage < len(convergence) else None
+        new.converged, new.reason = outcome(new, convergence, capped)
     return new
 
 
