@@ -72,8 +72,10 @@ def deviations(wfdir: Path) -> dict[int, np.ndarray]:
 
 def write_report(wfdir: Path, out: Path, title: str = "concurrent learning") -> Path:
     """The report of a local run, from its workflow folder (every iteration's steps)."""
+    from opshelf.cl.results import labelling_cost
+
     return render_report(latest_state(wfdir) or {}, status_rows(wfdir), learning_curves(wfdir),
-                         deviations(wfdir), out, title)
+                         deviations(wfdir), out, title, labelling_cost(wfdir).line())
 
 
 def _held_out_plot(history: list[dict[str, Any]]) -> str | None:
@@ -108,6 +110,8 @@ def _held_out_plot(history: list[dict[str, Any]]) -> str | None:
 
 
 def _held_out_table(history: list[dict[str, Any]]) -> str:
+    from opshelf.cl.results import overconfidence
+
     scored = [r for r in history if r.get("test_force_rmse_eV_per_A") is not None]
     if not scored:
         return ("<p>No held-out set (<code>test.n_frames: 0</code> and no "
@@ -122,17 +126,19 @@ def _held_out_table(history: list[dict[str, Any]]) -> str:
         f"<td>{cell(r['test_energy_rmse_eV_per_atom'], 1000, '.1f')}</td>"
         f"<td>{cell(r.get('test_virial_rmse_eV_per_atom'), 1000, '.1f')}</td>"
         f"<td>{cell(r.get('test_devi_f_median_eV_per_A'))}</td>"
-        f"<td>{cell(r.get('test_max_force_error_median_eV_per_A'))}</td></tr>"
+        f"<td>{cell(r.get('test_max_force_error_median_eV_per_A'))}</td>"
+        f"<td>{cell(overconfidence(r), fmt='.1f')}</td></tr>"
         for r in scored)
     return ("<table><tr><th>iteration</th><th>trained on (frames)</th><th>force RMSE "
             "(eV/Å)</th><th>energy RMSE (meV/atom)</th><th>virial RMSE (meV/atom)</th>"
             "<th>median max deviation (eV/Å)</th><th>median max error of the mean "
-            "(eV/Å)</th></tr>" + rows + "</table>"
+            "(eV/Å)</th><th>error / deviation</th></tr>" + rows + "</table>"
             f"<p>{scored[0].get('test_n_frames')} held-out frames, never trained on. Force "
             "and energy RMSE: each model's, averaged over the ensemble. The last two "
             "columns compare what the loop trusts (the ensemble's spread) with the error "
-            "it stands for: a deviation far below the error means the ensemble is "
-            "overconfident there.</p>")
+            "it stands for: a deviation far below the error (a large last column) means the "
+            "ensemble is overconfident there, and its 'accurate' frames are not to be "
+            "trusted.</p>")
 
 
 def _verdict(state: dict[str, Any]) -> str:
@@ -144,7 +150,7 @@ def _verdict(state: dict[str, Any]) -> str:
 
 def render_report(state: dict[str, Any], table_rows: list[dict[str, Any]],
                   curves: dict[int, list[np.ndarray]], devis: dict[int, np.ndarray], out: Path,
-                  title: str = "concurrent learning") -> Path:
+                  title: str = "concurrent learning", cost_line: str | None = None) -> Path:
     """One self-contained HTML file: the verdict and held-out error first; then the
     iterations table, learning curves and model deviations per iteration (when given),
     ratios and data growth over iterations."""
@@ -164,6 +170,8 @@ def render_report(state: dict[str, Any], table_rows: list[dict[str, Any]],
              "text-align:right}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>", _verdict(state),
              "<h2>Held-out error by iteration</h2>", _held_out_table(history)]
+    if cost_line:
+        parts.append(f"<p>Cost of the check: {html.escape(cost_line)}.</p>")
     if held_out:
         parts.append(f"<img alt='held-out error against training frames' src='{held_out}'>")
     parts += ["<h2>Diagnostics</h2>",
