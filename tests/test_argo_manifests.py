@@ -13,8 +13,8 @@ The workflow an example runs is named, first rule that applies:
  An example whose workflow is not installed fails here: the integration session
 installs every package.
 
-The schema is Argo's (../shared/argo/workflow-schema.json, or OPSHELF_ARGO_SCHEMA); a manifest
-is validated against its Workflow definition.
+The schema is Argo's, pinned in opshelf-core (opshelf.core.testing.argo_schema_path(): its
+package data, or OPSHELF_ARGO_SCHEMA); a manifest is validated against its Workflow definition.
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ import pytest
 import yaml
 
 from opshelf.core.images import DEFAULT_REGISTRY
+from opshelf.core.testing import argo_schema_path
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*/config.yaml"))
-SCHEMA_PATH = Path(os.environ.get("OPSHELF_ARGO_SCHEMA")
-                   or REPO.parent / "shared" / "argo" / "workflow-schema.json")
 WORKFLOW_COMMENT = re.compile(r"^\s*#\s*workflow:\s*(?P<name>[A-Za-z0-9_.:-]+)\s*$", re.MULTILINE)
 RUN_COMMENT = re.compile(r"^\s*#.*\bopshelf run (?P<name>[A-Za-z0-9_.:-]+)\s", re.MULTILINE)
 IMAGE = re.compile(re.escape(DEFAULT_REGISTRY) + r"/(?P<dist>opshelf-[a-z0-9-]+):(?P<tag>[^:/@]+)$")
@@ -69,9 +68,7 @@ def workflow_of(config: Path) -> str:
 
 @pytest.fixture(scope="module")
 def workflow_schema() -> dict[str, Any]:
-    if not SCHEMA_PATH.is_file():
-        pytest.fail(f"Argo's workflow schema not found at {SCHEMA_PATH} (set OPSHELF_ARGO_SCHEMA)")
-    schema = json.loads(SCHEMA_PATH.read_text())
+    schema = json.loads(argo_schema_path().read_text())
     return {"$ref": "#/definitions/io.argoproj.workflow.v1alpha1.Workflow",
             "definitions": schema["definitions"]}
 

@@ -4,7 +4,6 @@ message and no traceback; schema, list and export-argo work without running anyt
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent / "wfdata"))
 from runhelp import LEDGER_WF, opshelf, write_config
 
-from opshelf.core.testing import skip_or_fail
+from opshelf.core.testing import argo_schema_errors
 
 
 def test_help_lists_every_command() -> None:
@@ -103,18 +102,8 @@ def test_export_argo_writes_a_complete_valid_manifest(tmp_path: Path) -> None:
     assert manifest["apiVersion"] == "argoproj.io/v1alpha1" and manifest["kind"] == "Workflow"
     steps = [s["name"] for group in manifest["spec"]["templates"][0]["steps"] for s in group]
     assert steps == ["chain-000", "chain-001", "fan"]
-    jsonschema = pytest.importorskip("jsonschema")
-    # Argo's own schema (shared/argo/SOURCE.md: argo-workflows api/jsonschema/schema.json)
-    # shared/ sits beside the checkout (../shared), or where OPSHELF_SHARED_DIR says
-    shared = os.environ.get("OPSHELF_SHARED_DIR") or Path(__file__).resolve().parents[3].parent / "shared"
-    schema_file = Path(shared) / "argo" / "workflow-schema.json"
-    if not schema_file.is_file():
-        skip_or_fail(f"Argo workflow schema not found at {schema_file}")
-    defs = json.loads(schema_file.read_text())["definitions"]
-    validator = jsonschema.Draft7Validator(
-        {"$ref": "#/definitions/io.argoproj.workflow.v1alpha1.Workflow", "definitions": defs})
-    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(manifest)]
-    assert errors == []
+    # Argo's own schema, pinned in opshelf-core (testing/data/argo/README.md)
+    assert argo_schema_errors(manifest) == []
 
 
 @pytest.mark.parametrize("argv", [["list"], ["schema", "label"]])

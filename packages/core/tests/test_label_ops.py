@@ -23,6 +23,9 @@ from opshelf.core.ops.labelling import (
 )
 from opshelf.core.testing import REMOVE, BadInput, assert_op_conformance
 
+#: pw.x 5.4 scf of CH4 (dpdata test data, tests/data/README.md): 1 frame, 5 atoms
+QE_CH4_OUT = Path(__file__).parent / "data" / "engine-outputs" / "qe" / "scf-ch4" / "01.out"
+
 EMT = {"name": "ase", "settings": {"calculator": "emt"}}
 
 
@@ -49,11 +52,9 @@ def test_read_frames_in_several_formats(tmp_path: Path) -> None:
     multi = dpdata.System(bulk("Cu", "fcc", a=3.6), fmt="ase/structure")
     multi.to("deepmd/npy", str(tmp_path / "npy"))
     assert len(read_frames(tmp_path / "npy")) == 1  # auto: a deepmd/npy folder
-    labelled = dpdata.LabeledSystem(str(Path("/work/shared/engine-outputs/vasp/md-h2o/OUTCAR.h2o.md.10")),
-                                    fmt="vasp/outcar") if Path("/work/shared/engine-outputs").is_dir() else None
-    if labelled is not None:  # a labelled format gives unlabelled frames
-        frames = read_frames("/work/shared/engine-outputs/vasp/md-h2o/OUTCAR.h2o.md.10", "vasp/outcar")
-        assert len(frames) == 10 and "energies" not in frames[0].data
+    # a labelled format gives unlabelled frames: a real pw.x output (tests/data/README.md)
+    frames = read_frames(QE_CH4_OUT, "qe/pw/scf")
+    assert len(frames) == 1 and frames[0].get_natoms() == 5 and "energies" not in frames[0].data
     with pytest.raises(ConfigError, match=r"unknown dpdata format 'nope'"):
         read_frames(xyz, "nope")
     with pytest.raises(MissingInputError, match=r"frames file not found"):

@@ -29,7 +29,8 @@ from opshelf.core.testing.fakes import INPUT_MISMATCH_EXIT
 
 pytest_plugins = ["pytester"]
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "engine-outputs"
+#: real outputs of a pw.x run (dpdata test data; provenance and licence: tests/data/README.md)
+QE_OUTPUTS = Path(__file__).parent / "data" / "engine-outputs" / "qe"
 
 
 # -- OPs under test (module level: dflow's local steps import them by name) ------------------
@@ -141,11 +142,10 @@ def test_fake_executable_on_path(fake_bin: Path, tmp_path: Path) -> None:
     assert result.stdout().strip() == "fake pw ['-in', 'pw.in']"
 
 
-@pytest.mark.skipif(not (SHARED / "qe").is_dir(), reason="shared engine outputs not present")
 def test_replay_copies_real_outputs_and_checks_inputs(fake_bin: Path, tmp_path: Path) -> None:
     import dpdata
 
-    case = next(p for p in sorted((SHARED / "qe").rglob("*")) if p.is_dir())
+    case = QE_OUTPUTS / "scf-ch4"
     replay_program("pw.x", case, check_inputs={"pw.in": [r"calculation\s*=\s*'scf'"]})
     task_dir = tmp_path / "task"
     task_dir.mkdir()
@@ -155,11 +155,10 @@ def test_replay_copies_real_outputs_and_checks_inputs(fake_bin: Path, tmp_path: 
     assert {p.name for p in case.iterdir() if p.is_file()} <= set(copied)
     assert (task_dir / "pw.in").read_text().startswith("&control")  # the input is kept
     assert json.loads((task_dir / "opshelf-replay.json").read_text())["argv"][1:] == ["-in", "pw.in"]
-    # the replayed output parses like the real one
-    outputs = [p for p in task_dir.iterdir() if p.suffix == ".out" and p.name != "command.out"]
-    if outputs:
-        system = dpdata.LabeledSystem(str(outputs[0]), fmt="qe/pw/scf")
-        assert system.get_nframes() >= 1
+    # the replayed output parses like the real one (tests/data/README.md: -219.74426130639802 eV)
+    system = dpdata.LabeledSystem(str(task_dir / "01.out"), fmt="qe/pw/scf")
+    assert system.get_nframes() == 1
+    assert system["energies"][0] == pytest.approx(-219.74426130639802, rel=1e-6)
 
 
 def test_replay_rejects_unexpected_inputs(fake_bin: Path, tmp_path: Path) -> None:

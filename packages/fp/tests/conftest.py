@@ -5,18 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fp_test_helpers import SHARED_ENV, require_data, shared_dir
+from fp_test_helpers import ENGINE_OUTPUTS, require_data
 
-from opshelf.core.testing import require_engine, skip_or_fail
+from opshelf.core.testing import require_engine
 
 
 @pytest.fixture(scope="session")
 def engine_outputs() -> Path:
-    """The real outputs of shared/engine-outputs (see its SOURCE.md)."""
-    path = shared_dir() / "engine-outputs"
-    if not path.is_dir():
-        skip_or_fail(f"engine outputs not found at {path} (set {SHARED_ENV})")
-    return path
+    """The real outputs of tests/data/engine-outputs (see its README.md); a checkout without
+    them is broken, not a reason to skip."""
+    assert ENGINE_OUTPUTS.is_dir(), f"{ENGINE_OUTPUTS} missing: the checkout is incomplete"
+    return ENGINE_OUTPUTS
 
 
 @pytest.fixture

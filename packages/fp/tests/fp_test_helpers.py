@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,9 @@ from ase.build import bulk
 from opshelf.core.execution import StepExecution
 from opshelf.core.testing import skip_or_fail
 
-#: packages/fp/tests -> repository root; shared/ sits beside the checkout (../shared).
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SHARED_ENV = "OPSHELF_SHARED_DIR"
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get(SHARED_ENV) or REPO_ROOT.parent / "shared")
+#: Real outputs of the FP programs, copied into the package (provenance and licence in its
+#: README.md): the tests read nothing outside the checkout.
+ENGINE_OUTPUTS = Path(__file__).resolve().parent / "data" / "engine-outputs"
 
 
 def require_data(path: Path, package: str) -> Path:

@@ -1,6 +1,6 @@
-"""Real engine outputs parse to what shared/engine-outputs/SOURCE.md lists.
+"""Real engine outputs parse to what tests/data/engine-outputs/README.md lists.
 
-Every expected number below is copied from the tables of SOURCE.md (values checked there
+Every expected number below is copied from the tables of that README.md (values checked there
 with dpdata 1.1.0); energies are compared to 1e-6 relative. Where the engine's own
 `read_results` applies to the file layout, it is exercised too (unit checks, type map,
 virial)."""
@@ -23,7 +23,7 @@ from opshelf.fp.vasp import VaspEngine
 REL = 1e-6  # energies: relative tolerance asked for the parser tests
 
 # (case id, path(s) under engine-outputs, dpdata fmt, frames, atoms, {name: count},
-#  has virial, first energy eV, last energy eV or None)  -- from SOURCE.md tables
+#  has virial, first energy eV, last energy eV or None)  -- from README.md tables
 # fmt: off
 CASES = [
     ("vasp-scf-outcar", "vasp/scf-Ti-O-Ti-v6/OUTCAR", "vasp/outcar", 1, 8, {"Ti": 6, "O": 2}, True, -57.48343729, None),
@@ -82,7 +82,7 @@ def test_output_parses_as_listed(
 
 
 def test_abacus_scf_ch4(engine_outputs: Path, tmp_path: Path) -> None:
-    """SOURCE.md: copy INPUT.ok to INPUT first (as dpdata's own test does);
+    """README.md: copy INPUT.ok to INPUT first (as dpdata's own test does);
     1 frame, 5 atoms C(1) H(4), virial, -219.649914042766 eV."""
     case = tmp_path / "scf-ch4"
     shutil.copytree(engine_outputs / "abacus" / "scf-ch4", case)
@@ -108,7 +108,7 @@ def _unlabelled(system: dpdata.LabeledSystem) -> dpdata.System:
 
 
 def test_cp2k_engine_reads_real_output(engine_outputs: Path, tmp_path: Path) -> None:
-    """cp2k/output of CP2K 7.1 (SOURCE.md: 601 atoms, virial, -420369.39069353545 eV)."""
+    """cp2k/output of CP2K 7.1 (README.md: 601 atoms, virial, -420369.39069353545 eV)."""
     shutil.copy(
         engine_outputs / "cp2k/scf-AlCoHO/cp2k_output_element_replace", tmp_path / "cp2k.out"
     )
@@ -123,7 +123,7 @@ def test_qe_engine_reads_real_output_in_frame_orientation(
     engine_outputs: Path, tmp_path: Path
 ) -> None:
     """qe/pw/scf rotates cells to lower-triangular form; the engine rotates back so that
-    labels sit on the frame as given. SOURCE.md: Al(4), virial, -296.0837931375058 eV."""
+    labels sit on the frame as given. README.md: Al(4), virial, -296.0837931375058 eV."""
     shutil.copy(engine_outputs / "qe/scf-Al/Al.in", tmp_path / "pw.in")
     shutil.copy(engine_outputs / "qe/scf-Al/Al.out", tmp_path / "qe.out")
     parsed = dpdata.LabeledSystem(
@@ -146,7 +146,7 @@ def test_qe_engine_reads_real_output_in_frame_orientation(
 
 
 def test_vasp_engine_reads_last_frame(engine_outputs: Path, tmp_path: Path) -> None:
-    """A relax/MD OUTCAR gives the engine its last frame (SOURCE.md md-h2o: last -28.39848822 eV)."""
+    """A relax/MD OUTCAR gives the engine its last frame (README.md md-h2o: last -28.39848822 eV)."""
     shutil.copy(engine_outputs / "vasp/md-h2o/OUTCAR.h2o.md.10", tmp_path / "OUTCAR")
     parsed = dpdata.LabeledSystem(str(tmp_path / "OUTCAR"), fmt="vasp/outcar")
     frame = _unlabelled(parsed[9])
@@ -156,7 +156,7 @@ def test_vasp_engine_reads_last_frame(engine_outputs: Path, tmp_path: Path) -> N
 
 
 def test_gaussian_engine_reads_real_log(engine_outputs: Path, tmp_path: Path) -> None:
-    """SOURCE.md sp-methane: C(1) H(4), no virial, -1102.7145898692427 eV."""
+    """README.md sp-methane: C(1) H(4), no virial, -1102.7145898692427 eV."""
     shutil.copy(engine_outputs / "gaussian/sp-methane/methane.gaussianlog", tmp_path / "input.log")
     frame = _unlabelled(dpdata.LabeledSystem(str(tmp_path / "input.log"), fmt="gaussian/log"))
     result = GaussianEngine().read_results(tmp_path, Task(), frame)

@@ -4,7 +4,8 @@
 - `fake_executable(directory, name, python_source)` and the `fake_bin` pytest fixture
 - `replay_program(name, recorded_dir, check_inputs=...)`: replay real outputs of a program
 - `require_engine(name)` and `@pytest.mark.engine(name)`: skip when missing, fail in CI
-- `argo_schema_errors(manifest, near=__file__)`: violations of Argo's Workflow schema
+- `argo_schema_errors(manifest)`: violations of Argo's Workflow schema (a pinned copy ships
+  with this package; `argo_schema_path()` names the file used)
 - `run_package_tests(package_dir)`: a package copy's tests in a fresh pytest process
 - `sigkill_after_steps(argv, run_path, n)` and `succeeded_step_stamps(run)`: crash a real run
   mid-way, then check that `opshelf resume` re-runs no finished step
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opshelf.core.testing.argo import argo_schema_errors
+from opshelf.core.testing.argo import argo_schema_errors, argo_schema_path
 from opshelf.core.testing.engines import missing_engine_reason, require_engine, skip_or_fail
 from opshelf.core.testing.fakes import fake_executable, replay_program
 from opshelf.core.testing.packages import run_package_tests
@@ -35,6 +36,7 @@ __all__ = [
     "ConformanceError",
     "ConformanceResult",
     "argo_schema_errors",
+    "argo_schema_path",
     "assert_op_conformance",
     "fake_executable",
     "missing_engine_reason",

@@ -1,9 +1,9 @@
 """Argo manifests in tests: validate against Argo's own Workflow JSON schema.
 
-The schema (argo-workflows api/jsonschema/schema.json) is ``shared/argo/workflow-schema.json``
-in a folder above the test file (``shared/`` beside the checkout), or the file that
-OPSHELF_ARGO_SCHEMA names; without it the test skips (fails under OPSHELF_REQUIRE_ENGINES=1).
-Needs ``jsonschema`` (the test extras).
+The schema (argo-workflows api/jsonschema/schema.json, pinned to one commit) ships with this
+package: ``data/argo/workflow-schema.json``, its provenance and licence in the README.md next
+to it. ``OPSHELF_ARGO_SCHEMA`` names another schema file to validate against instead (another
+Argo release). Needs ``jsonschema`` (the test extras).
 """
 
 from __future__ import annotations
@@ -13,25 +13,25 @@ import os
 from pathlib import Path
 from typing import Any
 
-from opshelf.core.testing.engines import skip_or_fail
+#: Argo's Workflow schema as shipped with opshelf-core (see data/argo/README.md).
+PINNED_SCHEMA = Path(__file__).resolve().parent / "data" / "argo" / "workflow-schema.json"
 
-SCHEMA_IN_SHARED = Path("shared", "argo", "workflow-schema.json")
+
+def argo_schema_path() -> Path:
+    """The schema file used: ``$OPSHELF_ARGO_SCHEMA`` when set, else the pinned copy."""
+    path = Path(os.environ.get("OPSHELF_ARGO_SCHEMA") or PINNED_SCHEMA)
+    if not path.is_file():
+        raise FileNotFoundError(f"Argo's workflow schema not found at {path}"
+                                " (OPSHELF_ARGO_SCHEMA, or opshelf-core's package data)")
+    return path
 
 
-def argo_schema_errors(manifest: dict[str, Any], near: str | os.PathLike[str]) -> list[str]:
-    """Every violation of Argo's Workflow schema in `manifest` ('[path]: message'); the
-    schema is looked for above `near` (the test file: core may be installed elsewhere)."""
+def argo_schema_errors(manifest: dict[str, Any]) -> list[str]:
+    """Every violation of Argo's Workflow schema in `manifest` ('[path]: message')."""
     import jsonschema
 
-    env = os.environ.get("OPSHELF_ARGO_SCHEMA")
-    here = Path(near).resolve()
-    candidates = [Path(env)] if env else [d / SCHEMA_IN_SHARED for d in here.parents]
-    path = next((c for c in candidates if c.is_file()), candidates[0])
-    if not path.is_file():
-        skip_or_fail(f"Argo's workflow schema not found: {env or f'{SCHEMA_IN_SHARED} above {here}'}"
-                     " (set OPSHELF_ARGO_SCHEMA)")
     schema = {"$ref": "#/definitions/io.argoproj.workflow.v1alpha1.Workflow",
-              "definitions": json.loads(path.read_text())["definitions"]}
+              "definitions": json.loads(argo_schema_path().read_text())["definitions"]}
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(manifest),
                     key=lambda e: list(e.absolute_path))
     return [f"{list(e.absolute_path)}: {e.message[:300]}" for e in errors]
