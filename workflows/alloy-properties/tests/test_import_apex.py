@@ -102,3 +102,24 @@ def test_cli_writes_the_config(apex_dir: Path, capsys: pytest.CaptureFixture[str
     assert "opshelf: note:" in capsys.readouterr().err
     # a file that is not there: exit 2 and a message, no traceback
     assert main(["alloy", "import-apex", str(apex_dir / "nope.json")]) == 2
+
+
+@pytest.mark.parametrize("link", ["same", "symlink", "hardlink"])
+def test_cli_refuses_to_write_over_an_input(apex_dir: Path, link: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """-o naming one of the APEX files (or a link to it): exit 2, one line, nothing written."""
+    import os
+
+    param = apex_dir / "param_props.json"
+    out = {"same": param, "symlink": apex_dir / "sym.json", "hardlink": apex_dir / "hard.json"}[link]
+    if link == "symlink":
+        out.symlink_to(param)
+    elif link == "hardlink":
+        os.link(param, out)
+    before = param.read_bytes()
+    code = main(["alloy", "import-apex", str(apex_dir / "param_relax.json"), str(param),
+                 "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert f"-o/--output {out} " in err[0] and f"the input {param}: refusing" in err[0]
+    assert param.read_bytes() == before

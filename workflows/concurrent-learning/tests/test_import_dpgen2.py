@@ -163,3 +163,27 @@ def test_cli_writes_a_config_that_loads_and_refuses_a_cp2k_input_without_placeho
     assert done.returncode == 2
     assert "dpgen2 key 'fp.inputs_config.inp_file'" in done.stderr
     assert "{{CELL}}" in done.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("link", ["same", "symlink", "hardlink"])
+def test_cli_refuses_to_write_over_its_input(tmp_path: Path, link: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`import-dpgen2 in.json -o in.json` (or -o a link to it): exit 2, one line, the input
+    untouched."""
+    import os
+
+    from opshelf.core.cli import main
+
+    source = tmp_path / "in.json"
+    shutil.copy(FIXTURES / "cu-cp2k-new-layout.json", source)
+    out = {"same": source, "symlink": tmp_path / "sym.json", "hardlink": tmp_path / "hard.json"}[link]
+    if link == "symlink":
+        out.symlink_to(source)
+    elif link == "hardlink":
+        os.link(source, out)
+    before = source.read_bytes()
+    code = main(["cl", "import-dpgen2", str(source), "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert f"-o/--output {out} " in err[0] and f"the input {source}: refusing" in err[0]
+    assert source.read_bytes() == before

@@ -37,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ import yaml
 
 from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.core.images import package_image, use_registry
+from opshelf.core.outputs import refuse_output_over_inputs
 from opshelf.core.workflow import BuildContext
 
 ARGO_API_VERSION = "argoproj.io/v1alpha1"
@@ -66,8 +68,14 @@ S3_SECRET_KEYS = {"DFLOW_S3_ACCESS_KEY": "accesskey", "DFLOW_S3_SECRET_KEY": "se
 SENSITIVE_KEYS = frozenset({"access_key", "secret_key", "token", "password", "storage_client",
                             "private_key", "ticket"})
 #: config keys whose string values are credentials (dispatcher remote_profile, ...)
-_SECRET_NAME = re.compile(r"(password|passwd|secret|token|access_?key|private_?key|ticket)",
-                          re.IGNORECASE)
+_SECRET_NAME = re.compile(r"(password|passwd|passphrase|secret|token|access_?key|private_?key|"
+                          r"ticket|credential)", re.IGNORECASE)
+#: a password on a command line (remote_profile.execute_command: ``sshpass -p PASSWORD ...``)
+_INLINE_PASSWORD = re.compile(r"(?:\bsshpass\s+(?:\S+\s+)*?-p\s*|--password[= ])"
+                              r"(?P<value>'[^']+'|\"[^\"]+\"|[^\s'\"]+)")
+#: environment variables holding credentials: never in a manifest or a staged input
+SECRET_ENV = ("DFLOW_S3_ACCESS_KEY", "DFLOW_S3_SECRET_KEY", "DFLOW_TOKEN", "DFLOW_PASSWORD",
+              "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # dflow's own placeholders (config.py defaults): not secrets, and common words
 _DFLOW_DEFAULTS = {"admin", "password"}
 _EMBEDDED = re.compile(r"(?P<head>(?:s3_)?config\.update\(jsonpickle\.loads\(r''')"
@@ -156,6 +164,8 @@ class StagedInputs:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.keys: list[str] = []
+        #: the user's files and folders behind the uploads (see `_linked_sources`)
+        self.sources: list[Path] = []
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -166,6 +176,7 @@ class StagedInputs:
     def upload(self, key: str, path: str) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
+        self.sources += _linked_sources(Path(path))
         shutil.copyfile(path, target)
         self.keys.append(key)
 
@@ -193,6 +204,22 @@ class StagedInputs:
         import hashlib
 
         return hashlib.md5(self._path(key).read_bytes()).hexdigest()
+
+
+def _linked_sources(upload: Path) -> list[Path]:
+    """The user's paths behind one dflow upload. dflow's ``upload_artifact`` links each
+    given path into a temporary folder and hands the client that folder, or its
+    ``<folder>.tgz`` while the folder still exists: the links name the originals."""
+    folder = upload.with_suffix("") if upload.suffix == ".tgz" else upload
+    if not folder.is_dir():
+        return []
+    found: list[Path] = []
+    for parent, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            entry = Path(parent, name)
+            if entry.is_symlink():
+                found.append(Path(os.path.realpath(entry)))
+    return found
 
 
 @contextmanager
@@ -227,7 +254,7 @@ def secret_values(user_config: Any) -> dict[str, str]:
             value = table.get(key)
             if isinstance(value, str) and value and value not in _DFLOW_DEFAULTS:
                 found[f"{where}[{key!r}]"] = value
-    for name in (*S3_SECRET_KEYS, "DFLOW_TOKEN", "DFLOW_PASSWORD"):
+    for name in SECRET_ENV:
         if os.environ.get(name) and os.environ[name] not in _DFLOW_DEFAULTS:
             found[f"environment {name}"] = os.environ[name]
 
@@ -242,6 +269,10 @@ def secret_values(user_config: Any) -> dict[str, str]:
         elif isinstance(node, list):
             for index, value in enumerate(node):
                 walk(value, f"{path}[{index}]")
+        elif isinstance(node, str):
+            for match in _INLINE_PASSWORD.finditer(node):
+                found[f"config {path} (a password on its command line)"] = \
+                    match.group("value").strip("'\"")
 
     walk(user_config, "")
     return found
@@ -345,6 +376,33 @@ def _find_secrets(manifest: dict[str, Any], secrets: dict[str, str]) -> list[str
     return [where for where, value in secrets.items() if value in text]
 
 
+def _staged_contents(root: Path) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of every staged file, and of every member of a staged tarball."""
+    import tarfile
+
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        name = path.relative_to(root).as_posix()
+        if tarfile.is_tarfile(path):
+            with tarfile.open(path) as archive:
+                for member in archive.getmembers():
+                    handle = archive.extractfile(member) if member.isfile() else None
+                    if handle is not None:
+                        yield f"{name}:{member.name}", handle.read()
+        else:
+            yield name, path.read_bytes()
+
+
+def _find_staged_secrets(root: Path, secrets: dict[str, str]) -> list[str]:
+    """The secrets whose value is in a staged input (dflow stages big parameters, the
+    config among them, as files, and the input files as tarballs)."""
+    if not root.is_dir() or not secrets:
+        return []
+    leaked: set[str] = set()
+    for _name, data in _staged_contents(root):
+        leaked |= {where for where, value in secrets.items() if value.encode() in data}
+    return sorted(leaked)
+
+
 def build_manifest(workflow_ref: str, config_path: str | Path, *,
                    name: str | None = None, run_dir: Path | None = None,
                    inputs_dir: Path | None = None,
@@ -361,7 +419,7 @@ def build_manifest(workflow_ref: str, config_path: str | Path, *,
 
 def _build_manifest(workflow_ref: str, config_path: str | Path, *, name: str | None,
                     run_dir: Path | None, inputs_dir: Path | None,
-                    settings: ArgoSettings | None) -> tuple[dict[str, Any], list[str]]:
+                    settings: ArgoSettings | None) -> tuple[dict[str, Any], StagedInputs]:
     from opshelf.core.local.runner import resolve_workflow
 
     plugin = resolve_workflow(workflow_ref)
@@ -401,26 +459,43 @@ def _build_manifest(workflow_ref: str, config_path: str | Path, *, name: str | N
         spec["artifactRepositoryRef"] = repository
     if settings.ssh_secret:
         _mount_ssh_secret(manifest, settings.ssh_secret)
-    leaked = _find_secrets(manifest, secrets)
+    leaked = sorted({*_find_secrets(manifest, secrets), *_find_staged_secrets(staging, secrets)})
     if leaked:
-        raise ConfigError("refusing to write the manifest: it would contain the credential(s) "
-                          f"of {', '.join(sorted(leaked))}. Give credentials to the cluster as "
-                          "Kubernetes secrets (SSH keys, the S3 secret), not in the config.")
-    return manifest, sorted(set(staged.keys))
+        raise ConfigError(
+            "refusing to export (nothing written): the manifest or its staged inputs would hold "
+            f"the credential(s) of {', '.join(leaked)}. Pass credentials as environment "
+            "variables from a Kubernetes secret reference, not in the config (SSH keys: "
+            "--ssh-secret; S3 keys: --s3-secret; an SSH password: sshpass -e with SSHPASS).")
+    return manifest, staged
 
 
 def export_argo(workflow_ref: str, config_path: str | Path, output: str | Path, *,
                 name: str | None = None, settings: ArgoSettings | None = None) -> ArgoExport:
     """Write the manifest as YAML to `output`, the workflow's input files staged next to it
-    in ``<output stem>.inputs/``; returns what was written and where the inputs must go."""
+    in ``<output stem>.inputs/``; returns what was written and where the inputs must go.
+
+    Everything is built in a private scratch folder first (mode 0700, removed afterwards):
+    a refused export (bad config, output over an input, a credential in the manifest or
+    in a staged input) writes nothing."""
     from dflow import s3_config
 
     out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    refuse_output_over_inputs(out, [config_path])
     inputs_dir = out.parent / f"{out.stem}.inputs"
-    manifest, keys = _build_manifest(workflow_ref, config_path, name=name, run_dir=out.parent,
-                                     inputs_dir=inputs_dir, settings=settings)
-    out.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    with tempfile.TemporaryDirectory(prefix="opshelf-export-") as scratch:
+        staging = Path(scratch, "inputs")
+        manifest, staged = _build_manifest(workflow_ref, config_path, name=name,
+                                           run_dir=Path(scratch, "run"), inputs_dir=staging,
+                                           settings=settings)
+        refuse_output_over_inputs(out, staged.sources)
+        text = yaml.safe_dump(manifest, sort_keys=False)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        keys = sorted(set(staged.keys))
+        for key in keys:
+            target = inputs_dir / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(staging / key, target)
+        out.write_text(text)
     return ArgoExport(manifest_path=out, inputs_dir=inputs_dir, staged_keys=keys,
                       bucket=s3_config.get("bucket_name"), endpoint=s3_config.get("endpoint"))
 

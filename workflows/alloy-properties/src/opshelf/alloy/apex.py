@@ -23,6 +23,7 @@ import numpy as np
 
 from opshelf.core.config import read_mapping
 from opshelf.core.errors import ConfigError
+from opshelf.core.outputs import refuse_output_over_inputs
 
 #: APEX LAMMPS interaction type -> opshelf-md potential style
 LAMMPS_STYLES = {"eam_alloy": "eam/alloy", "eam_fs": "eam/fs"}
@@ -294,6 +295,8 @@ def cmd_import_apex(args: argparse.Namespace) -> int:
     import yaml
 
     out = Path(args.output) if args.output else None
+    if out is not None:
+        refuse_output_over_inputs(out, args.files)
     config, notes = import_apex([Path(f) for f in args.files],
                                 out.parent if out else Path.cwd())
     # validate what was made: a mapping bug must not give a config the workflow rejects

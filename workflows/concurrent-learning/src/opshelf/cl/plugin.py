@@ -239,6 +239,7 @@ def import_dpgen2_command(args: argparse.Namespace) -> int:
 
     from opshelf.cl.dpgen2 import import_dpgen2
     from opshelf.core.errors import MissingInputError, UserError
+    from opshelf.core.outputs import refuse_output_over_inputs
 
     source = Path(args.input)
     if not source.is_file():
@@ -248,6 +249,8 @@ def import_dpgen2_command(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source}: not valid JSON: {exc}") from None
     out = Path(args.output) if args.output else None
+    if out is not None:
+        refuse_output_over_inputs(out, [source])
     result = import_dpgen2(data, source.parent, (out or Path("x")).resolve().parent)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
