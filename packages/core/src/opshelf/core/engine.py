@@ -43,11 +43,11 @@ class RelaxOptions(StrictModel):
     """Geometry optimisation. Engines map these onto their own keywords."""
 
     fmax_eV_per_A: float = Field(0.01, gt=0, description="force convergence threshold")
-    max_steps: int = Field(200, ge=1)
-    relax_positions: bool = True
+    max_steps: int = Field(200, ge=1, description="at most this many optimiser steps")
+    relax_positions: bool = Field(True, description="move the atoms (false: only the cell)")
     relax_cell: bool = Field(False, description="relax cell shape and volume")
     relax_volume_only: bool = Field(False, description="with relax_cell: keep the shape")
-    pressure_GPa: float = 0.0
+    pressure_GPa: float = Field(0.0, description="target pressure of a cell relaxation")
     move_axes: list[Literal["x", "y", "z"]] | None = Field(
         None, description="Cartesian directions atoms may move in (e.g. ['z'] relaxes a "
         "stacking fault only normal to its plane); None: all. Fixed cell only. Only engines "
@@ -74,23 +74,27 @@ class RelaxOptions(StrictModel):
 class MDOptions(StrictModel):
     """Molecular dynamics. Engines map these onto their own keywords."""
 
-    ensemble: Literal["nve", "nvt", "npt"] = "nvt"
-    temperature_K: float = Field(300.0, ge=0)
-    pressure_GPa: float = 0.0
-    n_steps: int = Field(100, ge=1)
-    timestep_fs: float = Field(1.0, gt=0)
-    dump_every: int = Field(10, ge=1)
-    thermostat_tau_fs: float = Field(100.0, gt=0)
-    barostat_tau_fs: float = Field(1000.0, gt=0)
-    seed: int = 0
+    ensemble: Literal["nve", "nvt", "npt"] = Field(
+        "nvt", description="nve, nvt (thermostat) or npt (thermostat and barostat)")
+    temperature_K: float = Field(300.0, ge=0, description="target temperature, and of the "
+                                 "initial velocities")
+    pressure_GPa: float = Field(0.0, description="target pressure (npt)")
+    n_steps: int = Field(100, ge=1, description="number of MD steps")
+    timestep_fs: float = Field(1.0, gt=0, description="time step")
+    dump_every: int = Field(10, ge=1, description="write a frame every this many steps")
+    thermostat_tau_fs: float = Field(100.0, gt=0, description="thermostat damping time")
+    barostat_tau_fs: float = Field(1000.0, gt=0, description="barostat damping time (npt)")
+    seed: int = Field(0, description="seed of the initial velocities")
 
 
 class Task(StrictModel):
     """What to compute for one frame."""
 
-    kind: TaskKind = TaskKind.SINGLE_POINT
-    relax: RelaxOptions | None = None
-    md: MDOptions | None = None
+    kind: TaskKind = Field(TaskKind.SINGLE_POINT,
+                           description="single_point (energy, forces, virial), relax or md")
+    relax: RelaxOptions | None = Field(None, description="options of kind relax (defaults "
+                                       "when unset)")
+    md: MDOptions | None = Field(None, description="options of kind md (defaults when unset)")
 
     def options(self) -> RelaxOptions | MDOptions | None:
         if self.kind is TaskKind.RELAX:
@@ -106,16 +110,22 @@ class EngineProfile(StrictModel):
     command: list[str] | None = Field(None, description="argv of the program, e.g. ['cp2k.psmp']; the engine's default when unset")
     mpi_prefix: list[str] = Field(default_factory=list, description="e.g. ['mpirun', '-np', '4']")
     threads: int | None = Field(None, ge=1, description="OMP_NUM_THREADS")
-    env: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float | None = Field(None, gt=0)
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables "
+                                "set for the program")
+    timeout_s: float | None = Field(None, gt=0, description="wall-time limit of one run of the "
+                                    "program; a task that runs out is recorded as failed "
+                                    "(timed_out)")
 
 
 class EngineSpec(StrictModel):
     """An engine as plain data: what crosses a dflow step boundary."""
 
     name: str = Field(description="entry point name in the 'opshelf.engines' group, e.g. 'cp2k', 'ase'")
-    settings: dict[str, Any] = Field(default_factory=dict)
-    profile: EngineProfile = Field(default_factory=EngineProfile)
+    settings: dict[str, Any] = Field(default_factory=dict, description="the engine's own "
+                                     "settings, checked against its Settings model (each "
+                                     "package's reference lists them)")
+    profile: EngineProfile = Field(default_factory=EngineProfile,
+                                   description="how to start the engine's program")
 
 
 class TaskFailed(RuntimeError):

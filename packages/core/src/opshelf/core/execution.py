@@ -27,13 +27,14 @@ from opshelf.core.errors import ConfigError
 class LocalExecutor(StrictModel):
     """Run on this machine, in the caller's interpreter and venv (dflow debug mode)."""
 
-    kind: Literal["local"] = "local"
+    kind: Literal["local"] = Field("local", description="run the step on this machine")
 
 
 class DispatcherExecutor(StrictModel):
     """Run through dpdispatcher: Slurm, PBS, LSF, Shell, over SSH or locally."""
 
-    kind: Literal["dispatcher"] = "dispatcher"
+    kind: Literal["dispatcher"] = Field(
+        "dispatcher", description="run the step as a batch job through dpdispatcher")
     machine: dict[str, Any] = Field(
         description="dpdispatcher Machine: batch_type (Slurm, PBS, LSF, Shell, ...), "
         "context_type (LocalContext, SSHContext, ...), local_root, remote_root, remote_profile")
@@ -51,13 +52,16 @@ class DispatcherExecutor(StrictModel):
 class ArgoExecutor(StrictModel):
     """Run as a pod of an Argo Workflow (dflow's default mode)."""
 
-    kind: Literal["argo"] = "argo"
+    kind: Literal["argo"] = Field("argo", description="run the step as a pod of an Argo "
+                                  "Workflow (opshelf export-argo)")
     image: str | None = Field(None, description="container image; the step's package image pinned to its version when unset")
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Kubernetes imagePullPolicy of the step's container")
     cpu: str | None = Field(None, description="Kubernetes CPU request/limit, e.g. '4'")
     memory: str | None = Field(None, description="Kubernetes memory request/limit, e.g. '8Gi'")
     gpu: int | None = Field(None, ge=0, description="nvidia.com/gpu limit")
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Kubernetes nodeSelector labels of the step's pod")
 
 
 Executor = Annotated[LocalExecutor | DispatcherExecutor | ArgoExecutor, Field(discriminator="kind")]
@@ -66,7 +70,9 @@ Executor = Annotated[LocalExecutor | DispatcherExecutor | ArgoExecutor, Field(di
 class StepExecution(StrictModel):
     """How one step runs."""
 
-    executor: Executor = Field(default_factory=LocalExecutor)
+    executor: Executor = Field(default_factory=LocalExecutor,
+                               description="where the step runs: kind local (default), "
+                               "dispatcher (Slurm, PBS, ...) or argo")
     retries: int = Field(0, ge=0, description="retries of a step that fails with a transient error")
     timeout_s: float | None = Field(None, gt=0, description="wall-time limit of one step (one slice group)")
     group_size: int | Literal["auto"] = Field(
@@ -86,19 +92,30 @@ class StepExecution(StrictModel):
 class StepExecutionPatch(StrictModel):
     """A per-step override: only the keys given replace the default's."""
 
-    executor: Executor | None = None
-    retries: int | None = Field(None, ge=0)
-    timeout_s: float | None = Field(None, gt=0)
-    group_size: int | Literal["auto"] | None = None
-    pool_size: int | None = None
-    continue_on_success_ratio: float | None = Field(None, gt=0, le=1)
+    executor: Executor | None = Field(None, description="where the step runs (see "
+                                      "StepExecution); unset: the default's")
+    retries: int | None = Field(None, ge=0, description="retries of a step that fails with a "
+                                "transient error; unset: the default's")
+    timeout_s: float | None = Field(None, gt=0, description="wall-time limit of one step (one "
+                                    "slice group); unset: the default's")
+    group_size: int | Literal["auto"] | None = Field(
+        None, description="slices packed into one step of a fan-out (one batch job with a "
+        "dispatcher executor); unset: the default's")
+    pool_size: int | None = Field(None, description="inside a group, run slices in a process "
+                                  "pool of this size; unset: the default's")
+    continue_on_success_ratio: float | None = Field(
+        None, gt=0, le=1, description="a fan-out succeeds when at least this fraction of its "
+        "slices succeed; unset: the default's")
 
 
 class StepsConfig(StrictModel):
     """`default` plus overrides keyed by step name (flat in the file, see the module doc)."""
 
-    default: StepExecution = Field(default_factory=StepExecution)
-    overrides: dict[str, StepExecutionPatch] = Field(default_factory=dict)
+    default: StepExecution = Field(default_factory=StepExecution,
+                                   description="how every step runs unless overridden")
+    overrides: dict[str, StepExecutionPatch] = Field(
+        default_factory=dict, description="per step name (written flat in the file: "
+        "`steps: {run-fp: {...}}`), only the keys given replace the default's")
 
     @model_validator(mode="before")
     @classmethod

@@ -32,19 +32,23 @@ UNCONVERGED_MARKERS = ("convergence has NOT been achieved", "convergence has not
 
 
 class AbacusSettings(StrictModel):
-    basis_type: Literal["pw", "lcao"] = "pw"
+    basis_type: Literal["pw", "lcao"] = Field("pw", description="plane waves or numerical "
+                                              "atomic orbitals (lcao: needs orbitals)")
     pseudopotentials: dict[str, str] = Field(description="element -> file name in pseudo_dir")
     orbitals: dict[str, str] = Field(
         default_factory=dict, description="element -> orbital file (lcao)"
     )
-    pseudo_dir: Path
-    orbital_dir: Path | None = None
-    ecutwfc_Ry: float = Field(50.0, gt=0)
-    scf_thr: float = Field(1e-7, gt=0)
-    scf_nmax: int = Field(100, ge=1)
-    smearing_method: Literal["gaussian", "mp", "fd"] | None = None
-    smearing_sigma_Ry: float = Field(0.01, gt=0)
-    kpoints: list[int] | None = Field(None, min_length=3, max_length=3)
+    pseudo_dir: Path = Field(description="folder of the pseudopotential files")
+    orbital_dir: Path | None = Field(None, description="folder of the orbital files (lcao)")
+    ecutwfc_Ry: float = Field(50.0, gt=0, description="ecutwfc: plane-wave cutoff")
+    scf_thr: float = Field(1e-7, gt=0, description="SCF convergence threshold")
+    scf_nmax: int = Field(100, ge=1, description="SCF iterations at most (an unconverged SCF "
+                          "fails the task)")
+    smearing_method: Literal["gaussian", "mp", "fd"] | None = Field(
+        None, description="smearing for metals; none when unset")
+    smearing_sigma_Ry: float = Field(0.01, gt=0, description="smearing width")
+    kpoints: list[int] | None = Field(None, min_length=3, max_length=3,
+                                      description="k-point mesh; from kspacing_per_A when unset")
     kspacing_per_A: float = Field(
         0.3, gt=0, description="used when kpoints is unset (2*pi included)"
     )
@@ -58,6 +62,10 @@ class AbacusSettings(StrictModel):
 
 
 class AbacusEngine(FpEngine):
+    """ABACUS: single points and relaxations (relax, cell-relax) in a plane-wave or LCAO
+    basis; INPUT and KPT from the typed settings, STRU by dpdata; results read with dpdata
+    (`abacus/scf`, `abacus/relax`). Runs `abacus` (or `profile.command`)."""
+
     name = "abacus"
     kinds = frozenset({TaskKind.SINGLE_POINT, TaskKind.RELAX})
     Settings = AbacusSettings

@@ -76,8 +76,8 @@ class Cp2kSettings(StrictModel):
     data_dir: Path | None = Field(
         None, description="where basis/potential files are; $CP2K_DATA_DIR or /usr/share/cp2k"
     )
-    basis_file: str = "BASIS_MOLOPT"
-    potential_file: str = "GTH_POTENTIALS"
+    basis_file: str = Field("BASIS_MOLOPT", description="BASIS_SET_FILE_NAME, in data_dir")
+    potential_file: str = Field("GTH_POTENTIALS", description="POTENTIAL_FILE_NAME, in data_dir")
     kpoints: list[int] | None = Field(
         None, min_length=3, max_length=3, description="Monkhorst-Pack mesh"
     )
@@ -89,9 +89,10 @@ class Cp2kSettings(StrictModel):
         None, gt=0, description="Fermi-Dirac electronic temperature (metals)"
     )
     added_mos: int | None = Field(None, ge=0, description="ADDED_MOS; defaults to 20 with smearing")
-    max_scf: int = Field(100, ge=1)
-    eps_scf: float = Field(1e-6, gt=0)
-    charge: int = 0
+    max_scf: int = Field(100, ge=1, description="MAX_SCF: SCF iterations at most (an "
+                         "unconverged SCF fails the task)")
+    eps_scf: float = Field(1e-6, gt=0, description="EPS_SCF: SCF convergence threshold")
+    charge: int = Field(0, description="total charge of the cell")
     cell_ref_A: list[list[float]] | None = Field(
         None,
         description="reference cell (3x3, rows A B C, Angstrom) written as &CELL_REF: CP2K sets "
@@ -219,6 +220,10 @@ def _valence_of_basis(element: str, basis: str, basis_path: Path) -> int | None:
 
 
 class Cp2kEngine(FpEngine):
+    """CP2K (Quickstep, GPW): single points and relaxations (GEO_OPT, CELL_OPT), input from
+    your template or from the typed settings; energies, forces and the analytical stress read
+    with dpdata's `cp2k/output`. Runs `cp2k` (or `profile.command`, e.g. `cp2k.psmp`)."""
+
     name = "cp2k"
     kinds = frozenset({TaskKind.SINGLE_POINT, TaskKind.RELAX})
     Settings = Cp2kSettings

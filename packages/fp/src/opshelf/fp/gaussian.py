@@ -26,14 +26,18 @@ class GaussianSettings(StrictModel):
     keywords: str = Field(
         "b3lyp/6-31g**", description="route section without '#'; 'force' is added"
     )
-    charge: int = 0
+    charge: int = Field(0, description="total charge of the molecule")
     multiplicity: int | Literal["auto"] = Field(
         "auto", description="'auto': dpdata's rule (1 or 2)"
     )
-    nproc: int = Field(1, ge=1)
+    nproc: int = Field(1, ge=1, description="%nproc: shared-memory processors")
 
 
 class GaussianEngine(FpEngine):
+    """Gaussian: single points (force) and optimisations (opt) of molecules; the input
+    written by dpdata's `gaussian/gjf` writer, results read by its `gaussian/log` reader.
+    Runs `g16` (or `profile.command`)."""
+
     name = "gaussian"
     kinds = frozenset({TaskKind.SINGLE_POINT, TaskKind.RELAX})
     Settings = GaussianSettings

@@ -58,13 +58,17 @@ class QeSettings(StrictModel):
         description="element -> UPF file name (looked up in pseudo_dirs) or path; "
         "else the rule: first sorted '<El>.<functional>-*.UPF' in pseudo_dirs",
     )
-    pseudo_dirs: list[Path] = Field(default_factory=default_pseudo_dirs)
+    pseudo_dirs: list[Path] = Field(default_factory=default_pseudo_dirs, description="where "
+                                    "UPF files are looked up: $ESPRESSO_PSEUDO, "
+                                    "/usr/share/espresso/pseudo")
     functional: str = Field("pbe", description="tag in UPF names used by the automatic rule")
-    ecutwfc_Ry: float = Field(40.0, gt=0)
+    ecutwfc_Ry: float = Field(40.0, gt=0, description="ecutwfc: plane-wave cutoff of the "
+                              "wavefunctions")
     ecutrho_Ry: float | None = Field(
         None, gt=0, description="default 4 * ecutwfc (norm-conserving)"
     )
-    kpoints: list[int] | None = Field(None, min_length=3, max_length=3)
+    kpoints: list[int] | None = Field(None, min_length=3, max_length=3,
+                                      description="k-point mesh; from kspacing_per_A when unset")
     kspacing_per_A: float | None = Field(
         0.3, gt=0, description="used when kpoints is unset (2*pi included)"
     )
@@ -75,10 +79,11 @@ class QeSettings(StrictModel):
         description="0 0 0 = Gamma-centred mesh",
     )
     smearing: Literal["gaussian", "mv", "mp", "fd"] | None = Field(None, description="metals")
-    degauss_Ry: float = Field(0.02, gt=0)
-    conv_thr_Ry: float = Field(1e-8, gt=0)
-    electron_maxstep: int = Field(100, ge=1)
-    mixing_beta: float = Field(0.7, gt=0, le=1)
+    degauss_Ry: float = Field(0.02, gt=0, description="smearing width (with `smearing`)")
+    conv_thr_Ry: float = Field(1e-8, gt=0, description="conv_thr: SCF convergence threshold")
+    electron_maxstep: int = Field(100, ge=1, description="SCF iterations at most (an "
+                                  "unconverged SCF fails the task)")
+    mixing_beta: float = Field(0.7, gt=0, le=1, description="SCF charge-density mixing factor")
     extra: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="extra namelist entries, e.g. {'system': {'nspin': 2}}"
     )
@@ -130,6 +135,10 @@ def find_pseudopotential(element: str, settings: QeSettings) -> Path:
 
 
 class QeEngine(FpEngine):
+    """Quantum ESPRESSO pw.x: single points and relaxations (relax, vc-relax), input written
+    with ASE's espresso writer, pseudopotentials found by rule or named; results read with
+    dpdata's `qe/pw/scf`. Runs `pw.x` (or `profile.command`)."""
+
     name = "qe"
     kinds = frozenset({TaskKind.SINGLE_POINT, TaskKind.RELAX})
     Settings = QeSettings

@@ -46,11 +46,12 @@ class VaspSettings(StrictModel):
     potcar_variants: dict[str, str] = Field(
         default_factory=dict, description="element -> library folder, e.g. {'Ti': 'Ti_sv'}"
     )
-    kpoints: list[int] | None = Field(None, min_length=3, max_length=3)
+    kpoints: list[int] | None = Field(None, min_length=3, max_length=3,
+                                      description="k-point mesh; from kspacing_per_A when unset")
     kspacing_per_A: float = Field(
         0.3, gt=0, description="used when kpoints is unset (2*pi included)"
     )
-    gamma_centered: bool = True
+    gamma_centered: bool = Field(True, description="Gamma-centred mesh (else Monkhorst-Pack)")
 
     @model_validator(mode="after")
     def _no_kspacing_tag(self) -> VaspSettings:
@@ -99,6 +100,10 @@ def format_incar(tags: dict[str, Any]) -> str:
 
 
 class VaspEngine(FpEngine):
+    """VASP: single points and relaxations (ISIF), INCAR from a dict or file, POTCARs from
+    your library, KPOINTS from a mesh or k-spacing; results read from OUTCAR with dpdata
+    (`vasp/outcar`). Runs `vasp_std` (or `profile.command`)."""
+
     name = "vasp"
     kinds = frozenset({TaskKind.SINGLE_POINT, TaskKind.RELAX})
     Settings = VaspSettings

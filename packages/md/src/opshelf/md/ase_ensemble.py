@@ -45,7 +45,9 @@ LOCAL_FILES = "opshelf-ase-ensemble-files.json"
 
 class CalculatorSpec(StrictModel):
     calculator: str = Field(description="an 'opshelf.models' name or 'module:factory'")
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the "
+                                   "calculator's factory (a file they name is copied into the "
+                                   "task dir)")
 
 
 class AseEnsembleSettings(StrictModel):

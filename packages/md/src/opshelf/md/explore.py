@@ -72,15 +72,18 @@ REPORT_FILE = "opshelf-explore-report.json"
 class MdGroup(StrictModel):
     """MD runs over a grid of temperatures (and pressures for npt)."""
 
-    kind: Literal["md"] = "md"
-    ensemble: Literal["nvt", "npt", "nve"] = "nvt"
-    temperatures_K: list[float] = Field(min_length=1)
-    pressures_GPa: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
-    n_steps: int = Field(1000, ge=1)
-    timestep_fs: float = Field(1.0, gt=0)
-    dump_every: int = Field(10, ge=1)
-    thermostat_tau_fs: float = Field(100.0, gt=0)
-    barostat_tau_fs: float = Field(1000.0, gt=0)
+    kind: Literal["md"] = Field("md", description="a grid of MD runs")
+    ensemble: Literal["nvt", "npt", "nve"] = Field("nvt", description="the MD ensemble")
+    temperatures_K: list[float] = Field(min_length=1, description="one run per temperature "
+                                        "(times pressures, confs and n_samples)")
+    pressures_GPa: list[float] = Field(default_factory=lambda: [0.0], min_length=1,
+                                       description="npt: one run per pressure")
+    n_steps: int = Field(1000, ge=1, description="MD steps per run")
+    timestep_fs: float = Field(1.0, gt=0, description="time step")
+    dump_every: int = Field(10, ge=1, description="a frame (and its model deviation) every "
+                            "this many steps")
+    thermostat_tau_fs: float = Field(100.0, gt=0, description="thermostat damping time")
+    barostat_tau_fs: float = Field(1000.0, gt=0, description="barostat damping time (npt)")
     n_samples: int = Field(1, ge=1, description="runs per initial conf and grid point")
     confs: list[int] | None = Field(None, description="indices of the initial confs (all)")
 
@@ -88,11 +91,15 @@ class MdGroup(StrictModel):
 class TemplateGroup(StrictModel):
     """A LAMMPS input template with placeholders filled from a grid of revisions."""
 
-    kind: Literal["lmp-template"] = "lmp-template"
+    kind: Literal["lmp-template"] = Field("lmp-template", description="runs of your own "
+                                          "LAMMPS input template")
     template: str = Field(description="the template file (or its text when it has newlines)")
-    revisions: dict[str, list[Any]] = Field(default_factory=dict)
-    dump_every: int = Field(10, ge=1)
-    confs: list[int] | None = None
+    revisions: dict[str, list[Any]] = Field(default_factory=dict, description="placeholder -> "
+                                            "values; one run per combination (DPGEN2's "
+                                            "revisions)")
+    dump_every: int = Field(10, ge=1, description="the template's dump lines write every this "
+                            "many steps")
+    confs: list[int] | None = Field(None, description="indices of the initial confs (all)")
 
 
 ExploreGroup = Annotated[MdGroup | TemplateGroup, Field(discriminator="kind")]
@@ -101,8 +108,10 @@ ExploreGroup = Annotated[MdGroup | TemplateGroup, Field(discriminator="kind")]
 class ExploreConfig(StrictModel):
     """What to explore with: an engine (`lammps` or `ase-ensemble`) and task groups."""
 
-    engine: EngineSpec
-    groups: list[ExploreGroup] = Field(min_length=1)
+    engine: EngineSpec = Field(description="lammps (pair_style deepmd with the models) or "
+                               "ase-ensemble, with its settings and profile")
+    groups: list[ExploreGroup] = Field(min_length=1, description="task groups: md grids and "
+                                       "lmp-template runs")
     seed: int = Field(0, ge=0, description="base of the MD velocity seeds (run k of a group "
                       "gets seed + k); a loop passes a new one per iteration")
 
@@ -278,12 +287,15 @@ def run_explore_tasks(task_dirs: Sequence[Path], work_dir: Path) -> list[dict[st
 class SelectConfig(StrictModel):
     """How frames are selected from explored trajectories."""
 
-    trust: TrustLevels
+    trust: TrustLevels = Field(description="the model-deviation levels that class a frame as "
+                               "accurate, candidate or failed")
     max_select: int | None = Field(None, ge=0, description="at most this many frames")
     max_select_ratio: float | None = Field(None, ge=0, le=1, description="at most this "
                                            "fraction of the candidates")
-    filters: ConfFilters = Field(default_factory=ConfFilters)
-    seed: int = 0
+    filters: ConfFilters = Field(default_factory=ConfFilters, description="checks a picked "
+                                 "frame must pass; a rejected frame is replaced by the next "
+                                 "candidate")
+    seed: int = Field(0, description="seed of the random pick among candidates")
     n_test: int = Field(0, ge=0, le=100_000, description="also draw this many frames at "
                         "random (seeded) among the explored frames that are not failed and "
                         "pass the filters, none of them selected: a held-out test set "

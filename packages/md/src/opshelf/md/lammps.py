@@ -53,29 +53,29 @@ BAR_TO_GPA = 1e-4
 
 # -- potentials --------------------------------------------------------------------------------
 class EamPotential(StrictModel):
-    style: Literal["eam"]
+    style: Literal["eam"] = Field(description="funcfl EAM, one file per element")
     files: dict[str, str] = Field(description="element -> funcfl file, e.g. {Cu: Cu_u3.eam}")
 
 
 class SetflPotential(StrictModel):
-    style: Literal["eam/alloy", "eam/fs"]
+    style: Literal["eam/alloy", "eam/fs"] = Field(description="setfl EAM (eam/alloy) or Finnis-Sinclair (eam/fs)")
     file: str = Field(description="setfl file holding every element, e.g. AlCu.eam.alloy")
 
 
 class MeamPotential(StrictModel):
-    style: Literal["meam"]
+    style: Literal["meam"] = Field(description="MEAM")
     library: str = Field(description="MEAM library file, e.g. library.meam")
     parameters: str | None = Field(None, description="MEAM parameter file (optional)")
 
 
 class DeepmdPotential(StrictModel):
-    style: Literal["deepmd"]
+    style: Literal["deepmd"] = Field(description="DeePMD models (pair_style deepmd)")
     models: list[str] = Field(min_length=1, description="frozen models; with two or more "
                               "LAMMPS writes model_devi.out")
 
 
 class CustomPotential(StrictModel):
-    style: Literal["custom"]
+    style: Literal["custom"] = Field(description="any pair_style with its pair_coeff lines")
     pair_style: str = Field(description="e.g. 'lj/cut 8.0'")
     pair_coeff: list[str] = Field(min_length=1, description="e.g. ['* * 0.0103 3.4']")
     files: list[str] = Field(default_factory=list, description="files the lines name, copied "
@@ -154,10 +154,11 @@ def pair_lines(potential: Any, type_map: Sequence[str], model_devi_every: int | 
 class LammpsSettings(StrictModel):
     """Settings of the `lammps` engine."""
 
-    potential: Potential
+    potential: Potential = Field(description="the interatomic potential, chosen by its `style`")
     relax_etol: float = Field(0.0, ge=0, description="minimize etol (0: converge on forces)")
-    relax_max_evaluations: int = Field(10000, ge=1)
-    neighbor_skin_A: float = Field(1.0, gt=0)
+    relax_max_evaluations: int = Field(10000, ge=1, description="minimize maxeval: force "
+                                       "evaluations at most")
+    neighbor_skin_A: float = Field(1.0, gt=0, description="neighbor list skin distance")
     npt_coupling: Literal["iso", "aniso", "tri"] = Field(
         "tri", description="barostat coupling of npt runs and relax_cell ('iso' when "
         "relax_volume_only)")

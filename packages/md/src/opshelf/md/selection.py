@@ -34,16 +34,21 @@ CLASS_NAMES = ("accurate", "candidate", "failed")
 class TrustLevels(StrictModel):
     """Trust levels of the force (and optionally virial) model deviation, eV/A and eV/atom."""
 
-    style: Literal["fixed-levels", "fixed-levels-max-select", "adaptive-lower"] = "fixed-levels"
+    style: Literal["fixed-levels", "fixed-levels-max-select", "adaptive-lower"] = Field(
+        "fixed-levels", description="fixed-levels: candidates between f_lo and f_hi, picked at "
+        "random; fixed-levels-max-select: the largest deviations first; adaptive-lower: "
+        "DPGEN2's adaptive lower level")
     f_lo: float | None = Field(None, ge=0, description="lower force level (fixed styles)")
     f_hi: float = Field(description="upper force level: above it a frame is failed")
     v_lo: float | None = Field(None, ge=0, description="lower virial level (fixed styles)")
     v_hi: float | None = Field(None, ge=0, description="upper virial level; no virial check "
                                "when unset")
     numb_candi_f: int = Field(200, ge=0, description="adaptive-lower: candidates by force")
-    rate_candi_f: float = Field(0.01, ge=0, le=1)
+    rate_candi_f: float = Field(0.01, ge=0, le=1, description="adaptive-lower: candidates by "
+                                "force as a fraction of the frames (the larger count wins)")
     numb_candi_v: int = Field(0, ge=0, description="adaptive-lower: candidates by virial")
-    rate_candi_v: float = Field(0.0, ge=0, le=1)
+    rate_candi_v: float = Field(0.0, ge=0, le=1, description="adaptive-lower: candidates by "
+                                "virial as a fraction of the frames")
 
     @model_validator(mode="after")
     def _levels_consistent(self) -> TrustLevels:

@@ -64,21 +64,21 @@ SITES: dict[str, dict[str, dict[str, Any]]] = {
 class VacancyParams(StrictModel):
     """One vacancy per symmetry-inequivalent site of the given cell."""
 
-    type: Literal["vacancy"] = "vacancy"
+    type: Literal["vacancy"] = Field("vacancy", description="the property type")
     supercell: Supercell = Field((3, 3, 3), description="repeats of the given cell")
-    relax_ions: bool = True
-    fmax_eV_per_A: float = Field(5e-3, gt=0)
+    relax_ions: bool = Field(True, description="relax the ions around the defect (fixed cell)")
+    fmax_eV_per_A: float = Field(5e-3, gt=0, description="relaxation: force convergence")
 
 
 class InterstitialParams(StrictModel):
     """Self-interstitials at the standard sites of an fcc, bcc or hcp element."""
 
-    type: Literal["interstitial"] = "interstitial"
+    type: Literal["interstitial"] = Field("interstitial", description="the property type")
     supercell: Supercell = Field(
         (3, 3, 3), description="repeats of the conventional cell (cubic; hexagonal for hcp)")
     sites: list[str] | None = Field(None, description="site names; all of the lattice when unset")
-    relax_ions: bool = True
-    fmax_eV_per_A: float = Field(5e-3, gt=0)
+    relax_ions: bool = Field(True, description="relax the ions around the defect (fixed cell)")
+    fmax_eV_per_A: float = Field(5e-3, gt=0, description="relaxation: force convergence")
 
 
 def _relax_task(relax_ions: bool, fmax: float) -> Task:

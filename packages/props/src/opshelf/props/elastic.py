@@ -33,14 +33,14 @@ REFERENCE_TASK = "elastic-reference"
 class ElasticParams(StrictModel):
     """Independent strains: each Voigt component at -m, -m/2, +m/2, +m."""
 
-    type: Literal["elastic"] = "elastic"
+    type: Literal["elastic"] = Field("elastic", description="the property type")
     normal_strain: float = Field(
         0.005, gt=0, lt=0.1, description="largest normal strain m; the result's "
         "strain_dependence_relative says how much Cij change between +-m/2 and +-m")
     shear_strain: float = Field(
         0.005, gt=0, lt=0.1, description="largest shear strain m (engineering, 2*eps_ij)")
     relax_ions: bool = Field(True, description="relax ions at each strain (fixed cell)")
-    fmax_eV_per_A: float = Field(1e-3, gt=0)
+    fmax_eV_per_A: float = Field(1e-3, gt=0, description="ion relaxation: force convergence")
 
 
 def strain_task_name(component: int, magnitude: float) -> str:

@@ -40,10 +40,10 @@ RANGE_DEPENDENCE_WARNING = 0.03
 class EosParams(StrictModel):
     """Energy-volume curve around the given structure's volume."""
 
-    type: Literal["eos"] = "eos"
+    type: Literal["eos"] = Field("eos", description="the property type")
     volume_ratio_min: float = Field(0.94, gt=0, description="smallest V / V_given")
     volume_ratio_max: float = Field(1.06, gt=0, description="largest V / V_given")
-    n_points: int = Field(11, ge=MIN_POINTS, le=101)
+    n_points: int = Field(11, ge=MIN_POINTS, le=101, description="number of volumes")
     relax_positions: bool = Field(
         False, description="relax ions at each volume (needed when they are not fixed by "
         "symmetry)")

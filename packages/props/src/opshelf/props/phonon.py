@@ -25,10 +25,12 @@ BAND_FILE = "band.yaml"
 class PhononParams(StrictModel):
     """Harmonic phonons by finite displacements (phonopy)."""
 
-    type: Literal["phonon"] = "phonon"
+    type: Literal["phonon"] = Field("phonon", description="the property type")
     supercell: tuple[int, int, int] = Field((3, 3, 3), description="repeats of the given cell")
-    displacement_A: float = Field(0.01, gt=0, lt=0.2)
-    band_points_per_segment: int = Field(51, ge=2)
+    displacement_A: float = Field(0.01, gt=0, lt=0.2,
+                                  description="finite displacement of one atom (phonopy)")
+    band_points_per_segment: int = Field(51, ge=2, description="q-points on each segment "
+                                         "of the band-structure path")
     mesh: tuple[int, int, int] = Field((20, 20, 20), description="q mesh for DOS and thermal")
     temperatures_K: tuple[float, float, float] = Field(
         (0.0, 1000.0, 100.0), description="(min, max, step) of the thermal properties")

@@ -30,6 +30,8 @@ PropertyParams = Annotated[
 
 
 def get_property(type_name: str) -> Property:
+    """The property object (make, run, post) of a type name, e.g. 'eos'; ConfigError naming
+    the known types for an unknown one."""
     try:
         return PROPERTIES[type_name]()
     except KeyError:

@@ -29,13 +29,13 @@ RELAXED_FILE = "relaxed.extxyz"
 class RelaxParams(StrictModel):
     """Relax the structure every other property starts from."""
 
-    type: Literal["relax"] = "relax"
-    relax_positions: bool = True
+    type: Literal["relax"] = Field("relax", description="the property type")
+    relax_positions: bool = Field(True, description="relax the atomic positions")
     relax_cell: bool = Field(True, description="relax the cell (shape and volume)")
     relax_volume_only: bool = Field(False, description="with relax_cell: keep the shape")
-    pressure_GPa: float = 0.0
+    pressure_GPa: float = Field(0.0, description="target pressure of the cell relaxation")
     fmax_eV_per_A: float = Field(1e-3, gt=0, description="force (and stress) convergence")
-    max_steps: int = Field(1000, ge=1)
+    max_steps: int = Field(1000, ge=1, description="at most this many optimiser steps")
 
 
 class Relax(Property):

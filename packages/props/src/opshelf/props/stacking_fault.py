@@ -50,7 +50,7 @@ SLIP_SYSTEMS = {"fcc_111_112": "fcc", "bcc_110_111": "bcc", "hcp_0001_1010": "hc
 class StackingFaultParams(StrictModel):
     """GSFE along one slip system; 'auto' picks the standard one of the lattice."""
 
-    type: Literal["stacking_fault"] = "stacking_fault"
+    type: Literal["stacking_fault"] = Field("stacking_fault", description="the property type")
     slip_system: Literal["auto", "fcc_111_112", "bcc_110_111", "hcp_0001_1010"] = Field(
         "auto", description="fcc {111}<112>, bcc {110}<111>, hcp basal {0001}<10-10>")
     n_layers: int = Field(12, ge=4, description="atomic planes normal to the fault (about)")

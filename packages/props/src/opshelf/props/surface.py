@@ -34,14 +34,15 @@ MillerIndex = tuple[int, int, int]
 class SurfaceParams(StrictModel):
     """Slabs of the conventional cell, symmetric and stoichiometric terminations."""
 
-    type: Literal["surface"] = "surface"
-    max_miller_index: int = Field(1, ge=1, le=4)
+    type: Literal["surface"] = Field("surface", description="the property type")
+    max_miller_index: int = Field(1, ge=1, le=4, description="every distinct Miller index "
+                                  "(hkl) with max(|h|, |k|, |l|) up to this")
     miller_indices: list[MillerIndex] | None = Field(
         None, description="these indices only, instead of all up to max_miller_index")
-    min_slab_size_A: float = Field(10.0, gt=0)
-    min_vacuum_size_A: float = Field(10.0, gt=0)
-    relax_ions: bool = True
-    fmax_eV_per_A: float = Field(5e-3, gt=0)
+    min_slab_size_A: float = Field(10.0, gt=0, description="minimum slab thickness")
+    min_vacuum_size_A: float = Field(10.0, gt=0, description="minimum vacuum thickness")
+    relax_ions: bool = Field(True, description="relax the slab's ions (fixed cell)")
+    fmax_eV_per_A: float = Field(5e-3, gt=0, description="relaxation: force convergence")
 
 
 def miller_label(hkl: MillerIndex) -> str:

@@ -34,7 +34,8 @@ class DpProfile(StrictModel):
                              "'pytorch' needs a torch matching deepmd-kit's build")
     threads: int | None = Field(None, ge=1, description="OMP_NUM_THREADS and TensorFlow's "
                                 "intra/inter-op threads; unset: dp's defaults")
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables set "
+                                "for dp (e.g. CUDA_VISIBLE_DEVICES)")
     timeout_s: float | None = Field(None, gt=0, description="wall-time limit of one dp call")
 
     def argv(self, *args: str) -> list[str]:

@@ -34,9 +34,12 @@ class InitModelOptions(StrictModel):
                                    "run; the template's when unset")
     start_lr: float | None = Field(None, gt=0, description="start learning rate of an "
                                    "init-model run; the template's when unset")
-    start_pref_e: float | None = Field(None, ge=0)
-    start_pref_f: float | None = Field(None, ge=0)
-    start_pref_v: float | None = Field(None, ge=0)
+    start_pref_e: float | None = Field(None, ge=0, description="start energy prefactor of the "
+                                       "loss in an init-model run; the template's when unset")
+    start_pref_f: float | None = Field(None, ge=0, description="start force prefactor of the "
+                                       "loss in an init-model run; the template's when unset")
+    start_pref_v: float | None = Field(None, ge=0, description="start virial prefactor of the "
+                                       "loss in an init-model run; the template's when unset")
 
     @field_validator("policy")
     @classmethod

@@ -56,11 +56,13 @@ BlockName = Annotated[str, AfterValidator(_check_name)]
 class StructureSpec(StrictModel):
     """One structure: a file, or generated from a prototype."""
 
-    name: BlockName
+    name: BlockName = Field(description="the structure's name in step keys, results and the "
+                            "report: lower-case letters, digits, single '-'")
     file: str | None = Field(None, description="structure file, relative to the config file")
     format: str = Field("auto", description="dpdata format of `file` ('auto': any file ASE "
                         "reads; a folder: deepmd/npy)")
-    generate: GenerateStructure | None = None
+    generate: GenerateStructure | None = Field(
+        None, description="build the structure from a prototype instead of reading `file`")
     properties: list[str] | None = Field(
         None, description="names of the property blocks to compute for this structure "
         "(e.g. [eos, elastic]); all of them when unset")
@@ -76,7 +78,8 @@ class StructureSpec(StrictModel):
 class Interaction(StrictModel):
     """One interaction model: exactly one of `lammps`, `deepmd`, `calculator`, `engine`."""
 
-    name: BlockName
+    name: BlockName = Field(description="the interaction's name in step keys, results and the "
+                            "report: lower-case letters, digits, single '-'")
     lammps: dict[str, Any] | None = Field(
         None, description="settings of opshelf-md's `lammps` engine, e.g. {potential: {style: "
         "eam, files: {Cu: Cu_u3.eam}}}")
@@ -144,16 +147,25 @@ def _resolve(name: str, config_dir: Path) -> str:
 class AlloyConfig(StrictModel):
     """Configuration of the `alloy` workflow."""
 
-    structures: list[StructureSpec] = Field(min_length=1)
-    interactions: list[Interaction] = Field(min_length=1)
+    structures: list[StructureSpec] = Field(
+        min_length=1, description="the structures to study, each from a file or generated")
+    interactions: list[Interaction] = Field(
+        min_length=1, description="the interaction models (potentials, ML models, DFT "
+        "engines) every property is computed with, side by side")
     relax: RelaxParams | None = Field(
         default_factory=RelaxParams,
         description="relaxation of every structure with every interaction before its "
         "properties (null: take the structures as they are)")
-    properties: list[PropertyParams] = Field(default_factory=list)
+    properties: list[PropertyParams] = Field(
+        default_factory=list, description="the property blocks, each with its `type` (eos, "
+        "elastic, vacancy, interstitial, surface, stacking_fault, phonon) and parameters; "
+        "computed on every relaxed structure with every interaction")
     reference: str | None = Field(
         None, description="interaction the report compares the others with (default: first)")
-    steps: StepsConfig = Field(default_factory=StepsConfig)
+    steps: StepsConfig = Field(
+        default_factory=StepsConfig, description="how each step runs: `default` and per-step "
+        "overrides keyed relax-make/run/post and <property>-make/run/post (see the cluster "
+        "guide)")
 
     @model_validator(mode="after")
     def _consistent(self) -> AlloyConfig:

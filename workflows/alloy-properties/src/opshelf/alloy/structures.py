@@ -46,7 +46,7 @@ class Substitution(StrictModel):
         "(pair correlations of the first shells closest to the random alloy's)")
     n_shells: int = Field(3, ge=1, le=6, description="neighbour shells matched by 'sqs'")
     n_trials: int = Field(3000, ge=0, description="Monte Carlo swap trials of 'sqs'")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the random pick or of the 'sqs' search")
 
     @field_validator("fractions")
     @classmethod
@@ -65,12 +65,15 @@ class GenerateStructure(StrictModel):
     element: str | None = Field(None, description="one element (fcc, bcc, hcp, diamond)")
     elements: list[str] | None = Field(
         None, description="[A, B] for L1_2 (A3B) and B2 (AB); or [A] like `element`")
-    prototype: Prototype = "fcc"
+    prototype: Prototype = Field("fcc", description="crystal prototype; L1_2 and B2 take two "
+                                 "elements")
     lattice_constant_A: float | None = Field(
         None, gt=0, description="a; from reference volumes per atom when unset")
     c_over_a: float | None = Field(None, gt=0, description="hcp only; ideal sqrt(8/3) when unset")
-    supercell: tuple[int, int, int] = (1, 1, 1)
-    substitution: Substitution | None = None
+    supercell: tuple[int, int, int] = Field((1, 1, 1), description="repetitions of the "
+                                            "conventional cell along a, b, c")
+    substitution: Substitution | None = Field(
+        None, description="replace a fraction of one element's sites (solid solutions)")
 
     @model_validator(mode="after")
     def _elements(self) -> GenerateStructure:

@@ -49,8 +49,11 @@ class TrainSection(StrictModel):
         "frame gets as many passes as in the first iteration (with fixed steps the models "
         "underfit the growing data set and their deviation rises with every label)")
     max_numb_steps: int | None = Field(None, ge=1, description="cap of the scaled steps")
-    init_model: InitModelOptions = Field(default_factory=InitModelOptions)
-    dp: DpProfile = Field(default_factory=DpProfile)
+    init_model: InitModelOptions = Field(
+        default_factory=InitModelOptions, description="whether and how an iteration's training "
+        "starts from the previous iteration's models (DPGEN2's init-model policy)")
+    dp: DpProfile = Field(default_factory=DpProfile, description="how `dp` is started: "
+                          "command, backend, threads, environment")
 
 
 class Substitution(StrictModel):
@@ -63,21 +66,28 @@ class Substitution(StrictModel):
 class LatticeConfs(StrictModel):
     """Initial confs generated from a crystal: supercell, random substitutions, rattle."""
 
-    element: str
-    crystal: Literal["fcc", "bcc", "hcp", "diamond", "sc"] = "fcc"
-    lattice_constant_A: float | None = Field(None, gt=0)
-    supercell: tuple[int, int, int] = (2, 2, 2)
-    cubic: bool = True
-    n_confs: int = Field(1, ge=1)
-    substitutions: list[Substitution] = Field(default_factory=list)
-    rattle_A: float = Field(0.0, ge=0)
-    seed: int = 0
+    element: str = Field(description="chemical symbol of the host crystal")
+    crystal: Literal["fcc", "bcc", "hcp", "diamond", "sc"] = Field("fcc",
+                                                                   description="the lattice")
+    lattice_constant_A: float | None = Field(None, gt=0, description="a; ASE's reference value "
+                                             "for the element when unset")
+    supercell: tuple[int, int, int] = Field((2, 2, 2), description="repetitions of the cell "
+                                            "along a, b, c")
+    cubic: bool = Field(True, description="start from the conventional cubic cell (not for hcp)")
+    n_confs: int = Field(1, ge=1, description="how many configurations (they differ by their "
+                         "random substitutions and rattle)")
+    substitutions: list[Substitution] = Field(default_factory=list, description="random "
+                                              "substitutions of the host's sites")
+    rattle_A: float = Field(0.0, ge=0, description="standard deviation of random atomic "
+                            "displacements (0: none)")
+    seed: int = Field(0, description="seed of the substitutions and displacements")
 
 
 class ConfSource(StrictModel):
     files: list[str] | None = Field(None, description="structure files (any dpdata format)")
-    fmt: str = "auto"
-    generate: LatticeConfs | None = None
+    fmt: str = Field("auto", description="dpdata format of `files` ('auto': any file ASE reads)")
+    generate: LatticeConfs | None = Field(None, description="generate the configurations from a "
+                                          "crystal instead of reading `files`")
 
     @model_validator(mode="after")
     def _one_source(self) -> ConfSource:
@@ -89,14 +99,17 @@ class ConfSource(StrictModel):
 class Convergence(StrictModel):
     """When a stage is done (DPGEN2's convergence checks)."""
 
-    style: Literal["accurate-ratio", "adaptive-lower"] = "accurate-ratio"
+    style: Literal["accurate-ratio", "adaptive-lower"] = Field(
+        "accurate-ratio", description="accurate-ratio: enough explored frames are accurate; "
+        "adaptive-lower: the adaptive lower trust level has settled")
     min_accurate_ratio: float = Field(
         0.97, ge=0, le=1, description="accurate-ratio: converged when at least this fraction "
         "of the explored frames is accurate")
     level_tolerance: float = Field(
         0.005, ge=0, description="adaptive-lower: converged when the adaptive lower force "
         "level moved by less than this (eV/A) over the last `n_checked` iterations")
-    n_checked: int = Field(2, ge=2)
+    n_checked: int = Field(2, ge=2, description="adaptive-lower: iterations over which the "
+                           "level must have settled")
     max_failed_ratio: float = Field(
         0.2, ge=0, le=1, description="never converged while more than this fraction of the "
         "explored frames is failed (deviation above f_hi or NaN): the models are still wrong "
@@ -107,38 +120,50 @@ class Convergence(StrictModel):
 
 
 class Stage(StrictModel):
-    name: str | None = None
-    confs: ConfSource
+    name: str | None = Field(None, description="the stage's name in the status and report")
+    confs: ConfSource = Field(description="the configurations the stage's MD starts from")
     groups: list[ExploreGroup] = Field(min_length=1, description="opshelf-md task groups; "
                                        "their `confs` indices count within this stage")
-    convergence: Convergence = Field(default_factory=Convergence)
+    convergence: Convergence = Field(default_factory=Convergence,
+                                     description="when the stage is done")
 
 
 class ExploreSection(StrictModel):
-    engine: Literal["lammps", "ase-ensemble"] = "lammps"
+    engine: Literal["lammps", "ase-ensemble"] = Field(
+        "lammps", description="lammps (pair_style deepmd) or ase-ensemble (any ASE "
+        "calculators as the ensemble)")
     settings: dict[str, Any] = Field(
         default_factory=dict, description="engine settings besides the potential (the "
         "ensemble of trained models is filled in), e.g. lammps' neighbor_skin_A")
     profile: dict[str, Any] = Field(default_factory=dict, description="engine profile "
                                     "(command, mpi_prefix, threads, timeout_s)")
     tasks_per_batch: int = Field(8, ge=1, description="MD runs per process (LAMMPS)")
-    stages: list[Stage] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=1, description="explored one after the other, each "
+                                "until it converges or reaches its max_iterations")
 
 
 class SelectSection(StrictModel):
-    trust: TrustLevels
+    trust: TrustLevels = Field(description="the model-deviation levels that class a frame as "
+                               "accurate, candidate or failed")
     max_select: int | None = Field(None, ge=0, description="frames labelled per iteration "
                                    "at most")
-    max_select_ratio: float | None = Field(None, ge=0, le=1)
-    filters: ConfFilters = Field(default_factory=ConfFilters)
+    max_select_ratio: float | None = Field(None, ge=0, le=1, description="at most this "
+                                           "fraction of the candidates is labelled")
+    filters: ConfFilters = Field(default_factory=ConfFilters, description="checks a picked "
+                                 "frame must pass (e.g. min_distance_A); a rejected frame is "
+                                 "replaced by the next candidate")
 
 
 class FpSection(StrictModel):
-    engine: EngineSpec
-    task: Task = Field(default_factory=Task)
+    engine: EngineSpec = Field(description="the labelling engine: any installed opshelf "
+                               "engine with its settings and profile")
+    task: Task = Field(default_factory=Task, description="what to compute per frame (single "
+                       "point by default)")
     min_success_ratio: float = Field(
         0.8, ge=0, le=1, description="an iteration fails when fewer FP tasks succeed")
-    keep_files: list[str] = Field(default_factory=list)
+    keep_files: list[str] = Field(default_factory=list, description="globs of the raw files "
+                                  "kept per task ([]: the engine's inputs and logs; ['**']: "
+                                  "everything)")
 
 
 class TestSection(StrictModel):
@@ -165,13 +190,18 @@ class TestSection(StrictModel):
 class ClConfig(StrictModel):
     """Configuration of the `cl` workflow."""
 
-    type_map: list[str] = Field(min_length=1)
+    type_map: list[str] = Field(min_length=1, description="the elements, in the order the "
+                                "models use")
     seed: int = Field(0, description="every random choice derives from (seed, iteration, step)")
     max_iterations: int = Field(20, ge=1, description="iterations over all stages at most")
-    init_data: list[DataSource] = Field(min_length=1)
-    train: TrainSection
-    explore: ExploreSection
-    select: SelectSection
-    fp: FpSection
-    test: TestSection = Field(default_factory=TestSection)
-    steps: StepsConfig = Field(default_factory=StepsConfig)
+    init_data: list[DataSource] = Field(min_length=1, description="the labelled frames "
+                                        "training starts from")
+    train: TrainSection = Field(description="DeePMD-kit training of the ensemble")
+    explore: ExploreSection = Field(description="MD with the ensemble, stage by stage")
+    select: SelectSection = Field(description="which explored frames get labelled")
+    fp: FpSection = Field(description="labelling of the selected frames")
+    test: TestSection = Field(default_factory=TestSection, description="the held-out frames "
+                              "every iteration's models are scored on")
+    steps: StepsConfig = Field(default_factory=StepsConfig, description="how each step runs: "
+                               "`default` and per-step overrides (run-train, run-explore, "
+                               "run-fp, ...; see the cluster guide)")

@@ -26,7 +26,8 @@ PROPERTY_REFERENCE = Path(__file__).parent / "data" / "property-reference.json"
 class DatasetSpec(StrictModel):
     """A labelled data set: energies, forces (and virials) in any dpdata format."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                      description="the data set's name in results and the report")
     path: Path = Field(description="file or folder (relative to the config file)")
     fmt: str = Field("deepmd/npy", description="dpdata format of a labelled system, e.g. "
                      "'deepmd/npy', 'vasp/outcar', 'extxyz', 'cp2k/output'")

@@ -42,58 +42,81 @@ PARITY_POINTS = 2000
 
 # -- configuration of the tasks ------------------------------------------------------------------
 class AccuracyTask(StrictModel):
-    enabled: bool = True
+    """Energy, force and virial errors on the labelled data sets."""
+
+    enabled: bool = Field(True, description="run the accuracy task")
     shift_energies: bool = Field(True, description="per-element least-squares energy shift")
 
 
 class DeltaTask(StrictModel):
-    enabled: bool = True
+    """Delta gauge against WIEN2k all-electron equations of state."""
+
+    enabled: bool = Field(True, description="run the Delta task")
     elements: list[str] = Field(default_factory=lambda: ["Al", "Cu", "Si"],
                                 description="elements of ase.collections.dcdft")
     n_points: int = Field(7, ge=5, description="EOS points in +-6 % volume (Delta protocol)")
 
 
 class PropertiesTask(StrictModel):
-    enabled: bool = False
+    """Elastic constants and vacancy energies against reference values."""
+
+    enabled: bool = Field(False, description="run the properties task (off by default)")
     reference: Path | None = Field(None, description="reference values JSON; the shipped "
                                    "experimental Cu/Al elastic and vacancy values when unset")
     elements: list[str] | None = Field(None, description="subset of the reference's elements")
 
 
 class MdSystem(StrictModel):
-    element: str
-    crystal: Literal["fcc", "bcc", "hcp", "diamond"] = "fcc"
-    lattice_constant_A: float | None = Field(None, gt=0)
-    supercell: tuple[int, int, int] = (2, 2, 2)
+    """One crystal the NVE stability run starts from."""
+
+    element: str = Field(description="chemical symbol")
+    crystal: Literal["fcc", "bcc", "hcp", "diamond"] = Field("fcc", description="the lattice")
+    lattice_constant_A: float | None = Field(None, gt=0, description="a; ASE's reference value "
+                                             "for the element when unset")
+    supercell: tuple[int, int, int] = Field((2, 2, 2), description="repetitions of the "
+                                            "conventional cell")
 
 
 class MdTask(StrictModel):
-    enabled: bool = True
-    systems: list[MdSystem] = Field(default_factory=lambda: [MdSystem(element="Cu")])
-    temperature_K: float = Field(600.0, gt=0)
-    n_steps: int = Field(200, ge=10)
-    timestep_fs: float = Field(2.0, gt=0)
+    """NVE stability: energy drift, and whether atoms collapse or numbers turn NaN."""
+
+    enabled: bool = Field(True, description="run the MD stability task")
+    systems: list[MdSystem] = Field(default_factory=lambda: [MdSystem(element="Cu")],
+                                    description="the crystals to run")
+    temperature_K: float = Field(600.0, gt=0, description="temperature of the "
+                                 "Maxwell-Boltzmann starting velocities")
+    n_steps: int = Field(200, ge=10, description="velocity-Verlet steps")
+    timestep_fs: float = Field(2.0, gt=0, description="time step")
     min_distance_A: float = Field(0.5, gt=0, description="closer atoms: the run has failed")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the starting velocities")
 
 
 class EfficiencyTask(StrictModel):
-    enabled: bool = True
-    element: str = "Cu"
-    crystal: Literal["fcc", "bcc", "hcp", "diamond"] = "fcc"
+    """Speed: seconds per energy and forces call at several cell sizes."""
+
+    enabled: bool = Field(True, description="run the efficiency task")
+    element: str = Field("Cu", description="chemical symbol of the timed crystal")
+    crystal: Literal["fcc", "bcc", "hcp", "diamond"] = Field("fcc", description="the lattice")
     supercells: list[tuple[int, int, int]] = Field(
         default_factory=lambda: [(2, 2, 2), (3, 3, 3), (4, 4, 4)],
         description="repeats of the conventional cell (fcc: 32, 108, 256 atoms)")
-    n_warmup: int = Field(2, ge=1)
-    n_steps: int = Field(5, ge=1)
+    n_warmup: int = Field(2, ge=1, description="untimed calls first (model loading, "
+                          "compilation)")
+    n_steps: int = Field(5, ge=1, description="timed calls, averaged")
 
 
 class TasksConfig(StrictModel):
-    accuracy: AccuracyTask = Field(default_factory=AccuracyTask)
-    delta: DeltaTask = Field(default_factory=DeltaTask)
-    properties: PropertiesTask = Field(default_factory=PropertiesTask)
-    md: MdTask = Field(default_factory=MdTask)
-    efficiency: EfficiencyTask = Field(default_factory=EfficiencyTask)
+    """Which evaluations run, each with its parameters."""
+
+    accuracy: AccuracyTask = Field(default_factory=AccuracyTask,
+                                   description="errors against the labelled data sets")
+    delta: DeltaTask = Field(default_factory=DeltaTask,
+                             description="Delta vs WIEN2k from each element's EOS")
+    properties: PropertiesTask = Field(default_factory=PropertiesTask,
+                                       description="properties against reference values")
+    md: MdTask = Field(default_factory=MdTask, description="NVE stability")
+    efficiency: EfficiencyTask = Field(default_factory=EfficiencyTask,
+                                       description="speed of the energy and forces calls")
 
     def enabled(self) -> list[str]:
         return [name for name in TASKS if getattr(self, name).enabled]

@@ -42,11 +42,15 @@ def evaluate_step_id(model_name: str) -> str:
 class LamEvalConfig(StrictModel):
     """Configuration of the `lameval` workflow."""
 
-    models: list[ModelSpec] = Field(min_length=1)
+    models: list[ModelSpec] = Field(min_length=1, description="the models to evaluate, each "
+                                    "an ASE calculator with a name")
     datasets: list[DatasetSpec] | None = Field(
         None, description="labelled data sets; the shipped CP2K PBE reference set when unset")
-    tasks: TasksConfig = Field(default_factory=TasksConfig)
-    steps: StepsConfig = Field(default_factory=StepsConfig)
+    tasks: TasksConfig = Field(default_factory=TasksConfig,
+                               description="which evaluations run, with their parameters")
+    steps: StepsConfig = Field(default_factory=StepsConfig, description="how each step runs: "
+                               "`default` and overrides for evaluate (one step per model) and "
+                               "leaderboard")
 
     @model_validator(mode="after")
     def _unique_names(self) -> LamEvalConfig:

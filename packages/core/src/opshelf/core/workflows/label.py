@@ -38,16 +38,18 @@ class GenerateFrames(StrictModel):
     """Frames made from a perfect crystal: random strain, then random displacements."""
 
     element: str = Field(description="chemical symbol, e.g. 'Cu'")
-    crystal: Literal["fcc", "bcc", "hcp", "diamond"] = "fcc"
+    crystal: Literal["fcc", "bcc", "hcp", "diamond"] = Field("fcc", description="the lattice")
     lattice_constant_A: float | None = Field(
         None, gt=0, description="a; ASE's reference value for the element when unset")
-    supercell: tuple[int, int, int] = (2, 2, 2)
+    supercell: tuple[int, int, int] = Field((2, 2, 2), description="repetitions of the cell "
+                                            "along a, b, c")
     cubic: bool = Field(True, description="conventional cubic cell (orthorhombic for hcp)")
-    n_frames: int = Field(24, ge=1)
+    n_frames: int = Field(24, ge=1, description="how many strained and rattled copies")
     rattle_A: float = Field(0.05, ge=0, description="standard deviation of the displacements")
     random_strain: float = Field(
         0.0, ge=0, lt=0.5, description="largest absolute strain component (uniform, symmetric)")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the strains and displacements (reproducible "
+                      "frames)")
 
 
 class LabelConfig(StrictModel):
@@ -58,12 +60,17 @@ class LabelConfig(StrictModel):
     frames_format: str = Field(
         "auto", description="dpdata format of `frames` ('auto': deepmd/npy folders, else any "
         "file ASE reads)")
-    generate: GenerateFrames | None = None
-    engine: EngineSpec
-    task: Task = Field(default_factory=Task)
+    generate: GenerateFrames | None = Field(
+        None, description="make the frames from a crystal instead of reading `frames`")
+    engine: EngineSpec = Field(description="the engine that labels each frame: any installed "
+                               "opshelf engine (`opshelf list`) with its settings and profile")
+    task: Task = Field(default_factory=Task, description="what to compute per frame: single "
+                       "point (default), relax or md")
     min_success_ratio: float = Field(
         1.0, ge=0, le=1, description="the run fails when fewer tasks than this succeed")
-    steps: StepsConfig = Field(default_factory=StepsConfig)
+    steps: StepsConfig = Field(default_factory=StepsConfig, description="how each step runs: "
+                               "`default` and overrides for prep-tasks, run-task, "
+                               "collect-labels")
 
     @model_validator(mode="after")
     def _one_source(self) -> LabelConfig:
