@@ -5,6 +5,10 @@ docs/getting-started.md marks every code block with an HTML comment just before 
 - ``<!-- test: run -->``: run here, as written, with bash from the repository root, in order;
 - ``<!-- test: output -->``: what the previous run block prints; every documented line must
   match a printed line (digits, ``...`` and ``/path/to/checkout`` stand for anything);
+- ``<!-- test: install -->``: install commands, not run here (they would change the venv):
+  every local path a ``pip install`` names must be a package of this repository and every
+  extra in brackets one it declares; ``./dev`` must be this checkout's script. Inline
+  ``pip install ...`` commands of the page are checked the same way;
 - ``<!-- test: ci -->``: the command CI runs: it must be the command ``.ci/run`` executes;
 - ``<!-- test: demo -->`` (``./dev demo``) and ``<!-- test: demo-command -->`` (the job it runs):
   must be ``./dev demo`` and the ``DEMO=(...)`` line of ``dev``. The demo (minutes: concurrent
@@ -22,6 +26,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
@@ -31,7 +36,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "getting-started.md"
-MARKER = re.compile(r"^<!-- test: (run|output|ci|demo|demo-command) -->$")
+MARKER = re.compile(r"^<!-- test: (run|output|install|ci|demo|demo-command) -->$")
 
 
 def code_blocks(text: str) -> list[tuple[str | None, str]]:
@@ -73,6 +78,52 @@ def _demo_command() -> str:
     return " ".join(shlex.split(match.group(1)))
 
 
+def _check_pip_install(command: str) -> list[str]:
+    """Problems of one ``pip install ARGS`` command naming local packages."""
+    problems = []
+    for arg in shlex.split(command)[2:]:
+        if arg.startswith("-") or not arg.startswith("./"):
+            continue
+        path, _, extras = arg.partition("[")
+        pyproject = ROOT / path / "pyproject.toml"
+        if not pyproject.is_file():
+            problems.append(f"{arg}: no package at {path}")
+            continue
+        declared = tomllib.loads(pyproject.read_text())["project"].get(
+            "optional-dependencies", {})
+        for extra in filter(None, extras.rstrip("]").split(",")):
+            if extra.strip() not in declared:
+                problems.append(f"{arg}: {path} declares no extra {extra!r}")
+    return problems
+
+
+def _check_install_block(body: str) -> list[str]:
+    problems = []
+    for line in body.splitlines():
+        line = line.strip()
+        if line.startswith("pip install"):
+            problems += _check_pip_install(line)
+        elif line.startswith("./dev"):
+            if line != "./dev" or not os.access(ROOT / "dev", os.X_OK):
+                problems.append(f"{line!r}: expected ./dev, this checkout's script")
+        elif not line.startswith(("python3 -m venv ", "source ")):
+            problems.append(f"{line!r}: not an install command this test knows")
+    return problems
+
+
+def test_install_commands_name_real_packages() -> None:
+    text = PAGE.read_text(encoding="utf-8")
+    blocks = [body for kind, body in code_blocks(text) if kind == "install"]
+    assert len(blocks) >= 2
+    problems = [p for body in blocks for p in _check_install_block(body)]
+    inline = re.findall(r"`(pip install [^`]+)`", text)
+    assert inline, "the page's table of what to install per workflow is gone"
+    problems += [p for command in inline for p in _check_pip_install(command)]
+    assert not problems, problems
+    assert _check_pip_install("pip install ./packages/core[nope]") == [
+        "./packages/core[nope]: ./packages/core declares no extra 'nope'"]
+
+
 def _ci_command() -> str:
     lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
     command = next(ln for ln in lines if ln.startswith("exec "))
@@ -104,6 +155,8 @@ def test_getting_started_blocks_run_as_written() -> None:
                     pattern = _line_pattern(line)
                     assert any(pattern.search(p) for p in printed), (
                         f"documented output line {line!r} was not printed:\n{last_output[-3000:]}")
+            elif kind == "install":  # checked by test_install_commands_name_real_packages
+                pass
             elif kind == "ci":  # what CI executes, exactly this command
                 assert body.strip() == _ci_command(), (body, _ci_command())
             elif kind == "demo-command":
