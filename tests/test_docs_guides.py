@@ -119,12 +119,14 @@ def test_the_step_name_table_matches_the_workflows() -> None:
 
 def test_the_own_workflow_page_shows_the_tested_script() -> None:
     page = (ROOT / "docs" / "guides" / "own-workflow.md").read_text()
-    assert '--8<-- "packages/fp/examples/own_workflow.py"' in page
-    script = (ROOT / "packages" / "fp" / "examples" / "own_workflow.py").read_text()
-    for needle in ("from dflow import", "PythonOPTemplate(", "Step(", "use_local_mode(",
-                   "run_locally("):
-        assert needle in script
-    assert (ROOT / "packages" / "fp" / "tests" / "test_own_workflow_example.py").is_file()
+    for package in ("fp", "props"):  # each script is run by its package's test
+        assert f'--8<-- "packages/{package}/examples/own_workflow.py"' in page
+        script = (ROOT / "packages" / package / "examples" / "own_workflow.py").read_text()
+        for needle in ("from dflow import", "PythonOPTemplate(", "Step(", "use_local_mode(",
+                       "run_locally("):
+            assert needle in script, (package, needle)
+        test = ROOT / "packages" / package / "tests" / "test_own_workflow_example.py"
+        assert '"examples" / "own_workflow.py"' in test.read_text(), test
 
 
 @pytest.fixture(scope="module")
