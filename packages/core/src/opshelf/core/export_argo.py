@@ -50,6 +50,7 @@ import yaml
 from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.core.images import package_image, use_registry
 from opshelf.core.outputs import refuse_output_over_inputs
+from opshelf.core.secrets import SECRET_ENV, SENSITIVE_KEYS, scrub_step_script
 from opshelf.core.workflow import BuildContext
 
 ARGO_API_VERSION = "argoproj.io/v1alpha1"
@@ -64,22 +65,14 @@ IMAGE_GID = 10001
 DEFAULT_S3_SECRET = "opshelf-s3"
 #: environment variable of a step <- key in the S3 secret (dflow reads these variables)
 S3_SECRET_KEYS = {"DFLOW_S3_ACCESS_KEY": "accesskey", "DFLOW_S3_SECRET_KEY": "secretkey"}
-#: keys of dflow's config / s3_config never written into a step script
-SENSITIVE_KEYS = frozenset({"access_key", "secret_key", "token", "password", "storage_client",
-                            "private_key", "ticket"})
 #: config keys whose string values are credentials (dispatcher remote_profile, ...)
 _SECRET_NAME = re.compile(r"(password|passwd|passphrase|secret|token|access_?key|private_?key|"
                           r"ticket|credential)", re.IGNORECASE)
 #: a password on a command line (remote_profile.execute_command: ``sshpass -p PASSWORD ...``)
 _INLINE_PASSWORD = re.compile(r"(?:\bsshpass\s+(?:\S+\s+)*?-p\s*|--password[= ])"
                               r"(?P<value>'[^']+'|\"[^\"]+\"|[^\s'\"]+)")
-#: environment variables holding credentials: never in a manifest or a staged input
-SECRET_ENV = ("DFLOW_S3_ACCESS_KEY", "DFLOW_S3_SECRET_KEY", "DFLOW_TOKEN", "DFLOW_PASSWORD",
-              "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # dflow's own placeholders (config.py defaults): not secrets, and common words
 _DFLOW_DEFAULTS = {"admin", "password"}
-_EMBEDDED = re.compile(r"(?P<head>(?:s3_)?config\.update\(jsonpickle\.loads\(r''')"
-                       r"(?P<json>.*?)(?P<tail>'''\)\))", re.DOTALL)
 
 
 # Kubernetes object names (RFC 1123 subdomain) and ConfigMap keys
@@ -278,17 +271,6 @@ def secret_values(user_config: Any) -> dict[str, str]:
     return found
 
 
-def _scrub_script(source: str) -> str:
-    """Drop SENSITIVE_KEYS from the config/s3_config JSON dflow embeds in a step script."""
-    def scrub(match: re.Match[str]) -> str:
-        data = json.loads(match.group("json"))
-        for key in SENSITIVE_KEYS:
-            data.pop(key, None)
-        return match.group("head") + json.dumps(data) + match.group("tail")
-
-    return _EMBEDDED.sub(scrub, source)
-
-
 def _templates(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return list(manifest.get("spec", {}).get("templates", []))
 
@@ -303,7 +285,7 @@ def _harden(manifest: dict[str, Any], secret_name: str) -> None:
     for template in _templates(manifest):
         script = template.get("script")
         if isinstance(script, dict) and isinstance(script.get("source"), str):
-            script["source"] = _scrub_script(script["source"])
+            script["source"] = scrub_step_script(script["source"])
         container = script if isinstance(script, dict) else template.get("container")
         if not isinstance(container, dict):
             continue

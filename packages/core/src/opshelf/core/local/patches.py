@@ -30,6 +30,11 @@ copies one) and exists because of a failure seen on this project's machines
    debug mode raised AttributeError and failed the whole Steps (alloy's per-structure
    Steps expose each property's results this way). It is recorded as a dangling link,
    which the steps that consume it see as a missing optional artifact.
+5. No credential in a step script: dflow embeds its ``config`` and ``s3_config`` (S3 keys
+   and token read from the environment) into every script it writes, world-readable.
+   ``PythonOPTemplate.render_script`` (build time, and debug mode's re-render per step) and
+   every launched template drop them (``opshelf.core.secrets.scrub_step_script``); the step
+   process reads them from its environment, as dflow does on import.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from opshelf.core.secrets import scrub_step_script
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +98,8 @@ def _launch_template(template: Any) -> Any:
     envs = dict(getattr(template, "envs", None) or {})
     envs["PATH"] = step_path(envs.get("PATH", os.environ.get("PATH")))
     launched.envs = envs
+    if isinstance(getattr(template, "script", None), str):
+        launched.script = scrub_step_script(template.script)
     if list(getattr(template, "command", None) or []) in PYTHON_COMMANDS:
         launched.command = launcher_command(template_timeout_s(template))
     return launched
@@ -227,10 +236,25 @@ def _wrap_exec_steps(exec_steps: Callable[..., Any]) -> Callable[..., Any]:
     return exec_steps_optional_outputs
 
 
+def _wrap_render_script(render_script: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(render_script)
+    def render_script_scrubbed(self: Any) -> Any:
+        result = render_script(self)
+        if isinstance(getattr(self, "script", None), str):
+            self.script = scrub_step_script(self.script)
+        return result
+
+    setattr(render_script_scrubbed, _PATCHED_MARK, True)
+    return render_script_scrubbed
+
+
 def apply() -> None:
     """Patch dflow's Step in this process (and in processes forked from it)."""
+    from dflow.python import PythonOPTemplate
     from dflow.step import Step
 
+    if not getattr(PythonOPTemplate.render_script, _PATCHED_MARK, False):
+        PythonOPTemplate.render_script = _wrap_render_script(PythonOPTemplate.render_script)
     if getattr(Step.exec_pod, _PATCHED_MARK, False):
         return
     Step.get_children = _wrap_get_children(Step.get_children)
