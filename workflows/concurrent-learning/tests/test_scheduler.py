@@ -178,8 +178,8 @@ def test_held_out_scores_and_training_frames_are_recorded() -> None:
 def test_a_trust_level_under_the_training_deviation_is_called_out() -> None:
     """f_lo 0.05 under the models' deviation on their own training frames
     (median 0.06): the decision says the stage cannot converge that way; at 0.04 it does
-    not."""
-    conv = [Convergence(min_accurate_ratio=0.9, max_iterations=3)]
+    not. (The held-out check, tested below, is off here: only the floor is looked at.)"""
+    conv = [Convergence(min_accurate_ratio=0.9, max_iterations=3, held_out_check=False)]
     state = advance(LoopState(), report(0.5, level=0.05), None, conv, 20, score(0.1, 0.06))
     assert state.history[0].decision == (
         "continue; f_lo 0.05 eV/A is not above the models' deviation on their own training "
@@ -194,3 +194,76 @@ def test_the_held_out_sample_is_drawn_in_the_first_iteration_only() -> None:
     assert iteration_inputs(state, [{}], select, 0)["select"]["n_test"] == 16
     state.iteration = 1
     assert "n_test" not in iteration_inputs(state, [{}], {**select, "n_test": 16}, 0)["select"]
+
+
+def held_out(test_f: float, devi: float, error: float) -> dict[str, object]:
+    """A score whose held-out set gives force RMSE `test_f`, median max deviation `devi`
+    and median max error of the mean `error`."""
+    out = score(test_f, 0.01)
+    out["test"].update(devi_f_median_eV_per_A=devi, max_force_error_median_eV_per_A=error)
+    return out
+
+
+def test_an_overconfident_ensemble_is_not_converged_and_selects_with_a_calibrated_f_lo() -> None:
+    """Measured on the CP2K demo (6 training frames): 98 % of frames "accurate" at f_lo 0.03,
+    yet held-out force RMSE 0.135 eV/A and a median max error 18x the median deviation. The
+    stage is not converged, and the next selection uses f_lo / 18."""
+    conv = [Convergence(min_accurate_ratio=0.9, max_iterations=3)]
+    select = {"trust": {"style": "fixed-levels", "f_lo": 0.03, "f_hi": 0.4}, "max_select": 4}
+    state = advance(LoopState(), report(0.984, level=0.03), None, conv, 20,
+                    held_out(0.135, 0.017, 0.306))
+    first = state.history[0]
+    assert not first.converged and not state.done
+    assert state.f_lo_scale == pytest.approx(0.017 / 0.306)
+    assert first.decision == ("continue; held-out force RMSE 0.135 > f_lo 0.03 eV/A, the "
+                              "deviation 18.0x below the error: next selection with f_lo "
+                              "0.00167")
+    trust = iteration_inputs(state, [{}], select, 0)["select"]["trust"]
+    assert trust == {"style": "fixed-levels", "f_lo": pytest.approx(0.03 * 0.017 / 0.306),
+                     "f_hi": 0.4}
+    assert select["trust"]["f_lo"] == 0.03  # the configured levels are not modified
+    # the next iteration selected with the scaled level; its record still knows the user's
+    # f_lo, and once the held-out error is under it the stage converges at the usual ratio
+    state = advance(state, report(0.95, level=0.03 * state.f_lo_scale), None, conv, 20,
+                    held_out(0.028, 0.02, 0.05))
+    second = state.history[1]
+    assert second.configured_f_lo == pytest.approx(0.03)
+    assert second.converged and state.done and state.converged
+    assert state.f_lo_scale == 1.0
+
+
+def test_the_verdict_says_when_the_held_out_set_contradicts_the_ratio() -> None:
+    conv = [Convergence(min_accurate_ratio=0.9, max_iterations=1)]
+    state = advance(LoopState(stage_names=["nvt"]), report(0.984, level=0.05), None, conv, 20,
+                    held_out(0.135, 0.017, 0.306))
+    assert state.done and not state.converged
+    assert state.reason == (
+        "stopped at max iterations, not converged (stage 0 'nvt': accurate ratio 0.984, but "
+        "held-out force RMSE 0.135 > f_lo 0.05 eV/A: the ensemble is overconfident)")
+    assert state.history[0].decision == "max iterations, move on"
+
+
+def test_without_a_held_out_set_the_ratio_alone_decides() -> None:
+    conv = [Convergence(min_accurate_ratio=0.9, max_iterations=3)]
+    state = advance(LoopState(), report(0.95, level=0.05), None, conv, 20, score(None, 0.01))
+    assert state.converged and state.f_lo_scale == 1.0
+
+
+def test_the_scaled_level_does_not_compound_over_iterations() -> None:
+    """The select parameters go from block to block already scaled; the next scaling starts
+    from the user's f_lo again (measured before this was fixed: 0.1 -> 0.0056 -> 0.00064)."""
+    conv = [Convergence(min_accurate_ratio=0.9, max_iterations=5)]
+    select = {"trust": {"style": "fixed-levels", "f_lo": 0.1, "f_hi": 0.5}}
+    state = advance(LoopState(), report(1.0, level=0.1), None, conv, 20,
+                    held_out(0.135, 0.01, 0.1))
+    select = iteration_inputs(state, [{}], select, 0)["select"]
+    assert select["trust"]["f_lo"] == pytest.approx(0.01)
+    state = advance(state, report(0.05, level=select["trust"]["f_lo"]), None, conv, 20,
+                    held_out(0.12, 0.02, 0.1))
+    assert state.history[1].configured_f_lo == pytest.approx(0.1)
+    select = iteration_inputs(state, [{}], select, 0)["select"]
+    assert select["trust"]["f_lo"] == pytest.approx(0.1 * 0.2)
+    # the held-out error under f_lo: the user's level again
+    state = advance(state, report(0.5, level=select["trust"]["f_lo"]), None, conv, 20,
+                    held_out(0.08, 0.03, 0.06))
+    assert iteration_inputs(state, [{}], select, 0)["select"]["trust"]["f_lo"] == 0.1

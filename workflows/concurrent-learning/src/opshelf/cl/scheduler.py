@@ -34,6 +34,9 @@ class IterationRecord(BaseModel):
     n_labelled: int = 0
     n_fp_failed: int = 0
     level_f_lo: float | None = None
+    #: the factor on the configured f_lo this iteration selected with (below 1 after the
+    #: held-out set showed the previous ensemble overconfident)
+    f_lo_scale: float = 1.0
     converged: bool = False
     decision: str = ""
     #: frames this iteration's models were trained on (init data + earlier iterations' labels)
@@ -53,6 +56,25 @@ class IterationRecord(BaseModel):
     train_force_rmse_eV_per_A: float | None = None
     train_devi_f_median_eV_per_A: float | None = None
 
+    @property
+    def configured_f_lo(self) -> float | None:
+        """The user's f_lo (level_f_lo is the level selection used, after any scaling)."""
+        return None if self.level_f_lo is None else self.level_f_lo / self.f_lo_scale
+
+    def held_out_contradicts(self) -> bool:
+        """The held-out force RMSE is above the configured f_lo: the deviation understates
+        the error, so frames it calls accurate are not (accurate-ratio stages only)."""
+        f_lo, rmse = self.configured_f_lo, self.test_force_rmse_eV_per_A
+        return f_lo is not None and rmse is not None and rmse > f_lo
+
+    def calibrated_f_lo_scale(self) -> float:
+        """1 / (median max error / median max deviation) on the held-out frames, at most 1:
+        the factor that makes f_lo select where the error, not the spread, is above it."""
+        devi, error = self.test_devi_f_median_eV_per_A, self.test_max_force_error_median_eV_per_A
+        if not devi or error is None or error <= devi:
+            return 1.0
+        return devi / error
+
 
 class LoopState(BaseModel):
     iteration: int = 0
@@ -68,6 +90,12 @@ class LoopState(BaseModel):
     stage_names: list[str] = Field(default_factory=list)
     #: held-out frames to sample in the first iteration (0: given test data, or none)
     n_test_sample: int = 0
+    #: factor on f_lo for the next iteration's selection (held_out_check: below 1 while the
+    #: held-out set shows the ensemble overconfident)
+    f_lo_scale: float = 1.0
+    #: the user's f_lo, kept while f_lo_scale is below 1 (the select parameters handed from
+    #: block to block carry the scaled level: scaling those again would compound)
+    configured_f_lo: float | None = None
 
 
 class StageFailed(Exception):
@@ -90,6 +118,8 @@ def stage_converged(conv: Convergence, record: IterationRecord,
     if record.failed_ratio > conv.max_failed_ratio:
         return False
     if conv.style == "accurate-ratio":
+        if conv.held_out_check and record.held_out_contradicts():
+            return False
         return record.n_frames > 0 and record.accurate_ratio >= conv.min_accurate_ratio
     levels = [r.level_f_lo for r in [*earlier, record]][-conv.n_checked:]
     if len(levels) < conv.n_checked or any(v is None for v in levels):
@@ -114,7 +144,7 @@ def make_record(state: LoopState, select_report: dict[str, Any],
         n_selected=int(overall.get("n_selected", 0)),
         n_labelled=int(fp_summary.get("n_frames", 0)),
         n_fp_failed=int(fp_summary.get("n_failed", 0)),
-        level_f_lo=select_report.get("level_f_lo"))
+        level_f_lo=select_report.get("level_f_lo"), f_lo_scale=state.f_lo_scale)
 
 
 def _score_fields(score: dict[str, Any] | None) -> dict[str, Any]:
@@ -140,7 +170,7 @@ def _score_fields(score: dict[str, Any] | None) -> dict[str, Any]:
 def floor_warning(record: IterationRecord) -> str | None:
     """A lower trust level under the models' deviation on frames they were trained on: most
     explored frames cannot become accurate however many labels are added."""
-    floor, f_lo = record.train_devi_f_median_eV_per_A, record.level_f_lo
+    floor, f_lo = record.train_devi_f_median_eV_per_A, record.configured_f_lo
     if floor is None or f_lo is None or floor < f_lo:
         return None
     return (f"f_lo {f_lo:g} eV/A is not above the models' deviation on their own training "
@@ -153,7 +183,12 @@ def why_unconverged(conv: Convergence, record: IterationRecord,
     if record.failed_ratio > conv.max_failed_ratio:
         return f"failed ratio {record.failed_ratio:.3f} > {conv.max_failed_ratio}"
     if conv.style == "accurate-ratio":
-        return f"accurate ratio {record.accurate_ratio:.3f} < {conv.min_accurate_ratio}"
+        if record.accurate_ratio < conv.min_accurate_ratio or not (
+                conv.held_out_check and record.held_out_contradicts()):
+            return f"accurate ratio {record.accurate_ratio:.3f} < {conv.min_accurate_ratio}"
+        return (f"accurate ratio {record.accurate_ratio:.3f}, but held-out force RMSE "
+                f"{record.test_force_rmse_eV_per_A:.3f} > f_lo {record.configured_f_lo:g} "
+                "eV/A: the ensemble is overconfident")
     levels = [r.level_f_lo for r in [*earlier, record]][-conv.n_checked:]
     if len(levels) < conv.n_checked or any(v is None for v in levels):
         return f"fewer than {conv.n_checked} iterations to compare the adaptive level"
@@ -210,6 +245,13 @@ def advance(state: LoopState, select_report: dict[str, Any], fp_summary: dict[st
                                 f"{conv.max_failed_ratio})")
         warning = floor_warning(record)
         record.decision += f"; {warning}" if warning else ""
+    new.f_lo_scale = 1.0 if at_max else _next_f_lo_scale(conv, record)
+    new.configured_f_lo = record.configured_f_lo
+    if new.f_lo_scale < 1:
+        record.decision += (f"; held-out force RMSE {record.test_force_rmse_eV_per_A:.3f} > "
+                            f"f_lo {record.configured_f_lo:g} eV/A, the deviation "
+                            f"{1 / new.f_lo_scale:.1f}x below the error: next selection "
+                            f"with f_lo {record.configured_f_lo * new.f_lo_scale:.3g}")
     if record.converged or at_max:
         new.stage, new.stage_iteration = state.stage + 1, 0
     else:
@@ -219,6 +261,23 @@ def advance(state: LoopState, select_report: dict[str, Any], fp_summary: dict[st
         capped = max_iterations if new.stage < len(convergence) else None
         new.converged, new.reason = outcome(new, convergence, capped)
     return new
+
+
+def _next_f_lo_scale(conv: Convergence, record: IterationRecord) -> float:
+    """The factor on f_lo for the next selection: the held-out calibration while the
+    held-out set contradicts the deviation (an overconfident ensemble would otherwise select
+    almost nothing and never learn where it is wrong), else 1."""
+    if conv.style != "accurate-ratio" or not conv.held_out_check:
+        return 1.0
+    return record.calibrated_f_lo_scale() if record.held_out_contradicts() else 1.0
+
+
+def _scaled_trust(select: dict[str, Any], state: LoopState) -> dict[str, Any]:
+    """The trust levels with f_lo = the user's f_lo x state.f_lo_scale (fixed styles)."""
+    trust = dict(select.get("trust") or {})
+    if state.configured_f_lo is not None and trust.get("style") != "adaptive-lower":
+        trust["f_lo"] = state.configured_f_lo * state.f_lo_scale
+    return trust
 
 
 def iteration_inputs(state: LoopState, stages_explore: Sequence[dict[str, Any]],
@@ -231,6 +290,8 @@ def iteration_inputs(state: LoopState, stages_explore: Sequence[dict[str, Any]],
                     "seed": derived_seed(seed, state.iteration, "explore")},
         # the held-out sample comes from the first exploration only
         "select": {**{k: v for k, v in select.items() if k != "n_test"},
+                   **({"trust": _scaled_trust(select, state)}
+                      if state.configured_f_lo is not None else {}),
                    "seed": derived_seed(seed, state.iteration, "select"),
                    **({"n_test": state.n_test_sample}
                       if state.iteration == 0 and state.n_test_sample else {})},
