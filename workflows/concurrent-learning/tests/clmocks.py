@@ -35,6 +35,7 @@ from opshelf.cl.ops import (
     gather_test_data,
 )
 from opshelf.cl.plugin import ClWorkflow
+from opshelf.core.keys import StepKey
 from opshelf.fp.ops import RunFp
 from opshelf.md.ops import RunExplore, SelectConfs
 from opshelf.train.data import count_frames, find_systems
@@ -57,7 +58,7 @@ def maybe_fail(step: str, block: str) -> None:
 def _block_of(_: str) -> str:
     # a step runs in <wf dir>/<step key>/workdir; the key starts with the block id
     key = Path.cwd().parent.name
-    return key.split("--")[0]
+    return StepKey.parse(key).block
 
 
 class MockRunTrain(RunTrain):

@@ -22,23 +22,22 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from copy import deepcopy
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from dflow import Step
 from dflow.plugins.dispatcher import DispatcherExecutor as _DflowDispatcherExecutor
 from dflow.python import OP, PythonOPTemplate, Slices
 
 from opshelf.core.errors import ConfigError
-from opshelf.core.execution import ArgoExecutor, DispatcherExecutor, StepExecution
+from opshelf.core.execution import ArgoExecutor, DispatcherExecutor, Mode, StepExecution
 from opshelf.core.images import image_for
+from opshelf.core.keys import StepKey
 
 if TYPE_CHECKING:
     from dflow import Workflow
 
     from opshelf.core.config import StrictModel
     from opshelf.core.workflow import WorkflowPlugin
-
-Mode = Literal["local", "argo"]
 
 #: group_size="auto" in local mode aims at this many groups per CPU: enough groups that
 #: a slow one does not leave the other CPUs idle at the end, few enough that the
@@ -315,7 +314,7 @@ def _literal_len(with_param: Any) -> int | None:
 
 def make_step(name: str, op_class: type[OP] | OP, execution: StepExecution, *,
               parameters: dict[str, Any] | None = None,
-              artifacts: dict[str, Any] | None = None, key: str | None = None,
+              artifacts: dict[str, Any] | None = None, key: str | StepKey | None = None,
               slices: dict[str, Any] | None = None, with_param: Any = None,
               with_sequence: Any = None, n_items: int | None = None, mode: Mode = "local",
               image: str | None = None) -> Step:
@@ -347,8 +346,8 @@ def make_step(name: str, op_class: type[OP] | OP, execution: StepExecution, *,
     if execution.continue_on_success_ratio is not None:
         step_kwargs["continue_on_success_ratio"] = execution.continue_on_success_ratio
     return Step(
-        name, template, parameters=parameters, artifacts=artifacts, key=key,
-        with_param=with_param, with_sequence=with_sequence, executor=executor,
+        name, template, parameters=parameters, artifacts=artifacts,
+        key=None if key is None else str(key), with_param=with_param, with_sequence=with_sequence, executor=executor,
         **step_kwargs,
     )
 

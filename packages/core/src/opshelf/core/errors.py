@@ -44,6 +44,11 @@ class CommandError(RuntimeError):
         self.log_tail = log_tail
         self.timed_out = timed_out
 
+    @property
+    def message(self) -> str:
+        """What failed, without the log tail."""
+        return super().__str__()
+
     def __str__(self) -> str:  # one block a human can read in a log
-        head = super().__str__()
+        head = self.message
         return f"{head}\n--- last lines of the log ---\n{self.log_tail}" if self.log_tail else head

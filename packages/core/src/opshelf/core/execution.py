@@ -23,6 +23,10 @@ from pydantic import Field, model_validator
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError
 
+#: where a workflow runs: "local" (dflow's debug mode on this machine) or "argo" (a manifest
+#: for a Kubernetes cluster)
+Mode = Literal["local", "argo"]
+
 
 class LocalExecutor(StrictModel):
     """Run on this machine, in the caller's interpreter and venv (dflow debug mode)."""

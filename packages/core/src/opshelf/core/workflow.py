@@ -6,13 +6,16 @@ entry-point group. The CLI and the local runner only talk to workflows through i
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from opshelf.core.config import StrictModel, load_config
-from opshelf.core.execution import StepsConfig
+from opshelf.core.errors import UserError
+from opshelf.core.execution import Mode, StepsConfig
+from opshelf.core.plugins import load_entry_point
 
 if TYPE_CHECKING:  # dflow is imported only when a workflow is built
     import argparse
@@ -28,7 +31,7 @@ class BuildContext:
     #: directory of the config file: relative paths in the config resolve against it
     config_dir: Path
     #: "local" (dflow debug mode) or "argo" (a manifest for a cluster)
-    mode: Literal["local", "argo"] = "local"
+    mode: Mode = "local"
     #: dflow workflow id: deterministic, the run's name
     workflow_id: str = "opshelf"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -139,7 +142,7 @@ class WorkflowPlugin(ABC):
 
 def step_output_artifacts(ctx: BuildContext, workflow: Workflow, key: str) -> dict[str, Path]:
     """Local paths of the output artifacts of the step with `key` in a local-mode run."""
-    from opshelf.core.workflows.outputs import local_step_outputs
+    from opshelf.core.step_outputs import local_step_outputs
 
     # The dflow workdir is the run dir or one folder below it (opshelf runs: run_dir/dflow).
     found = [*ctx.run_dir.glob(f"{workflow.id}/{key}"), *ctx.run_dir.glob(f"*/{workflow.id}/{key}")]
@@ -147,3 +150,25 @@ def step_output_artifacts(ctx: BuildContext, workflow: Workflow, key: str) -> di
         raise FileNotFoundError(f"step {key!r} of run {workflow.id} not found under {ctx.run_dir}")
     outputs = local_step_outputs(found[0].parent.parent, workflow, key)
     return {name: outputs.artifact_items(name)[0] for name in outputs.artifacts}
+
+
+def resolve_workflow(ref: str) -> WorkflowPlugin:
+    """A workflow plugin by entry-point name (`label`) or import path (`pkg.mod:Class`)."""
+    if ":" in ref:
+        module_name, _, attr = ref.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise UserError(f"cannot import workflow {ref!r}: {exc}") from None
+        try:
+            obj = getattr(module, attr)
+        except AttributeError:
+            raise UserError(f"cannot import workflow {ref!r}: module {module_name!r} has no "
+                            f"attribute {attr!r}") from None
+    else:
+        obj = load_entry_point("opshelf.workflows", ref, what="workflow")
+    if isinstance(obj, type) and issubclass(obj, WorkflowPlugin):
+        return obj()
+    if isinstance(obj, WorkflowPlugin):
+        return obj
+    raise UserError(f"workflow {ref!r} is not a WorkflowPlugin (got {obj!r})")

@@ -349,9 +349,10 @@ class Cp2kEngine(FpEngine):
             scheme = f"MONKHORST-PACK {divisions}"
         return f"    &KPOINTS\n      SCHEME {scheme}\n      SYMMETRY F\n    &END KPOINTS\n"
 
-    def _default_template(self, frame: dpdata.System) -> str:
+    def _smearing_lines(self) -> tuple[str, str]:
+        """The SCF's ADDED_MOS line and &SMEAR section ("" each without smearing): Fermi-Dirac
+        smearing needs empty orbitals, 20 unless the settings say how many."""
         s = self.settings
-        data_dir = s.resolved_data_dir()
         smear = ""
         added_mos = s.added_mos
         if s.smearing_K is not None:
@@ -360,7 +361,12 @@ class Cp2kEngine(FpEngine):
                 "      &SMEAR ON\n        METHOD FERMI_DIRAC\n"
                 f"        ELECTRONIC_TEMPERATURE [K] {s.smearing_K}\n      &END SMEAR\n"
             )
-        mos = f"      ADDED_MOS {added_mos}\n" if added_mos else ""
+        return (f"      ADDED_MOS {added_mos}\n" if added_mos else ""), smear
+
+    def _default_template(self, frame: dpdata.System) -> str:
+        s = self.settings
+        data_dir = s.resolved_data_dir()
+        mos, smear = self._smearing_lines()
         # Diagonalisation + Broyden mixing: works with k-points and smearing (OT does not).
         return f"""&GLOBAL
   PROJECT {PROJECT}

@@ -22,26 +22,26 @@ not retried forever).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List
+from typing import List
 
-from dflow import (
-    InputArtifact,
-    InputParameter,
-    Inputs,
-    OutputArtifact,
-    OutputParameter,
-    Outputs,
-    Steps,
-    argo_len,
-    argo_sequence,
-)
 from dflow.python import OP, OPIO, FatalError, OPIOSign, Parameter
 
 from opshelf.core.config import validate_into
-from opshelf.core.dflow_build import make_step
+from opshelf.core.dflow_build import Mode
 from opshelf.core.engine import TASK_FILE, EngineSpec, Task, load_engine, read_task
 from opshelf.core.errors import MissingInputError
 from opshelf.core.execution import StepExecution
+from opshelf.core.fanout import (
+    REQUIRED,
+    Fan,
+    FanOut,
+    FanOutSteps,
+    Stage,
+    from_collect,
+    from_input,
+    from_prep,
+    from_run,
+)
 from opshelf.core.ops import CollectLabels, PrepEngineTasks, RunEngineTask
 from opshelf.core.ops.labelling import read_frames, union_type_map
 from opshelf.fp.base import FpEngine
@@ -103,7 +103,7 @@ class RunFp(RunEngineTask):
         return OPIO({"labeled_data": labelled_dir, "raw_output": work_dir, "report": report})
 
 
-class PrepRunFp(Steps):
+class PrepRunFp(FanOutSteps):
     """prep-fp -> run-fp (one sliced step per task) -> collect-fp.
 
     Inputs: artifact `frames`; parameters `engine` (EngineSpec as a dict), `task`,
@@ -112,96 +112,40 @@ class PrepRunFp(Steps):
     step keys). Outputs: artifacts `data` (deepmd/npy multi-system), `failures`,
     `summary`, `raw_outputs` (one run dir per task); parameter `n_frames`.
 
-    `run.retries` also bounds the re-runs of a killed program (see the module doc).
+    `run.retries` also bounds the re-runs of a killed program (see the module doc). The OP
+    classes can be replaced by subclasses (a workflow's own prep, mocked OPs in tests);
+    `key_suffix` tells a second labelling in one block from the first.
     """
 
-    def __init__(
-        self,
-        name: str,
-        prep: StepExecution,
-        run: StepExecution,
-        collect: StepExecution,
-        *,
-        mode: Any = "local",
-        n_tasks_hint: int | None = None,
-    ) -> None:
-        super().__init__(
-            name=name,
-            inputs=Inputs(
-                parameters={
-                    "block_id": InputParameter(value="fp"),
-                    "engine": InputParameter(),
-                    "task": InputParameter(value={}),
-                    "fmt": InputParameter(value="auto"),
-                    "type_map": InputParameter(value=[]),
-                    "min_success_ratio": InputParameter(value=1.0),
-                    "keep_files": InputParameter(value=[]),
-                },
-                artifacts={"frames": InputArtifact()},
-            ),
-            outputs=Outputs(
-                parameters={"n_frames": OutputParameter()},
-                artifacts={
-                    "data": OutputArtifact(),
-                    "failures": OutputArtifact(),
-                    "summary": OutputArtifact(),
-                    "raw_outputs": OutputArtifact(),
-                },
-            ),
+    def __init__(self, name: str, prep: StepExecution, run: StepExecution,
+                 collect: StepExecution, *, mode: Mode = "local",
+                 n_tasks_hint: int | None = None, prep_op: type[OP] = PrepFp,
+                 run_op: type[OP] = RunFp, collect_op: type[OP] = CollectLabels,
+                 key_suffix: str = "") -> None:
+        declaration = FanOut(
+            block_id="fp",
+            parameters={"engine": REQUIRED, "task": {}, "fmt": "auto", "type_map": [],
+                        "min_success_ratio": 1.0, "keep_files": []},
+            artifacts=("frames",),
+            prep=Stage(STEP_PREP, prep_op, prep,
+                       parameters={n: from_input(n) for n in ("fmt", "engine", "task",
+                                                               "type_map")},
+                       artifacts={"frames": from_input("frames")}),
+            run=Stage(STEP_RUN, run_op, run,
+                      parameters={"task_name": from_prep("task_names"),
+                                  "keep_files": from_input("keep_files"),
+                                  "program_retries": run.retries},
+                      artifacts={"task_path": from_prep("task_paths")}),
+            fan=Fan(over="task_names", sliced_parameters=("task_name",),
+                    sliced_artifacts=("task_path",),
+                    output_artifacts=("labeled_data", "raw_output")),
+            collect=Stage(STEP_COLLECT, collect_op, collect,
+                          parameters={"type_map": from_prep("type_map"),
+                                      "min_success_ratio": from_input("min_success_ratio")},
+                          artifacts={"labeled_data": from_run("labeled_data")}),
+            output_parameters={"n_frames": from_collect("n_frames")},
+            output_artifacts={**{n: from_collect(n) for n in ("data", "failures", "summary")},
+                              "raw_outputs": from_run("raw_output")},
         )
-        block = self.inputs.parameters["block_id"]
-        prep_step = make_step(
-            STEP_PREP,
-            PrepFp,
-            prep,
-            key=f"{block}--{STEP_PREP}",
-            mode=mode,
-            artifacts={"frames": self.inputs.artifacts["frames"]},
-            parameters={
-                name: self.inputs.parameters[name] for name in ("fmt", "engine", "task", "type_map")
-            },
-        )
-        run_step = make_step(
-            STEP_RUN,
-            RunFp,
-            run,
-            key=f"{block}--{STEP_RUN}-{{{{item}}}}",
-            mode=mode,
-            parameters={
-                "task_name": prep_step.outputs.parameters["task_names"],
-                "keep_files": self.inputs.parameters["keep_files"],
-                "program_retries": run.retries,
-            },
-            artifacts={"task_path": prep_step.outputs.artifacts["task_paths"]},
-            slices={
-                "slices": "int('{{item}}')",
-                "input_parameter": ["task_name"],
-                "input_artifact": ["task_path"],
-                "output_parameter": ["report"],
-                "output_artifact": ["labeled_data", "raw_output"],
-            },
-            with_sequence=argo_sequence(
-                argo_len(prep_step.outputs.parameters["task_names"]), format="%06d"
-            ),
-            n_items=n_tasks_hint,
-        )
-        collect_step = make_step(
-            STEP_COLLECT,
-            CollectLabels,
-            collect,
-            key=f"{block}--{STEP_COLLECT}",
-            mode=mode,
-            artifacts={"labeled_data": run_step.outputs.artifacts["labeled_data"]},
-            parameters={
-                "type_map": prep_step.outputs.parameters["type_map"],
-                "min_success_ratio": self.inputs.parameters["min_success_ratio"],
-            },
-        )
-        for step in (prep_step, run_step, collect_step):
-            self.add(step)
-        for name in ("data", "failures", "summary"):
-            self.outputs.artifacts[name]._from = collect_step.outputs.artifacts[name]
-        self.outputs.artifacts["raw_outputs"]._from = run_step.outputs.artifacts["raw_output"]
-        self.outputs.parameters["n_frames"].value_from_parameter = collect_step.outputs.parameters[
-            "n_frames"
-        ]
+        super().__init__(name, declaration, mode=mode, n_items=n_tasks_hint,
+                         key_suffix=key_suffix)

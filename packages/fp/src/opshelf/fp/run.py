@@ -17,14 +17,13 @@ two FP rules:
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from opshelf.core.engine import TASK_FILE, read_task
-from opshelf.core.ops.labelling import REPORT_FILE, run_engine_task
+from opshelf.core.ops.labelling import TaskReport, run_task_report
 
 #: Signals that mean "stopped from outside", worth running again.
 KILL_SIGNALS = (signal.SIGKILL, signal.SIGTERM)
@@ -42,11 +41,9 @@ def killed_from_outside(returncode: int | None, timed_out: bool = False) -> bool
     return returncode in {-s for s in KILL_SIGNALS} | {128 + s for s in KILL_SIGNALS}
 
 
-def was_killed(report: dict[str, Any]) -> bool:
-    """`killed_from_outside` for a task report of core's `run_engine_task`."""
-    return report.get("status") == "failed" and killed_from_outside(
-        report.get("returncode"), bool(report.get("timed_out"))
-    )
+def was_killed(report: TaskReport) -> bool:
+    """`killed_from_outside` for a task report of core's `run_task_report`."""
+    return not report.ok and killed_from_outside(report.returncode, bool(report.timed_out))
 
 
 def default_keep_files(run_dir: Path) -> list[str]:
@@ -92,18 +89,15 @@ def run_fp_task(
     if program_retries < 0:
         raise ValueError(f"program_retries must be >= 0, got {program_retries}")
     earlier: list[str] = []
-    report = run_engine_task(task_dir, work_dir, labelled_dir, name)
+    report = run_task_report(task_dir, work_dir, labelled_dir, name)
     while was_killed(report) and len(earlier) < program_retries:
-        earlier.append(report["reason"])
-        report = run_engine_task(task_dir, work_dir, labelled_dir, name)
+        earlier.append(report.reason)
+        report = run_task_report(task_dir, work_dir, labelled_dir, name)
     attempts = len(earlier) + 1
-    if report["status"] == "failed" and attempts > 1:
-        report["reason"] = f"{report['reason']} (after {attempts} attempts)"
+    if not report.ok and attempts > 1:
+        report.reason = f"{report.reason} (after {attempts} attempts)"
     patterns = list(keep_files) or default_keep_files(work_dir)
-    report.update(
-        attempts=attempts,
-        earlier_attempts=earlier,
-        raw_files=keep_raw_files(work_dir, patterns),
-    )
-    (labelled_dir / REPORT_FILE).write_text(json.dumps(report, indent=1))
-    return report
+    report.attempts, report.earlier_attempts = attempts, earlier
+    report.raw_files = keep_raw_files(work_dir, patterns)
+    report.write(labelled_dir)
+    return report.as_dict()

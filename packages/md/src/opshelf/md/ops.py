@@ -16,25 +16,24 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, List
+from typing import List
 
-from dflow import (
-    InputArtifact,
-    InputParameter,
-    Inputs,
-    OutputArtifact,
-    OutputParameter,
-    Outputs,
-    Steps,
-    argo_len,
-    argo_sequence,
-)
 from dflow.python import OP, OPIO, Artifact, BigParameter, OPIOSign, Parameter
 
 from opshelf.core.config import validate_into
-from opshelf.core.dflow_build import make_step
+from opshelf.core.dflow_build import Mode
 from opshelf.core.errors import ConfigError
 from opshelf.core.execution import StepExecution
+from opshelf.core.fanout import (
+    REQUIRED,
+    Fan,
+    FanOut,
+    FanOutSteps,
+    Stage,
+    from_input,
+    from_prep,
+    from_run,
+)
 from opshelf.md.explore import (
     EXPLORE_FILE,
     ExploreConfig,
@@ -145,59 +144,36 @@ class SelectConfs(OP):
                      "test_confs": out / "test_confs"})
 
 
-class PrepRunExplore(Steps):
+class PrepRunExplore(FanOutSteps):
     """prep-explore -> run-explore (one sliced step per batch).
 
     Inputs: artifact `confs`; parameters `explore` (ExploreConfig as a dict), `fmt`,
     `type_map`, `tasks_per_batch`, `block_id`. Outputs: artifact `trajs` (every batch's run
-    dirs), parameters `reports`, `type_map`.
+    dirs), parameters `reports`, `type_map`. The OP classes can be replaced by subclasses
+    (a workflow's own prep, mocked OPs); `prep_artifacts` names the artifacts the prep OP
+    takes (any beyond `confs`, e.g. the models to explore with, are optional inputs).
     """
 
     def __init__(self, name: str, prep: StepExecution, run: StepExecution, *,
-                 mode: Any = "local", n_batches_hint: int | None = None) -> None:
-        super().__init__(
-            name=name,
-            inputs=Inputs(
-                parameters={
-                    "block_id": InputParameter(value="explore"),
-                    "explore": InputParameter(),
-                    "fmt": InputParameter(value="auto"),
-                    "type_map": InputParameter(value=[]),
-                    "tasks_per_batch": InputParameter(value=1),
-                },
-                artifacts={"confs": InputArtifact()},
-            ),
-            outputs=Outputs(
-                parameters={"reports": OutputParameter(), "type_map": OutputParameter()},
-                artifacts={"trajs": OutputArtifact()},
-            ),
+                 mode: Mode = "local", n_batches_hint: int | None = None,
+                 prep_op: type[OP] = PrepExplore, run_op: type[OP] = RunExplore,
+                 prep_artifacts: tuple[str, ...] = ("confs",)) -> None:
+        declaration = FanOut(
+            block_id="explore",
+            parameters={"explore": REQUIRED, "fmt": "auto", "type_map": [],
+                        "tasks_per_batch": 1},
+            artifacts=("confs",),
+            optional_artifacts=tuple(a for a in prep_artifacts if a != "confs"),
+            prep=Stage(STEP_PREP, prep_op, prep,
+                       parameters={n: from_input(n) for n in ("fmt", "explore", "type_map",
+                                                               "tasks_per_batch")},
+                       artifacts={a: from_input(a) for a in prep_artifacts}),
+            run=Stage(STEP_RUN, run_op, run,
+                      parameters={"batch_name": from_prep("batch_names")},
+                      artifacts={"batch_path": from_prep("batch_paths")}),
+            fan=Fan(over="batch_names", sliced_parameters=("batch_name",),
+                    sliced_artifacts=("batch_path",), output_artifacts=("trajs",)),
+            output_parameters={"reports": from_run("report"), "type_map": from_prep("type_map")},
+            output_artifacts={"trajs": from_run("trajs")},
         )
-        block = self.inputs.parameters["block_id"]
-        prep_step = make_step(
-            STEP_PREP, PrepExplore, prep, key=f"{block}--{STEP_PREP}", mode=mode,
-            artifacts={"confs": self.inputs.artifacts["confs"]},
-            parameters={name: self.inputs.parameters[name]
-                        for name in ("fmt", "explore", "type_map", "tasks_per_batch")},
-        )
-        run_step = make_step(
-            STEP_RUN, RunExplore, run, key=f"{block}--{STEP_RUN}-{{{{item}}}}", mode=mode,
-            parameters={"batch_name": prep_step.outputs.parameters["batch_names"]},
-            artifacts={"batch_path": prep_step.outputs.artifacts["batch_paths"]},
-            slices={
-                "slices": "int('{{item}}')",
-                "input_parameter": ["batch_name"],
-                "input_artifact": ["batch_path"],
-                "output_parameter": ["report"],
-                "output_artifact": ["trajs"],
-            },
-            with_sequence=argo_sequence(
-                argo_len(prep_step.outputs.parameters["batch_names"]), format="%06d"),
-            n_items=n_batches_hint,
-        )
-        self.add(prep_step)
-        self.add(run_step)
-        self.outputs.artifacts["trajs"]._from = run_step.outputs.artifacts["trajs"]
-        self.outputs.parameters["reports"].value_from_parameter = \
-            run_step.outputs.parameters["report"]
-        self.outputs.parameters["type_map"].value_from_parameter = \
-            prep_step.outputs.parameters["type_map"]
+        super().__init__(name, declaration, mode=mode, n_items=n_batches_hint)

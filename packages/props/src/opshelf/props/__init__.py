@@ -10,10 +10,11 @@ Each property is make (structures) -> run (engine tasks) -> post (a pure functio
 dflow OPs and super-OPs: `opshelf.props.ops` (imports dflow).
 """
 
-from opshelf.props.base import PropertyFailed, make_property, post_property
+from opshelf.props.base import PropertyFailed
 from opshelf.props.defects import InterstitialParams, VacancyParams
 from opshelf.props.elastic import ElasticParams
 from opshelf.props.eos import EosParams
+from opshelf.props.ondisk import make_property, post_property
 from opshelf.props.phonon import PhononParams
 from opshelf.props.registry import PROPERTIES, PropertyParams, get_property, parse_params
 from opshelf.props.relax import RelaxParams

@@ -12,8 +12,6 @@ A property is three steps, the same in a script and in a dflow workflow:
 
 from __future__ import annotations
 
-import json
-import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +22,9 @@ import dpdata
 import numpy as np
 
 from opshelf.core.config import StrictModel
-from opshelf.core.engine import Engine, Task, write_task
+from opshelf.core.engine import Engine, Task
 from opshelf.core.errors import ConfigError, MissingInputError
-from opshelf.core.ops.labelling import REPORT_FILE
+from opshelf.core.ops.labelling import TaskReport
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -137,13 +135,10 @@ def elements_of(atoms: Atoms) -> list[str]:
 
 def outcome_from_dir(labelled_dir: Path) -> Outcome:
     """An Outcome from a labelled dir written by core's `run_engine_task`."""
-    report_path = labelled_dir / REPORT_FILE
-    if not report_path.is_file():
-        raise MissingInputError(f"{labelled_dir}: no {REPORT_FILE}; not the output of a task")
-    report = json.loads(report_path.read_text())
-    name = str(report["task"])
-    if report["status"] != "succeeded":
-        return Outcome(name=name, ok=False, reason=str(report.get("reason", "")))
+    report = TaskReport.read(labelled_dir)
+    name = report.task
+    if not report.ok:
+        return Outcome(name=name, ok=False, reason=report.reason)
     system = dpdata.LabeledSystem(str(labelled_dir), fmt="deepmd/npy")
     last = system.sub_system([system.get_nframes() - 1])
     atoms = last.to("ase/structure")[0]
@@ -212,69 +207,6 @@ def cubic_lattice_constant(atoms: Atoms, rtol: float = 1e-4) -> float | None:
             lengths, lengths.mean(), rtol=rtol, atol=0):
         return float(atoms.get_volume() ** (1 / 3))
     return None
-
-
-# -- make and post on disk --------------------------------------------------------------------
-def make_property(prop: Property, params: Any, atoms: Atoms, engine: Engine, tasks_dir: Path,
-                  context_dir: Path) -> tuple[list[str], list[Path]]:
-    """Check the engine, then write every task dir of `prop` and its context dir.
-
-    Everything the engine lacks (executable, potential, pseudopotential for an element) is
-    reported by `engine.check` before any task dir is written.
-    """
-    params = prop.for_engine(params, engine)
-    made = prop.make(atoms, params)
-    if not made.tasks:
-        raise ConfigError(f"{prop.type}: the parameters give no calculation to run")
-    for item in made.tasks:
-        reason = engine.unsupported_reason(item.task)
-        if reason is not None:
-            raise ConfigError(f"{prop.type}: {reason}")
-    engine.check(elements_of(atoms), made.tasks[0].task)
-    if context_dir.exists():
-        shutil.rmtree(context_dir)
-    context_dir.mkdir(parents=True)
-    import ase.io
-
-    ase.io.write(context_dir / STRUCTURE_FILE, atoms, format="extxyz")
-    context = {"type": prop.type, "params": params.model_dump(mode="json"),
-               "task_names": [t.name for t in made.tasks], **made.context}
-    (context_dir / CONTEXT_FILE).write_text(json.dumps(context, indent=1))
-    for name, text in made.files.items():
-        (context_dir / name).write_text(text)
-    names, paths = [], []
-    for item in made.tasks:
-        path = tasks_dir / item.name
-        if path.exists():
-            shutil.rmtree(path)
-        write_task(path, atoms_to_frame(item.atoms), item.task, engine)
-        names.append(item.name)
-        paths.append(path)
-    return names, paths
-
-
-def post_property(context_dir: Path, labelled_dirs: Sequence[Path], out_dir: Path
-                  ) -> dict[str, Any]:
-    """Read the context and every task's outcome, compute the result, write
-    `out_dir/<type>.json` (and the plot). Returns the result."""
-    from opshelf.props.registry import get_property
-
-    context_file = Path(context_dir) / CONTEXT_FILE
-    if not context_file.is_file():
-        raise MissingInputError(f"{context_dir}: no {CONTEXT_FILE}; not made by make_property")
-    context = json.loads(context_file.read_text())
-    prop = get_property(context["type"])
-    params = prop.Params.model_validate(context["params"])
-    outcomes = {}
-    for path in labelled_dirs:
-        outcome = outcome_from_dir(Path(path))
-        outcomes[outcome.name] = outcome
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = prop.post(context, outcomes, params, Path(context_dir), out_dir)
-    result = {"property": prop.type, **result,
-              "failed_tasks": {o.name: o.reason for o in outcomes.values() if not o.ok}}
-    (out_dir / f"{prop.type}.json").write_text(json.dumps(to_jsonable(result), indent=1))
-    return to_jsonable(result)
 
 
 def to_jsonable(value: Any) -> Any:

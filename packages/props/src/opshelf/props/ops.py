@@ -17,33 +17,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, List
 
-from dflow import (
-    InputArtifact,
-    InputParameter,
-    Inputs,
-    OutputArtifact,
-    OutputParameter,
-    Outputs,
-    Steps,
-    Workflow,
-    argo_len,
-    argo_sequence,
-    upload_artifact,
-)
+from dflow import Workflow, upload_artifact
 from dflow.python import OP, OPIO, Artifact, BigParameter, FatalError, OPIOSign, Parameter
 
 from opshelf.core.config import validate_into
-from opshelf.core.dflow_build import make_step
+from opshelf.core.dflow_build import Mode
 from opshelf.core.engine import EngineSpec, load_engine
 from opshelf.core.execution import StepExecution, StepsConfig
-from opshelf.core.ops import RunEngineTask
-from opshelf.props.base import (
-    STRUCTURE_FILE,
-    PropertyFailed,
-    make_property,
-    post_property,
-    read_structure,
+from opshelf.core.fanout import (
+    REQUIRED,
+    Fan,
+    FanOut,
+    FanOutSteps,
+    Stage,
+    from_collect,
+    from_input,
+    from_prep,
+    from_run,
 )
+from opshelf.core.keys import StepKey
+from opshelf.core.ops import RunEngineTask
+from opshelf.props.base import STRUCTURE_FILE, PropertyFailed, read_structure
+from opshelf.props.ondisk import make_property, post_property
 from opshelf.props.registry import get_property, parse_params
 from opshelf.props.relax import RELAXED_FILE
 
@@ -129,7 +124,7 @@ class PostProperty(OP):
         return OPIO({"results": out, "result": result, "structure": structure})
 
 
-class PropertySteps(Steps):
+class PropertySteps(FanOutSteps):
     """make -> run (one sliced step per task) -> post, keys `<block_id>--make` etc.
 
     Inputs: artifact `structure`; parameters `property` (params dict with its type),
@@ -138,45 +133,28 @@ class PropertySteps(Steps):
     """
 
     def __init__(self, name: str, make: StepExecution, run: StepExecution,
-                 post: StepExecution, *, mode: Any = "local",
+                 post: StepExecution, *, mode: Mode = "local",
                  n_tasks_hint: int | None = None) -> None:
-        super().__init__(
-            name=name,
-            inputs=Inputs(
-                parameters={"block_id": InputParameter(value="props"),
-                            "property": InputParameter(), "engine": InputParameter()},
-                artifacts={"structure": InputArtifact()}),
-            outputs=Outputs(
-                parameters={"result": OutputParameter()},
-                artifacts={"results": OutputArtifact(), "structure": OutputArtifact()}),
+        declaration = FanOut(
+            block_id="props",
+            parameters={"property": REQUIRED, "engine": REQUIRED},
+            artifacts=("structure",),
+            prep=Stage(STEP_MAKE, MakeProperty, make,
+                       parameters={n: from_input(n) for n in ("property", "engine")},
+                       artifacts={"structure": from_input("structure")}),
+            run=Stage(STEP_RUN, RunEngineTask, run,
+                      parameters={"task_name": from_prep("task_names")},
+                      artifacts={"task_path": from_prep("task_paths")}),
+            fan=Fan(over="task_names", sliced_parameters=("task_name",),
+                    sliced_artifacts=("task_path",),
+                    output_artifacts=("labeled_data", "raw_output")),
+            collect=Stage(STEP_POST, PostProperty, post,
+                          artifacts={"context": from_prep("context"),
+                                     "labeled_data": from_run("labeled_data")}),
+            output_parameters={"result": from_collect("result")},
+            output_artifacts={n: from_collect(n) for n in ("results", "structure")},
         )
-        block = self.inputs.parameters["block_id"]
-        make_step_ = make_step(
-            STEP_MAKE, MakeProperty, make, key=f"{block}--{STEP_MAKE}", mode=mode,
-            artifacts={"structure": self.inputs.artifacts["structure"]},
-            parameters={"property": self.inputs.parameters["property"],
-                        "engine": self.inputs.parameters["engine"]})
-        run_step = make_step(
-            STEP_RUN, RunEngineTask, run, key=f"{block}--{STEP_RUN}-{{{{item}}}}", mode=mode,
-            parameters={"task_name": make_step_.outputs.parameters["task_names"]},
-            artifacts={"task_path": make_step_.outputs.artifacts["task_paths"]},
-            slices={"slices": "int('{{item}}')",
-                    "input_parameter": ["task_name"], "input_artifact": ["task_path"],
-                    "output_parameter": ["report"],
-                    "output_artifact": ["labeled_data", "raw_output"]},
-            with_sequence=argo_sequence(argo_len(make_step_.outputs.parameters["task_names"]),
-                                        format="%06d"),
-            n_items=n_tasks_hint)
-        post_step = make_step(
-            STEP_POST, PostProperty, post, key=f"{block}--{STEP_POST}", mode=mode,
-            artifacts={"context": make_step_.outputs.artifacts["context"],
-                       "labeled_data": run_step.outputs.artifacts["labeled_data"]})
-        for step in (make_step_, run_step, post_step):
-            self.add(step)
-        for name in ("results", "structure"):
-            self.outputs.artifacts[name]._from = post_step.outputs.artifacts[name]
-        self.outputs.parameters["result"].value_from_parameter = \
-            post_step.outputs.parameters["result"]
+        super().__init__(name, declaration, mode=mode, n_items=n_tasks_hint)
 
 
 def block_names(properties: Sequence[Any]) -> list[str]:
@@ -198,7 +176,7 @@ def count_tasks(params: Any, structure: Path) -> int:
 
 def build_props_workflow(structure: str | Path, engine: EngineSpec | dict[str, Any],
                          properties: Sequence[Any], *, relax: Any = None,
-                         steps: StepsConfig | None = None, mode: Any = "local",
+                         steps: StepsConfig | None = None, mode: Mode = "local",
                          workflow_id: str | None = None, name: str = "props") -> Workflow:
     """A Workflow: relax (when `relax` is given) -> every property of the relaxed structure,
     in parallel. Steps are named `<block>-make`, `<block>-run`, `<block>-post` for
@@ -267,7 +245,7 @@ def run_props_locally(structure: str | Path, engine: EngineSpec | dict[str, Any]
     blocks = (["relax"] if relax is not None else []) + block_names(parsed)
     results: dict[str, dict[str, Any]] = {}
     for block_id in blocks:
-        outputs = local_step_outputs(workdir / "dflow", workflow, f"{block_id}--{STEP_POST}")
+        outputs = local_step_outputs(workdir / "dflow", workflow, str(StepKey(block_id, STEP_POST)))
         source = outputs.artifact_items("results")[0]
         target = workdir / "results" / block_id
         if target.exists():

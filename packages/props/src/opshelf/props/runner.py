@@ -1,7 +1,7 @@
 """Compute properties from a script, task after task, without dflow.
 
 The same make -> run -> post functions as the dflow OPs (`opshelf.props.ops`), with
-core's `run_engine_task` running each task: a failed task is recorded, not raised, and
+core's `run_task_report` running each task: a failed task is recorded, not raised, and
 `post` decides whether the property can still be computed.
 """
 
@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opshelf.core.engine import Engine, EngineSpec, load_engine
-from opshelf.core.ops.labelling import run_engine_task
-from opshelf.props.base import make_property, post_property, read_structure
+from opshelf.core.ops.labelling import run_task_report
+from opshelf.props.base import read_structure
+from opshelf.props.ondisk import make_property, post_property
 from opshelf.props.registry import get_property, parse_params
 from opshelf.props.relax import RELAXED_FILE, RelaxParams
 
@@ -51,9 +52,9 @@ def compute_property(params: Any, structure: Atoms | str | Path,
                                  workdir / "context")
     labelled = []
     for name, path in zip(names, paths):
-        report = run_engine_task(path, workdir / "run" / name, workdir / "labeled" / name, name)
-        if report["status"] != "succeeded":
-            log.warning("%s: task %s failed: %s", prop.type, name, report["reason"])
+        report = run_task_report(path, workdir / "run" / name, workdir / "labeled" / name, name)
+        if not report.ok:
+            log.warning("%s: task %s failed: %s", prop.type, name, report.reason)
         labelled.append(workdir / "labeled" / name)
     result = post_property(workdir / "context", labelled, workdir / "results")
     log.info("%s: %d tasks in %.1f s", prop.type, len(names), time.monotonic() - start)

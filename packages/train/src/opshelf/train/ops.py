@@ -20,17 +20,6 @@ import json
 from pathlib import Path
 from typing import Any, List
 
-from dflow import (
-    InputArtifact,
-    InputParameter,
-    Inputs,
-    OutputArtifact,
-    OutputParameter,
-    Outputs,
-    Steps,
-    argo_len,
-    argo_sequence,
-)
 from dflow.python import (
     OP,
     OPIO,
@@ -44,9 +33,19 @@ from dflow.python import (
 from pydantic import Field
 
 from opshelf.core.config import StrictModel, validate_into
-from opshelf.core.dflow_build import make_step
+from opshelf.core.dflow_build import Mode
 from opshelf.core.errors import CommandError, UserError
 from opshelf.core.execution import StepExecution
+from opshelf.core.fanout import (
+    REQUIRED,
+    Fan,
+    FanOut,
+    FanOutSteps,
+    Stage,
+    from_input,
+    from_prep,
+    from_run,
+)
 from opshelf.core.ops.labelling import task_name
 from opshelf.train.data import check_type_map, find_systems
 from opshelf.train.deepmd import FROZEN_MODEL, DpProfile
@@ -229,7 +228,7 @@ class ScoreEnsemble(OP):
         return OPIO({"score": out, "overall": score.model_dump(mode="json")})
 
 
-class PrepRunTrain(Steps):
+class PrepRunTrain(FanOutSteps):
     """prep-train -> run-train, one sliced step per model (in parallel where the executor
     allows; on a GPU when the executor gives one: DeePMD-kit uses it by itself).
 
@@ -237,68 +236,35 @@ class PrepRunTrain(Steps):
     (RunTrain's); artifacts `init_data`, optional `iter_data`, `valid_data`, `init_models`
     (one per model, model i starts from init_models[i]) and `finetune_model`.
     Outputs: artifacts `models`, `lcurves`, `logs`, `scripts`, `metrics`; parameter
-    `reports`.
+    `reports`. The OP classes can be replaced by subclasses (mocked OPs in tests).
     """
 
     def __init__(self, name: str, prep: StepExecution, run: StepExecution, *,
-                 mode: Any = "local", numb_models_hint: int | None = None) -> None:
-        super().__init__(
-            name=name,
-            inputs=Inputs(
-                parameters={
-                    "block_id": InputParameter(value="train"),
-                    "template": InputParameter(),
-                    "numb_models": InputParameter(value=4),
-                    "type_map": InputParameter(value=[]),
-                    "seed": InputParameter(value=0),
-                    "config": InputParameter(value={}),
-                },
-                artifacts={
-                    "init_data": InputArtifact(),
-                    "iter_data": InputArtifact(optional=True),
-                    "valid_data": InputArtifact(optional=True),
-                    "init_models": InputArtifact(optional=True),
-                    "finetune_model": InputArtifact(optional=True),
-                },
-            ),
-            outputs=Outputs(
-                parameters={"reports": OutputParameter()},
-                artifacts={name: OutputArtifact()
-                           for name in ("models", "lcurves", "logs", "scripts", "metrics")},
-            ),
+                 mode: Mode = "local", numb_models_hint: int | None = None,
+                 prep_op: type[OP] = PrepTrain, run_op: type[OP] = RunTrain) -> None:
+        passed_on = ("init_data", "iter_data", "valid_data", "finetune_model")
+        declaration = FanOut(
+            block_id="train",
+            parameters={"template": REQUIRED, "numb_models": 4, "type_map": [], "seed": 0,
+                        "config": {}},
+            artifacts=("init_data",),
+            optional_artifacts=("iter_data", "valid_data", "init_models", "finetune_model"),
+            prep=Stage(STEP_PREP, prep_op, prep,
+                       parameters={n: from_input(n) for n in ("template", "numb_models",
+                                                               "type_map", "seed")},
+                       artifacts={"data": from_input("init_data")}),
+            run=Stage(STEP_RUN, run_op, run,
+                      parameters={"config": from_input("config"),
+                                  "task_name": from_prep("task_names")},
+                      artifacts={"task_path": from_prep("task_paths"),
+                                 "init_model": from_input("init_models"),
+                                 **{n: from_input(n) for n in passed_on}}),
+            fan=Fan(over="task_names", sliced_parameters=("task_name",),
+                    sliced_artifacts=("task_path", "init_model"),
+                    output_artifacts=("model", "lcurve", "log", "script", "metrics")),
+            output_parameters={"reports": from_run("report")},
+            output_artifacts={outer: from_run(inner) for outer, inner in (
+                ("models", "model"), ("lcurves", "lcurve"), ("logs", "log"),
+                ("scripts", "script"), ("metrics", "metrics"))},
         )
-        block = self.inputs.parameters["block_id"]
-        prep_step = make_step(
-            STEP_PREP, PrepTrain, prep, key=f"{block}--{STEP_PREP}", mode=mode,
-            parameters={name: self.inputs.parameters[name]
-                        for name in ("template", "numb_models", "type_map", "seed")},
-            artifacts={"data": self.inputs.artifacts["init_data"]},
-        )
-        run_step = make_step(
-            STEP_RUN, RunTrain, run, key=f"{block}--{STEP_RUN}-{{{{item}}}}", mode=mode,
-            parameters={"config": self.inputs.parameters["config"],
-                        "task_name": prep_step.outputs.parameters["task_names"]},
-            artifacts={
-                "task_path": prep_step.outputs.artifacts["task_paths"],
-                "init_model": self.inputs.artifacts["init_models"],
-                **{name: self.inputs.artifacts[name]
-                   for name in ("init_data", "iter_data", "valid_data", "finetune_model")},
-            },
-            slices={
-                "slices": "int('{{item}}')",
-                "input_parameter": ["task_name"],
-                "input_artifact": ["task_path", "init_model"],
-                "output_parameter": ["report"],
-                "output_artifact": ["model", "lcurve", "log", "script", "metrics"],
-            },
-            with_sequence=argo_sequence(argo_len(prep_step.outputs.parameters["task_names"]),
-                                        format="%06d"),
-            n_items=numb_models_hint,
-        )
-        self.add(prep_step)
-        self.add(run_step)
-        for outer, inner in (("models", "model"), ("lcurves", "lcurve"), ("logs", "log"),
-                             ("scripts", "script"), ("metrics", "metrics")):
-            self.outputs.artifacts[outer]._from = run_step.outputs.artifacts[inner]
-        self.outputs.parameters["reports"].value_from_parameter = \
-            run_step.outputs.parameters["report"]
+        super().__init__(name, declaration, mode=mode, n_items=numb_models_hint)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,46 @@ def has_checkpoint(work_dir: Path, backend: str) -> bool:
     return (work_dir / CHECKPOINT[backend]).exists()
 
 
+@dataclass
+class _TrainingInputs:
+    """What `train_model` checked before dp runs: the script template and the systems."""
+
+    script: dict[str, Any]
+    train_systems: list[Path]
+    valid_systems: list[Path]
+    #: frames of every iteration before the newest (the init-model policy's threshold)
+    old_frames: int
+    use_init: bool
+
+
+def _checked_inputs(task_dir: Path, init_data: Sequence[Path], iter_data: Sequence[Path],
+                    valid_data: Sequence[Path], init_model: Path | None,
+                    finetune_model: Path | None, init_options: InitModelOptions
+                    ) -> _TrainingInputs:
+    """Data, type_map and models checked; whether the init model applies."""
+    template_path = task_dir / SCRIPT_NAME
+    if not template_path.is_file():
+        raise MissingInputError(f"{task_dir}: no {SCRIPT_NAME}; not a training task dir")
+    script = json.loads(template_path.read_text())
+    if not init_data and not iter_data:
+        raise ConfigError("no training data: give init_data and/or iter_data")
+    init_systems = find_systems(init_data)
+    iter_systems = [find_systems([p]) for p in iter_data]
+    train_systems = init_systems + [s for group in iter_systems for s in group]
+    valid_systems = find_systems(valid_data)
+    check_type_map(script["model"]["type_map"], train_systems + valid_systems)
+    for what, model in (("init_model", init_model), ("finetune_model", finetune_model)):
+        if model is not None and not Path(model).is_file():
+            raise MissingInputError(f"{what}: no model file at {model}")
+    old_frames = count_frames(init_systems) + count_frames(
+        s for group in iter_systems[:-1] for s in group)
+    use_init = decide_init_model(init_options.policy, init_model is not None, old_frames,
+                                 bool(iter_data))
+    if use_init and finetune_model is not None:
+        raise ConfigError("init_model and finetune_model both apply; give one of them")
+    return _TrainingInputs(script, train_systems, valid_systems, old_frames, use_init)
+
+
 def train_model(
     work_dir: Path,
     task_dir: Path,
@@ -116,50 +157,38 @@ def train_model(
     """
     profile = profile or DpProfile()
     init_options = init_options or InitModelOptions()
-    template_path = task_dir / SCRIPT_NAME
-    if not template_path.is_file():
-        raise MissingInputError(f"{task_dir}: no {SCRIPT_NAME}; not a training task dir")
-    script = json.loads(template_path.read_text())
-    if not init_data and not iter_data:
-        raise ConfigError("no training data: give init_data and/or iter_data")
-    init_systems = find_systems(init_data)
-    iter_systems = [find_systems([p]) for p in iter_data]
-    train_systems = init_systems + [s for group in iter_systems for s in group]
-    valid_systems = find_systems(valid_data)
-    check_type_map(script["model"]["type_map"], train_systems + valid_systems)
-    for what, model in (("init_model", init_model), ("finetune_model", finetune_model)):
-        if model is not None and not Path(model).is_file():
-            raise MissingInputError(f"{what}: no model file at {model}")
-    old_frames = count_frames(init_systems) + count_frames(
-        s for group in iter_systems[:-1] for s in group)
-    use_init = decide_init_model(init_options.policy, init_model is not None, old_frames,
-                                 bool(iter_data))
-    if use_init and finetune_model is not None:
-        raise ConfigError("init_model and finetune_model both apply; give one of them")
-
+    inputs = _checked_inputs(task_dir, init_data, iter_data, valid_data, init_model,
+                             finetune_model, init_options)
     work_dir.mkdir(parents=True, exist_ok=True)
     check_dp(profile, work_dir)
-    script = with_data(script, train_systems, valid_systems)
-    mode, start_args = _start(work_dir, profile.backend, init_model if use_init else None,
-                              finetune_model)
+    script = with_data(inputs.script, inputs.train_systems, inputs.valid_systems)
+    mode, start_args = _start(work_dir, profile.backend,
+                              init_model if inputs.use_init else None, finetune_model)
     first_mode = mode if mode != "restart" else _first_mode(work_dir)
     # a restart keeps the steps and rates of the run it continues
     if first_mode == "init_model":
         script = with_init_model_options(script, init_options)
+    n_train_frames = count_frames(inputs.train_systems)
     if scaling is not None and first_mode == "scratch":
         training = script["training"]
-        training["numb_steps"] = scaling.numb_steps(int(training["numb_steps"]),
-                                                    count_frames(train_systems))
+        training["numb_steps"] = scaling.numb_steps(int(training["numb_steps"]), n_train_frames)
     (work_dir / SCRIPT_NAME).write_text(json.dumps(script, indent=1))
     record = {"mode": first_mode,
-              "restarted": mode == "restart", "init_model": str(init_model) if use_init else None,
+              "restarted": mode == "restart",
+              "init_model": str(init_model) if inputs.use_init else None,
               "finetune_model": str(finetune_model) if finetune_model else None,
-              "old_data_frames": old_frames, "init_model_policy": init_options.policy,
-              "n_train_systems": len(train_systems), "n_valid_systems": len(valid_systems),
-              "n_train_frames": count_frames(train_systems),
+              "old_data_frames": inputs.old_frames, "init_model_policy": init_options.policy,
+              "n_train_systems": len(inputs.train_systems),
+              "n_valid_systems": len(inputs.valid_systems),
+              "n_train_frames": n_train_frames,
               "numb_steps": int(script["training"]["numb_steps"])}
     (work_dir / RECORD_FILE).write_text(json.dumps(record, indent=1))
+    return _train_and_freeze(work_dir, profile, start_args, script, record)
 
+
+def _train_and_freeze(work_dir: Path, profile: DpProfile, start_args: list[str],
+                      script: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """dp train, dp freeze, then the metrics of the learning curve (METRICS_FILE)."""
     env = profile.environment()
     run_command(profile.argv("train", SCRIPT_NAME, "-l", LOG_FILE, *start_args), work_dir,
                 env=env, timeout=profile.timeout_s, log_name="dp-train")

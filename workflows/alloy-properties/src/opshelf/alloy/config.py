@@ -35,6 +35,7 @@ from opshelf.alloy.structures import GenerateStructure
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineProfile, EngineSpec
 from opshelf.core.execution import StepsConfig
+from opshelf.core.keys import SEPARATOR
 from opshelf.props import PropertyParams, RelaxParams
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
@@ -43,7 +44,7 @@ POTENTIAL_FILE_KEYS = ("files", "file", "library", "parameters", "models")
 
 
 def _check_name(value: str) -> str:
-    if "--" in value or not NAME_PATTERN.match(value):
+    if SEPARATOR in value or not NAME_PATTERN.match(value):
         raise ValueError(f"name {value!r}: use lower-case letters, digits and single '-' "
                          "(at most 32 characters; it becomes part of step keys)")
     return value

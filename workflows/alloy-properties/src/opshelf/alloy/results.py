@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opshelf.core.keys import block_glob
 from opshelf.core.process import tail
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def assemble_results(config: AlloyConfig, config_dir: Path, structure_files: Map
 def failure_reason(workflow_dir: Path, block_key: str, n_lines: int = 8) -> str:
     """Why a block has no result: the log tail of its failed step(s), or 'not run'."""
     reasons = []
-    for step_dir in sorted(workflow_dir.glob(f"{block_key}--*")):
+    for step_dir in sorted(workflow_dir.glob(block_glob(block_key))):
         phase_file = step_dir / "phase"
         phase = phase_file.read_text().strip() if phase_file.is_file() else "?"
         if phase == "Failed":

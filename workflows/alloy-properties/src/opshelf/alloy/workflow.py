@@ -21,11 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opshelf.alloy.config import AlloyConfig, StructureSpec
+from opshelf.alloy.config import AlloyConfig, Interaction, StructureSpec
 from opshelf.alloy.structures import build_structure, read_structure_file
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import load_engine
 from opshelf.core.errors import ConfigError
+from opshelf.core.execution import StepsConfig
+from opshelf.core.keys import StepKey, block_glob
 from opshelf.core.workflow import BuildContext, WorkflowPlugin
 
 if TYPE_CHECKING:
@@ -34,13 +36,26 @@ if TYPE_CHECKING:
     from ase import Atoms
     from dflow import Workflow
 
+    from opshelf.core.dflow_build import Mode
+
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.html"
 PHASES = ("make", "run", "post")
 
 
 def pair_key(structure: str, interaction: str) -> str:
-    return f"{structure}--{interaction}"
+    """Key of a (structure, interaction) pair's Steps: ``cu--emt``."""
+    return str(StepKey(structure, interaction))
+
+
+def block_key(structure: str, interaction: str, block: str) -> StepKey:
+    """Key of a property block of a pair (``cu--emt--eos``): its steps' block id."""
+    return StepKey(pair_key(structure, interaction), block)
+
+
+def structure_input(structure: str) -> str:
+    """Name of a structure among the results step's inputs: ``<structure>--structure``."""
+    return str(StepKey(structure, "structure"))
 
 
 def structure_atoms(spec: StructureSpec, config_dir: Path) -> Atoms:
@@ -112,69 +127,15 @@ class AlloyWorkflow(WorkflowPlugin):
 
     def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
         assert isinstance(config, AlloyConfig)
-        from dflow import (
-            InputArtifact,
-            Inputs,
-            OutputArtifact,
-            Outputs,
-            Step,
-            Steps,
-            Workflow,
-            upload_artifact,
-        )
-
-        from opshelf.props.ops import PropertySteps, count_tasks
+        from dflow import Step, Workflow, upload_artifact
 
         files = self.structure_files(config, ctx)
-        steps = config.steps
-        templates: dict[tuple[str, int], PropertySteps] = {}
-
-        def template(block: str, n_tasks: int) -> PropertySteps:
-            # one template per block and fan-out size (the size sets the group size)
-            if (block, n_tasks) not in templates:
-                templates[(block, n_tasks)] = PropertySteps(
-                    f"{block}-{n_tasks}-steps", *(steps.for_step(f"{block}-{p}") for p in PHASES),
-                    mode=ctx.mode, n_tasks_hint=n_tasks)
-            return templates[(block, n_tasks)]
-
+        templates = _PropertyTemplates(config.steps, ctx.mode)
         pairs = []
         for spec in config.structures:
             for interaction in config.interactions:
-                engine = interaction.engine_spec(ctx.config_dir).model_dump(mode="json")
                 key = pair_key(spec.name, interaction.name)
-                blocks_of = config.blocks_of(spec, interaction)
-                # outputs: every block's results folder, for the results step of an Argo
-                # run (optional: a failed block has none)
-                pair = Steps(name=f"{key}-pair",
-                             inputs=Inputs(artifacts={"structure": InputArtifact()}),
-                             outputs=Outputs(artifacts={
-                                 block: OutputArtifact(optional=True)
-                                 for block in [*(["relax"] if config.relax is not None else []),
-                                               *(b for b, _ in blocks_of)]}))
-                source: Any = pair.inputs.artifacts["structure"]
-                if config.relax is not None:
-                    relax = Step(f"{key}--relax", template("relax", 1), key=f"{key}--relax",
-                                 parameters={"block_id": f"{key}--relax",
-                                             "property": config.relax.model_dump(mode="json"),
-                                             "engine": engine},
-                                 artifacts={"structure": source})
-                    pair.add(relax)
-                    pair.outputs.artifacts["relax"]._from = relax.outputs.artifacts["results"]
-                    source = relax.outputs.artifacts["structure"]
-                blocks = []
-                for block, params in blocks_of:
-                    n_tasks = count_tasks(params, files[spec.name])
-                    blocks.append(Step(
-                        f"{key}--{block}", template(block, n_tasks), key=f"{key}--{block}",
-                        parameters={"block_id": f"{key}--{block}",
-                                    "property": params.model_dump(mode="json"),
-                                    "engine": engine},
-                        artifacts={"structure": source},
-                        # one failed property is recorded; the others go on
-                        continue_on_failed=True))
-                    pair.outputs.artifacts[block]._from = blocks[-1].outputs.artifacts["results"]
-                if blocks:
-                    pair.add(blocks)
+                pair = _pair_steps(config, ctx, spec, interaction, files[spec.name], templates)
                 pairs.append(Step(key, pair, key=key,
                                   artifacts={"structure": upload_artifact(files[spec.name])}))
         workflow = Workflow(name="alloy", id=ctx.workflow_id)
@@ -191,7 +152,7 @@ class AlloyWorkflow(WorkflowPlugin):
                 blocks = (["relax"] if config.relax is not None else []) + [
                     b for b, _ in config.blocks_of(spec, interaction)]
                 for block in blocks:
-                    out[f"{pair_key(spec.name, interaction.name)}--{block}"] = (
+                    out[str(block_key(spec.name, interaction.name, block))] = (
                         spec.name, interaction.name, block)
         return out
 
@@ -207,7 +168,7 @@ class AlloyWorkflow(WorkflowPlugin):
                                      ).outputs.artifacts[block]
         for spec in config.structures:
             pair = find_step(workflow, pair_key(spec.name, config.interactions[0].name))
-            inputs[f"{spec.name}--structure"] = pair.inputs.artifacts["structure"].source
+            inputs[structure_input(spec.name)] = pair.inputs.artifacts["structure"].source
         return inputs
 
     def optional_results_inputs(self, config: StrictModel) -> set[str]:
@@ -222,12 +183,12 @@ class AlloyWorkflow(WorkflowPlugin):
         block's reason is where to look, not its log tail (the logs stay in Argo)."""
         assert isinstance(config, AlloyConfig)
         blocks = {where: inputs.get(name) for name, where in self.block_inputs(config).items()}
-        structures = {spec.name: inputs[f"{spec.name}--structure"]
+        structures = {spec.name: inputs[structure_input(spec.name)]
                       for spec in config.structures}
         return write_alloy_results(
             config, Path.cwd(), structures, blocks, results_dir,
             lambda key: (f"no results: step {key} failed or did not run (its log: "
-                         f"argo logs WORKFLOW, the nodes named {key}--*)"))
+                         f"argo logs WORKFLOW, the nodes named {block_glob(key)})"))
 
     def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
         assert isinstance(config, AlloyConfig)
@@ -237,9 +198,9 @@ class AlloyWorkflow(WorkflowPlugin):
         workdir = _dflow_workdir(ctx, workflow)
         blocks: dict[tuple[str, str, str], Path | None] = {}
         for structure, interaction, block in self.block_inputs(config).values():
-            key = f"{pair_key(structure, interaction)}--{block}"
+            key = block_key(structure, interaction, block)
             try:
-                outputs = local_step_outputs(workdir, workflow, f"{key}--post")
+                outputs = local_step_outputs(workdir, workflow, str(key.child("post")))
                 blocks[(structure, interaction, block)] = outputs.artifact_items("results")[0]
             except (FileNotFoundError, KeyError, IndexError):
                 blocks[(structure, interaction, block)] = None
@@ -267,6 +228,63 @@ class AlloyWorkflow(WorkflowPlugin):
         add_import_apex_command(commands)
 
 
+class _PropertyTemplates:
+    """opshelf-props' PropertySteps super-OP, one template per block and fan-out size (the
+    size sets the group size), shared by every structure/interaction pair."""
+
+    def __init__(self, steps: StepsConfig, mode: Mode) -> None:
+        self.steps, self.mode = steps, mode
+        self.made: dict[tuple[str, int], Any] = {}
+
+    def __call__(self, block: str, n_tasks: int) -> Any:
+        from opshelf.props.ops import PropertySteps
+
+        if (block, n_tasks) not in self.made:
+            self.made[(block, n_tasks)] = PropertySteps(
+                f"{block}-{n_tasks}-steps", *(self.steps.for_step(f"{block}-{p}") for p in PHASES),
+                mode=self.mode, n_tasks_hint=n_tasks)
+        return self.made[(block, n_tasks)]
+
+
+def _pair_steps(config: AlloyConfig, ctx: BuildContext, spec: StructureSpec,
+                interaction: Interaction, structure_file: Path,
+                templates: _PropertyTemplates) -> Any:
+    """One structure with one interaction: relax (when configured) -> every property block in
+    parallel. Outputs: every block's results folder, for the results step of an Argo run
+    (optional: a failed block has none)."""
+    from dflow import InputArtifact, Inputs, OutputArtifact, Outputs, Step, Steps
+
+    from opshelf.props.ops import count_tasks
+
+    engine = interaction.engine_spec(ctx.config_dir).model_dump(mode="json")
+    blocks_of = config.blocks_of(spec, interaction)
+    relax = [("relax", config.relax)] if config.relax is not None else []
+    pair = Steps(name=f"{pair_key(spec.name, interaction.name)}-pair",
+                 inputs=Inputs(artifacts={"structure": InputArtifact()}),
+                 outputs=Outputs(artifacts={block: OutputArtifact(optional=True)
+                                            for block, _ in [*relax, *blocks_of]}))
+    source: Any = pair.inputs.artifacts["structure"]
+
+    def block_step(block: str, params: Any, n_tasks: int, **kwargs: Any) -> Any:
+        key = str(block_key(spec.name, interaction.name, block))
+        step = Step(key, templates(block, n_tasks), key=key, artifacts={"structure": source},
+                    parameters={"block_id": key, "property": params.model_dump(mode="json"),
+                                "engine": engine}, **kwargs)
+        pair.outputs.artifacts[block]._from = step.outputs.artifacts["results"]
+        return step
+
+    for block, params in relax:
+        relaxed = block_step(block, params, 1)
+        pair.add(relaxed)
+        source = relaxed.outputs.artifacts["structure"]
+    # one failed property is recorded; the others go on
+    blocks = [block_step(block, params, count_tasks(params, structure_file),
+                         continue_on_failed=True) for block, params in blocks_of]
+    if blocks:
+        pair.add(blocks)
+    return pair
+
+
 def write_alloy_results(config: AlloyConfig, config_dir: Path, structures: dict[str, Path],
                         blocks: dict[tuple[str, str, str], Path | None], results_dir: Path,
                         reason_of: Callable[[str], str]) -> list[str]:
@@ -283,7 +301,7 @@ def write_alloy_results(config: AlloyConfig, config_dir: Path, structures: dict[
         if source is None:
             failures.append({"structure": structure, "interaction": interaction,
                              "property": block,
-                             "reason": reason_of(f"{pair_key(structure, interaction)}--{block}")})
+                             "reason": reason_of(str(block_key(structure, interaction, block)))})
             continue
         target = results_dir / structure / interaction / block
         if target.exists():

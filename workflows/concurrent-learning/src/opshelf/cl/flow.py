@@ -2,7 +2,9 @@
 
     cl-loop(state)                                   key iter-NNNNNN--loop
       block: train -> explore -> select -> label, label-test -> collect-data -> score-models
-             (train, explore, label, label-test: small Steps around the prep/run fan-outs)
+             (train, explore, label, label-test: the packages' super-OPs, PrepRunTrain,
+              PrepRunExplore, PrepRunFp, built on the injected OPs; keys of label-test's
+              steps end in -test)
              keys iter-NNNNNN--prep-train, iter-NNNNNN--run-train-000001, ...,
                   iter-NNNNNN--run-fp-000013, iter-NNNNNN--run-fp-test-000002,
                   iter-NNNNNN--collect-data, iter-NNNNNN--score-models
@@ -28,14 +30,13 @@ from dflow import (
     Outputs,
     Step,
     Steps,
-    argo_len,
-    argo_sequence,
     if_expression,
 )
 from dflow.python import OP
 
-from opshelf.core.dflow_build import make_step
+from opshelf.core.dflow_build import Mode, make_step
 from opshelf.core.execution import StepsConfig
+from opshelf.core.keys import StepKey
 
 STEP_PREP_TRAIN = "prep-train"
 STEP_RUN_TRAIN = "run-train"
@@ -115,140 +116,63 @@ _LOOP_PARAMS = (*_BLOCK_PARAMS, "state", "convergence", "stages_explore", "seed"
 _OPTIONAL_ARTS = ("iter_data", "init_models", "test_data")
 
 
-def _slices(inputs_p: list[str], inputs_a: list[str], out_p: list[str], out_a: list[str]
-            ) -> dict[str, Any]:
-    return {"slices": "int('{{item}}')", "input_parameter": inputs_p,
-            "input_artifact": inputs_a, "output_parameter": out_p, "output_artifact": out_a}
-
-
-def _fanout(of: Any) -> Any:
-    return argo_sequence(argo_len(of), format="%06d")
-
-
-def _sub_steps(name: str, params: tuple[str, ...], arts: tuple[str, ...],
-               outs: tuple[str, ...]) -> Steps:
-    """An empty Steps template with these inputs and output artifacts."""
-    return Steps(name=name,
-                 inputs=Inputs(parameters={p: InputParameter() for p in params},
-                               artifacts={a: InputArtifact(optional=a in _OPTIONAL_ARTS)
-                                          for a in arts}),
-                 outputs=Outputs(artifacts={a: OutputArtifact() for a in outs}))
-
-
 @dataclass
-class _Wiring:
-    """What the sub-Steps builders share: the injected OPs, step settings and mode."""
+class ClSuperOps:
+    """The pieces one iteration is composed of (DPGEN2's block: injected super-OPs):
+    the packages' super-OPs (opshelf-train's PrepRunTrain, opshelf-md's PrepRunExplore,
+    opshelf-fp's PrepRunFp twice: the new frames and the held-out sample) built on the
+    injected OP classes, and the single-step OPs."""
 
-    ops: ClOps
-    steps: StepsConfig
-    mode: Any
-    numb_models: int | None
+    train: Steps
+    explore: Steps
+    label: Steps
+    label_test: Steps
+    select_confs: type[OP]
+    collect_data: type[OP]
+    score: type[OP]
 
-    def step(self, name: str, op: type[OP], *, settings: str | None = None,
-             **kw: Any) -> Step:
-        return make_step(name, op, self.steps.for_step(settings or name), mode=self.mode, **kw)
+    @classmethod
+    def build(cls, ops: ClOps, steps: StepsConfig, *, mode: Mode = "local",
+              numb_models: int | None = None) -> ClSuperOps:
+        from opshelf.fp.ops import PrepRunFp
+        from opshelf.md.ops import PrepRunExplore
+        from opshelf.train.ops import PrepRunTrain
 
-    def train(self) -> Steps:
-        """prep-train -> run-train (one slice per model) -> artifact `model`."""
-        train = _sub_steps("cl-train", ("block_id", "template", "numb_models", "type_map",
-                                        "train_seed", "train_config"),
-                           ("init_data", "iter_data", "init_models"), ("model",))
-        tp, ta = train.inputs.parameters, train.inputs.artifacts
-        prep = self.step(
-            STEP_PREP_TRAIN, self.ops.prep_train, key=f"{tp['block_id']}--{STEP_PREP_TRAIN}",
-            parameters={"template": tp["template"], "numb_models": tp["numb_models"],
-                        "type_map": tp["type_map"], "seed": tp["train_seed"]},
-            artifacts={"data": ta["init_data"]})
-        run = self.step(
-            STEP_RUN_TRAIN, self.ops.run_train,
-            key=f"{tp['block_id']}--{STEP_RUN_TRAIN}-{{{{item}}}}",
-            parameters={"config": tp["train_config"],
-                        "task_name": prep.outputs.parameters["task_names"]},
-            artifacts={"task_path": prep.outputs.artifacts["task_paths"],
-                       "init_data": ta["init_data"], "iter_data": ta["iter_data"],
-                       "init_model": ta["init_models"]},
-            slices=_slices(["task_name"], ["task_path", "init_model"], ["report"],
-                           ["model", "lcurve", "log", "script", "metrics"]),
-            with_sequence=_fanout(prep.outputs.parameters["task_names"]),
-            n_items=self.numb_models)
-        train.add(prep)
-        train.add(run)
-        train.outputs.artifacts["model"]._from = run.outputs.artifacts["model"]
-        return train
+        def label(suffix: str) -> PrepRunFp:
+            # the held-out labelling runs with the fp steps' settings, keyed apart by suffix
+            return PrepRunFp(
+                f"cl-label{suffix}", *(steps.for_step(s) for s in (STEP_PREP_FP, STEP_RUN_FP,
+                                                                     STEP_COLLECT_FP)),
+                mode=mode, prep_op=ops.prep_fp, run_op=ops.run_fp, collect_op=ops.collect_fp,
+                key_suffix=suffix)
 
-    def explore(self) -> Steps:
-        """prep-explore -> run-explore (one slice per batch of MD runs) -> `trajs`."""
-        explore = _sub_steps("cl-explore", ("block_id", "explore", "type_map",
-                                            "tasks_per_batch"), ("confs", "models"), ("trajs",))
-        xp, xa = explore.inputs.parameters, explore.inputs.artifacts
-        prep = self.step(
-            STEP_PREP_EXPLORE, self.ops.prep_explore,
-            key=f"{xp['block_id']}--{STEP_PREP_EXPLORE}",
-            parameters={"explore": xp["explore"], "type_map": xp["type_map"],
-                        "tasks_per_batch": xp["tasks_per_batch"]},
-            artifacts={"confs": xa["confs"], "models": xa["models"]})
-        run = self.step(
-            STEP_RUN_EXPLORE, self.ops.run_explore,
-            key=f"{xp['block_id']}--{STEP_RUN_EXPLORE}-{{{{item}}}}",
-            parameters={"batch_name": prep.outputs.parameters["batch_names"]},
-            artifacts={"batch_path": prep.outputs.artifacts["batch_paths"]},
-            slices=_slices(["batch_name"], ["batch_path"], ["report"], ["trajs"]),
-            with_sequence=_fanout(prep.outputs.parameters["batch_names"]))
-        explore.add(prep)
-        explore.add(run)
-        explore.outputs.artifacts["trajs"]._from = run.outputs.artifacts["trajs"]
-        return explore
-
-    def label(self, suffix: str = "") -> Steps:
-        """prep-fp -> run-fp (one slice per frame) -> collect-fp -> `data`, `summary`.
-        `suffix` tells the keys of a second labelling (the held-out set) from the first."""
-        label = _sub_steps(f"cl-label{suffix}", ("block_id", "fp_engine", "fp_task",
-                                                 "type_map", "keep_files",
-                                                 "min_success_ratio"),
-                           ("frames",), ("data", "summary"))
-        lp, la = label.inputs.parameters, label.inputs.artifacts
-        prep = self.step(
-            STEP_PREP_FP, self.ops.prep_fp, key=f"{lp['block_id']}--{STEP_PREP_FP}{suffix}",
-            parameters={"engine": lp["fp_engine"], "task": lp["fp_task"],
-                        "fmt": "deepmd/npy", "type_map": lp["type_map"]},
-            artifacts={"frames": la["frames"]})
-        run = self.step(
-            STEP_RUN_FP, self.ops.run_fp,
-            key=f"{lp['block_id']}--{STEP_RUN_FP}{suffix}-{{{{item}}}}",
-            parameters={"task_name": prep.outputs.parameters["task_names"],
-                        "keep_files": lp["keep_files"],
-                        "program_retries": self.steps.for_step(STEP_RUN_FP).retries},
-            artifacts={"task_path": prep.outputs.artifacts["task_paths"]},
-            slices=_slices(["task_name"], ["task_path"], ["report"],
-                           ["labeled_data", "raw_output"]),
-            with_sequence=_fanout(prep.outputs.parameters["task_names"]))
-        collect = self.step(
-            STEP_COLLECT_FP, self.ops.collect_fp,
-            key=f"{lp['block_id']}--{STEP_COLLECT_FP}{suffix}",
-            parameters={"type_map": lp["type_map"],
-                        "min_success_ratio": lp["min_success_ratio"]},
-            artifacts={"labeled_data": run.outputs.artifacts["labeled_data"]})
-        for s in (prep, run, collect):
-            label.add(s)
-        label.outputs.artifacts["data"]._from = collect.outputs.artifacts["data"]
-        label.outputs.artifacts["summary"]._from = collect.outputs.artifacts["summary"]
-        return label
+        return cls(
+            train=PrepRunTrain("cl-train", steps.for_step(STEP_PREP_TRAIN),
+                               steps.for_step(STEP_RUN_TRAIN), mode=mode,
+                               numb_models_hint=numb_models, prep_op=ops.prep_train,
+                               run_op=ops.run_train),
+            explore=PrepRunExplore("cl-explore", steps.for_step(STEP_PREP_EXPLORE),
+                                   steps.for_step(STEP_RUN_EXPLORE), mode=mode,
+                                   prep_op=ops.prep_explore, run_op=ops.run_explore,
+                                   prep_artifacts=("confs", "models")),
+            label=label(""), label_test=label(TEST_SUFFIX),
+            select_confs=ops.select_confs, collect_data=ops.collect_data, score=ops.score_op)
 
 
 class ClBlock(Steps):
     """One iteration: train -> explore -> select -> label (+ label the held-out sample) ->
-    collect-data -> score the models on the held-out set.
+    collect-data -> score the models on the held-out set, composed of `ClSuperOps`.
 
-    Each fan-out (run-train, run-explore, run-fp) sits in a small Steps of its own (train,
-    explore, label; DPGEN2's prep-run super-OPs): dflow's local mode deep-copies and pickles
-    the fan-out's whole enclosing Steps, finished steps included, for every slice; in one flat
-    block that cost ~10 s before each run-fp fan-out (measured, benchmarks/cl_demo_time.py).
+    Each fan-out (run-train, run-explore, run-fp) sits in its super-OP (a small Steps):
+    dflow's local mode deep-copies and pickles the fan-out's whole enclosing Steps, finished
+    steps included, for every slice; in one flat block that cost ~10 s before each run-fp
+    fan-out (measured, benchmarks/cl_demo_time.py).
 
     The held-out set: select draws it (the first iteration only, when the config samples
     one), `label-test` labels it (no task otherwise), and `score-models` scores this
     iteration's models on whichever set exists and hands it on as `test_data`."""
 
-    def __init__(self, name: str, ops: ClOps, steps: StepsConfig, *, mode: Any = "local",
+    def __init__(self, name: str, ops: ClOps, steps: StepsConfig, *, mode: Mode = "local",
                  numb_models: int | None = None) -> None:
         super().__init__(
             name=name,
@@ -261,50 +185,65 @@ class ClBlock(Steps):
                     "models", "iter_data", "select_report", "fp_summary", "trajs",
                     "test_data", "test_score")}),
         )
+        parts = ClSuperOps.build(ops, steps, mode=mode, numb_models=numb_models)
+        self.steps_config, self.mode = steps, mode
         ip, ia = self.inputs.parameters, self.inputs.artifacts
-        block = ip["block_id"]
-        wiring = _Wiring(ops, steps, mode, numb_models)
-        arts: dict[str, Any] = {}
+        train = self._sub("train", parts.train, parameters={
+            "template": ip["template"], "numb_models": ip["numb_models"],
+            "type_map": ip["type_map"], "seed": ip["train_seed"], "config": ip["train_config"]},
+            artifacts={a: ia[a] for a in ("init_data", "iter_data", "init_models")})
+        models = train.outputs.artifacts["models"]
+        explore = self._sub("explore", parts.explore, parameters={
+            p: ip[p] for p in ("explore", "type_map", "tasks_per_batch")},
+            artifacts={"confs": ia["confs"], "models": models})
+        select = self._op(STEP_SELECT, parts.select_confs, parameters={
+            "select": ip["select"], "type_map": ip["type_map"]},
+            artifacts={"trajs": explore.outputs.artifacts["trajs"]})
+        labels = {}
+        for name, template, frames in (("label", parts.label, "confs"),
+                                       (f"label{TEST_SUFFIX}", parts.label_test, "test_confs")):
+            labels[name] = self._sub(name, template, parameters={
+                "engine": ip["fp_engine"], "task": ip["fp_task"], "fmt": "deepmd/npy",
+                **{p: ip[p] for p in ("type_map", "keep_files", "min_success_ratio")}},
+                artifacts={"frames": select.outputs.artifacts[frames]})
+        label, label_test = labels["label"], labels[f"label{TEST_SUFFIX}"]
+        collect_data = self._op(STEP_COLLECT_DATA, parts.collect_data, parameters={
+            "block_id": ip["block_id"]}, artifacts={
+            "iter_data": ia["iter_data"], "labeled_data": label.outputs.artifacts["data"]})
+        score = self._op(STEP_SCORE, parts.score, artifacts={
+            "models": models, **{a: ia[a] for a in ("init_data", "iter_data", "test_data")},
+            "new_test_data": label_test.outputs.artifacts["data"]})
+        self._wire_outputs(models=models, iter_data=collect_data.outputs.artifacts["iter_data"],
+                           select_report=select.outputs.artifacts["report"],
+                           fp_summary=label.outputs.artifacts["summary"],
+                           trajs=explore.outputs.artifacts["trajs"],
+                           test_data=score.outputs.artifacts["test_data"],
+                           test_score=score.outputs.artifacts["score"])
+        self.outputs.parameters["n_selected"].value_from_parameter = \
+            select.outputs.parameters["n_selected"]
 
-        def sub(name: str, template: Steps, **given: Any) -> Step:
-            return Step(name, template, key=f"{block}--{name}",
-                        parameters={p: ip[p] for p in template.inputs.parameters},
-                        artifacts={a: given[a] if a in given else ia[a] if a in ia else arts[a]
-                                   for a in template.inputs.artifacts})
+    def _sub(self, name: str, template: Steps, *, parameters: dict[str, Any],
+             artifacts: dict[str, Any]) -> Step:
+        """A super-OP step of the block, keyed `<block_id>--<name>`; its steps' keys share
+        the block id."""
+        block = self.inputs.parameters["block_id"]
+        step = Step(name, template, key=str(StepKey.of(block, name)),
+                    parameters={"block_id": block, **parameters}, artifacts=artifacts)
+        self.add(step)
+        return step
 
-        train_step = sub("train", wiring.train())
-        arts["models"] = train_step.outputs.artifacts["model"]
-        explore_step = sub("explore", wiring.explore())
-        select = wiring.step(
-            STEP_SELECT, ops.select_confs, key=f"{block}--{STEP_SELECT}",
-            parameters={"select": ip["select"], "type_map": ip["type_map"]},
-            artifacts={"trajs": explore_step.outputs.artifacts["trajs"]})
-        label_step = sub("label", wiring.label(), frames=select.outputs.artifacts["confs"])
-        label_test = sub(f"label{TEST_SUFFIX}", wiring.label(TEST_SUFFIX),
-                         frames=select.outputs.artifacts["test_confs"])
-        collect_data = wiring.step(
-            STEP_COLLECT_DATA, ops.collect_data, key=f"{block}--{STEP_COLLECT_DATA}",
-            parameters={"block_id": block},
-            artifacts={"iter_data": ia["iter_data"],
-                       "labeled_data": label_step.outputs.artifacts["data"]})
-        score = wiring.step(
-            STEP_SCORE, ops.score_op, key=f"{block}--{STEP_SCORE}",
-            artifacts={"models": train_step.outputs.artifacts["model"],
-                       "init_data": ia["init_data"], "iter_data": ia["iter_data"],
-                       "test_data": ia["test_data"],
-                       "new_test_data": label_test.outputs.artifacts["data"]})
-        for s in (train_step, explore_step, select, label_step, label_test, collect_data,
-                  score):
-            self.add(s)
-        out = self.outputs
-        out.artifacts["models"]._from = train_step.outputs.artifacts["model"]
-        out.artifacts["iter_data"]._from = collect_data.outputs.artifacts["iter_data"]
-        out.artifacts["select_report"]._from = select.outputs.artifacts["report"]
-        out.artifacts["fp_summary"]._from = label_step.outputs.artifacts["summary"]
-        out.artifacts["trajs"]._from = explore_step.outputs.artifacts["trajs"]
-        out.artifacts["test_data"]._from = score.outputs.artifacts["test_data"]
-        out.artifacts["test_score"]._from = score.outputs.artifacts["score"]
-        out.parameters["n_selected"].value_from_parameter = select.outputs.parameters["n_selected"]
+    def _op(self, name: str, op: type[OP], *, parameters: dict[str, Any] | None = None,
+            artifacts: dict[str, Any]) -> Step:
+        """An OP step of the block with its `steps` settings, keyed `<block_id>--<name>`."""
+        step = make_step(name, op, self.steps_config.for_step(name), mode=self.mode,
+                         key=StepKey.of(self.inputs.parameters["block_id"], name),
+                         parameters=parameters, artifacts=artifacts)
+        self.add(step)
+        return step
+
+    def _wire_outputs(self, **sources: Any) -> None:
+        for name, source in sources.items():
+            self.outputs.artifacts[name]._from = source
 
 
 #: outputs of the whole loop (the final iteration's): what an Argo run's results step reads
@@ -318,7 +257,7 @@ class ClLoop(Steps):
     models and its data set (every iteration's labels), and the final loop state (the
     history); taken from this level when its scheduler ends the loop, else from `next`."""
 
-    def __init__(self, name: str, ops: ClOps, steps: StepsConfig, *, mode: Any = "local",
+    def __init__(self, name: str, ops: ClOps, steps: StepsConfig, *, mode: Mode = "local",
                  numb_models: int | None = None) -> None:
         super().__init__(
             name=name,
@@ -329,12 +268,12 @@ class ClLoop(Steps):
         )
         ip, ia = self.inputs.parameters, self.inputs.artifacts
         block_tpl = ClBlock("cl-block", ops, steps, mode=mode, numb_models=numb_models)
-        block = Step("block", block_tpl, key=f"{ip['block_id']}--block",
+        block = Step("block", block_tpl, key=str(StepKey.of(ip["block_id"], "block")),
                      parameters={p: ip[p] for p in _BLOCK_PARAMS},
                      artifacts={a: ia[a] for a in _BLOCK_ARTS})
         scheduler = make_step(
             STEP_SCHEDULER, ops.scheduler, steps.for_step(STEP_SCHEDULER), mode=mode,
-            key=f"{ip['block_id']}--{STEP_SCHEDULER}",
+            key=StepKey.of(ip["block_id"], STEP_SCHEDULER),
             parameters={p: ip[p] for p in ("state", "convergence", "stages_explore", "select",
                                            "seed", "max_iterations")},
             artifacts={"select_report": block.outputs.artifacts["select_report"],
@@ -346,7 +285,7 @@ class ClLoop(Steps):
                          explore=sched_out["explore"], select=sched_out["select"],
                          train_seed=sched_out["train_seed"])
         next_loop = Step(
-            "next", self, key=f"{sched_out['block_id']}--loop",
+            "next", self, key=str(StepKey.of(sched_out["block_id"], "loop")),
             parameters=following,
             artifacts={"init_data": ia["init_data"], "confs": ia["confs"],
                        "iter_data": block.outputs.artifacts["iter_data"],

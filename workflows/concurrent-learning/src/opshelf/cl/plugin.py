@@ -21,6 +21,7 @@ from opshelf.cl.inputs import (
 from opshelf.cl.scheduler import LoopState, iteration_inputs
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError
+from opshelf.core.keys import StepKey
 from opshelf.core.workflow import BuildContext, Outcome, WorkflowPlugin
 
 if TYPE_CHECKING:
@@ -141,8 +142,8 @@ class ClWorkflow(WorkflowPlugin):
                      "confs": upload_artifact(conf_files)}
         if config.test.data:
             artifacts["test_data"] = upload_artifact([test_dir])
-        step = Step("cl-loop", loop, key=f"{first['block_id']}--loop", parameters=parameters,
-                    artifacts=artifacts)
+        step = Step("cl-loop", loop, key=str(StepKey(first["block_id"], "loop")),
+                    parameters=parameters, artifacts=artifacts)
         workflow = Workflow(name="cl", id=ctx.workflow_id)
         workflow.add(step)
         return workflow
@@ -158,9 +159,24 @@ class ClWorkflow(WorkflowPlugin):
 
     # -- results ---------------------------------------------------------------------------
     def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
-        from opshelf.cl.results import collect_results
+        """The local run's results, from its workflow folder (every step's outputs)."""
+        from opshelf.cl.report import write_report
+        from opshelf.cl.results import (
+            final_models,
+            held_out_data,
+            iteration_data,
+            labelling_cost,
+            write_results_folder,
+        )
+        from opshelf.cl.status import latest_state, status_rows
 
-        return collect_results(ctx.run_dir, _workflow_dir(ctx.run_dir), ctx.run_dir / "results")
+        wfdir, run_dir = _workflow_dir(ctx.run_dir), ctx.run_dir
+        return write_results_folder(
+            run_dir / "results", final_models(wfdir), run_dir / "inputs" / "init-data",
+            iteration_data(wfdir), latest_state(wfdir) or {}, status_rows(wfdir),
+            lambda report: write_report(wfdir, report,
+                                        title=f"concurrent learning: {run_dir.name}"),
+            held_out_data(wfdir), labelling_cost(wfdir))
 
     def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
         """What an Argo run's results step can reach of a recursive loop: the loop step's

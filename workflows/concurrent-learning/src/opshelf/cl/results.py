@@ -13,9 +13,7 @@ from opshelf.cl.status import (
     fanout_artifacts,
     format_table,
     iteration_steps,
-    latest_state,
     phase,
-    status_rows,
     step_artifacts,
 )
 
@@ -108,18 +106,6 @@ def overconfidence(record: dict[str, Any]) -> float | None:
     devi = record.get("test_devi_f_median_eV_per_A")
     error = record.get("test_max_force_error_median_eV_per_A")
     return None if not devi or error is None else error / devi
-
-
-def collect_results(run_dir: Path, wfdir: Path, out: Path) -> list[str]:
-    """The local run's results, from its workflow folder (every step's outputs)."""
-    from opshelf.cl.report import write_report
-
-    state = latest_state(wfdir) or {}
-    return write_results_folder(
-        out, final_models(wfdir), run_dir / "inputs" / "init-data", iteration_data(wfdir),
-        state, status_rows(wfdir),
-        lambda report: write_report(wfdir, report, title=f"concurrent learning: {run_dir.name}"),
-        held_out_data(wfdir), labelling_cost(wfdir))
 
 
 def write_results_folder(out: Path, models: Sequence[Path], init_data: Path,

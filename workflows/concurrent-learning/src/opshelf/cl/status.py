@@ -7,10 +7,10 @@ state as an output parameter; its history is the per-iteration table.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
+from opshelf.core.keys import StepKey
 from opshelf.core.workflows.outputs import artifact_items
 
 #: keys (after the block id) of the Steps around the fan-outs (flow.py): containers, not OPs
@@ -22,7 +22,6 @@ LOOP_ORDER = ("prep-train", "run-train", "prep-explore", "run-explore", "select-
 TEST_LABEL_KEYS = ("prep-fp-test", "run-fp-test", "collect-fp-test")
 _KEY_ORDER = (*LOOP_ORDER[:LOOP_ORDER.index("collect-fp") + 1], *TEST_LABEL_KEYS,
               *LOOP_ORDER[LOOP_ORDER.index("collect-fp") + 1:])
-_ITER = re.compile(r"^(iter-(\d{6}))--(.+?)(?:-(\d{6}))?$")
 
 
 def read_param(step_dir: Path, name: str) -> Any:
@@ -70,9 +69,9 @@ def iteration_steps(wfdir: Path) -> dict[int, dict[str, list[Path]]]:
     if not wfdir.is_dir():
         return out
     for entry in sorted(wfdir.iterdir()):
-        match = _ITER.match(entry.name)
-        if match and entry.is_dir():
-            out.setdefault(int(match.group(2)), {}).setdefault(match.group(3), []).append(entry)
+        key = StepKey.parse(entry.name)
+        if key.iteration is not None and entry.is_dir():
+            out.setdefault(key.iteration, {}).setdefault(key.step, []).append(entry)
     return out
 
 

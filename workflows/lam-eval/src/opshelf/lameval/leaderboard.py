@@ -11,7 +11,7 @@ import csv
 import html
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,68 +113,85 @@ def _png(fig: Any) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def _plots(result: dict[str, Any]) -> list[str]:
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    images = []
-    name = result["model"]["name"]
-    if "accuracy" in result:
-        fig, (ax_e, ax_f) = plt.subplots(1, 2, figsize=(9, 4))
-        for ds_name, data in result["accuracy"]["datasets"].items():
-            if data["status"] != "succeeded":
-                continue
-            ax_e.plot(*data["parity"]["energy_eV_per_atom"], "o", ms=4, label=ds_name)
-            ax_f.plot(*data["parity"]["force_eV_per_A"], ".", ms=3, label=ds_name)
-        for ax, what in ((ax_e, "energy (eV/atom, shifted)"), (ax_f, "force component (eV/Å)")):
-            lims = [*ax.get_xlim(), *ax.get_ylim()]
-            ax.plot([min(lims), max(lims)], [min(lims), max(lims)], "k-", lw=0.8)
-            ax.set_xlabel(f"reference {what}")
-            ax.set_ylabel(f"{name} {what}")
-        ax_e.legend(fontsize=7)
-        fig.suptitle(f"{name}: parity")
-        fig.tight_layout()
-        images.append(_png(fig))
-    if "delta" in result:
-        elements = [e for e, d in result["delta"]["elements"].items() if d["status"] ==
-                    "succeeded"]
-        if elements:
-            from ase.eos import birchmurnaghan
-            from ase.units import GPa
+    return plt
 
-            fig, axes = plt.subplots(1, len(elements), figsize=(3.2 * len(elements), 3.2),
-                                     squeeze=False)
-            for ax, element in zip(axes[0], elements):
-                d = result["delta"]["elements"][element]
-                v = np.array(d["volumes_A3_per_atom"])
-                e = np.array(d["energies_eV_per_atom"])
-                grid = np.linspace(v.min(), v.max(), 100)
-                ref = d["wien2k"]
-                ax.plot(v, e - d["e0_eV_per_atom"], "o", label=name)
-                ax.plot(grid, birchmurnaghan(grid, 0.0, ref["b0_GPa"] * GPa, ref["b0_prime"],
-                                             ref["v0_A3_per_atom"]), "k--", label="WIEN2k")
-                ax.set_title(f"{element}: Δ {d['delta_meV_per_atom']:.1f} meV/atom", fontsize=9)
-                ax.set_xlabel("V (Å³/atom)")
-                ax.set_ylabel("E - E0 (eV/atom)")
-                ax.legend(fontsize=7)
-            fig.tight_layout()
-            images.append(_png(fig))
-    if "md" in result:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for label, run in result["md"]["runs"].items():
-            if run.get("times_ps"):
-                e = np.array(run["energy_eV_per_atom"])
-                ax.plot(run["times_ps"], 1000 * (e - e[0]),
-                        label=f"{label} ({run['status']})")
-        ax.set_xlabel("time (ps)")
-        ax.set_ylabel("E_total - E_total(0) (meV/atom)")
-        ax.set_title(f"{name}: NVE energy drift")
+
+def _parity_plot(result: dict[str, Any], name: str) -> str | None:
+    """Energy and force parity of every data set the model was scored on."""
+    fig, (ax_e, ax_f) = _pyplot().subplots(1, 2, figsize=(9, 4))
+    for ds_name, data in result["accuracy"]["datasets"].items():
+        if data["status"] != "succeeded":
+            continue
+        ax_e.plot(*data["parity"]["energy_eV_per_atom"], "o", ms=4, label=ds_name)
+        ax_f.plot(*data["parity"]["force_eV_per_A"], ".", ms=3, label=ds_name)
+    for ax, what in ((ax_e, "energy (eV/atom, shifted)"), (ax_f, "force component (eV/Å)")):
+        lims = [*ax.get_xlim(), *ax.get_ylim()]
+        ax.plot([min(lims), max(lims)], [min(lims), max(lims)], "k-", lw=0.8)
+        ax.set_xlabel(f"reference {what}")
+        ax.set_ylabel(f"{name} {what}")
+    ax_e.legend(fontsize=7)
+    fig.suptitle(f"{name}: parity")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _eos_plot(result: dict[str, Any], name: str) -> str | None:
+    """Each element's E(V) against WIEN2k's Birch-Murnaghan curve (None: no element done)."""
+    from ase.eos import birchmurnaghan
+    from ase.units import GPa
+
+    elements = [e for e, d in result["delta"]["elements"].items() if d["status"] == "succeeded"]
+    if not elements:
+        return None
+    fig, axes = _pyplot().subplots(1, len(elements), figsize=(3.2 * len(elements), 3.2),
+                                   squeeze=False)
+    for ax, element in zip(axes[0], elements):
+        d = result["delta"]["elements"][element]
+        v = np.array(d["volumes_A3_per_atom"])
+        e = np.array(d["energies_eV_per_atom"])
+        grid = np.linspace(v.min(), v.max(), 100)
+        ref = d["wien2k"]
+        ax.plot(v, e - d["e0_eV_per_atom"], "o", label=name)
+        ax.plot(grid, birchmurnaghan(grid, 0.0, ref["b0_GPa"] * GPa, ref["b0_prime"],
+                                     ref["v0_A3_per_atom"]), "k--", label="WIEN2k")
+        ax.set_title(f"{element}: Δ {d['delta_meV_per_atom']:.1f} meV/atom", fontsize=9)
+        ax.set_xlabel("V (Å³/atom)")
+        ax.set_ylabel("E - E0 (eV/atom)")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        images.append(_png(fig))
-    return images
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _drift_plot(result: dict[str, Any], name: str) -> str | None:
+    """NVE total-energy drift of every MD run."""
+    fig, ax = _pyplot().subplots(figsize=(6, 3.5))
+    for label, run in result["md"]["runs"].items():
+        if run.get("times_ps"):
+            e = np.array(run["energy_eV_per_atom"])
+            ax.plot(run["times_ps"], 1000 * (e - e[0]), label=f"{label} ({run['status']})")
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("E_total - E_total(0) (meV/atom)")
+    ax.set_title(f"{name}: NVE energy drift")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+#: the plot of each task's results, in report order
+PLOTS: dict[str, Callable[[dict[str, Any], str], str | None]] = {
+    "accuracy": _parity_plot, "delta": _eos_plot, "md": _drift_plot}
+
+
+def _plots(result: dict[str, Any]) -> list[str]:
+    name = result["model"]["name"]
+    images = [plot(result, name) for task, plot in PLOTS.items() if task in result]
+    return [image for image in images if image is not None]
 
 
 def _cell(value: Any) -> str:

@@ -184,9 +184,12 @@ def make_predictor(spec: ModelSpec) -> AseLoopPredictor | ChgnetBatchPredictor |
         SevennetBatchPredictor:
     """The batched predictor of a model that has one (see `ModelSpec.uses_batches`), else the
     ASE loop."""
-    batched = spec.uses_batches()
-    if batched and spec.calculator == "chgnet":
-        return ChgnetBatchPredictor(spec.kwargs, spec.batch_size)
-    if batched and spec.calculator == "sevennet":
-        return SevennetBatchPredictor(spec.kwargs, spec.batch_size)
+    if spec.uses_batches():
+        return BATCH_PREDICTORS[spec.calculator](spec.kwargs, spec.batch_size)
     return AseLoopPredictor(load_calculator(spec.calculator, **spec.kwargs))
+
+
+#: the batched predictor of each calculator in BATCHED
+BATCH_PREDICTORS: dict[str, type[ChgnetBatchPredictor] | type[SevennetBatchPredictor]] = {
+    "chgnet": ChgnetBatchPredictor, "sevennet": SevennetBatchPredictor}
+assert set(BATCH_PREDICTORS) == set(BATCHED), "a batched calculator without its predictor"

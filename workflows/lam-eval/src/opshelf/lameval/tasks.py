@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,11 +42,24 @@ PARITY_POINTS = 2000
 
 
 # -- configuration of the tasks ------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task runs on: the model, the data sets, its work folder, the config's folder."""
+
+    model: ModelSpec
+    datasets: Sequence[DatasetSpec]
+    workdir: Path
+    config_dir: Path
+
+
 class AccuracyTask(StrictModel):
     """Energy, force and virial errors on the labelled data sets."""
 
     enabled: bool = Field(True, description="run the accuracy task")
     shift_energies: bool = Field(True, description="per-element least-squares energy shift")
+
+    def run(self, ctx: TaskContext) -> dict[str, Any]:
+        return run_accuracy(ctx.model, ctx.datasets, self)
 
 
 class DeltaTask(StrictModel):
@@ -56,6 +70,9 @@ class DeltaTask(StrictModel):
                                 description="elements of ase.collections.dcdft")
     n_points: int = Field(7, ge=5, description="EOS points in +-6 % volume (Delta protocol)")
 
+    def run(self, ctx: TaskContext) -> dict[str, Any]:
+        return run_delta(ctx.model, self, ctx.workdir / "delta")
+
 
 class PropertiesTask(StrictModel):
     """Elastic constants and vacancy energies against reference values."""
@@ -64,6 +81,9 @@ class PropertiesTask(StrictModel):
     reference: Path | None = Field(None, description="reference values JSON; the shipped "
                                    "experimental Cu/Al elastic and vacancy values when unset")
     elements: list[str] | None = Field(None, description="subset of the reference's elements")
+
+    def run(self, ctx: TaskContext) -> dict[str, Any]:
+        return run_properties(ctx.model, self, ctx.workdir / "properties", ctx.config_dir)
 
 
 class MdSystem(StrictModel):
@@ -90,6 +110,9 @@ class MdTask(StrictModel):
     min_distance_A: float = Field(0.5, gt=0, description="closer atoms: the run has failed")
     seed: int = Field(0, description="seed of the starting velocities")
 
+    def run(self, ctx: TaskContext) -> dict[str, Any]:
+        return run_md(ctx.model, self)
+
 
 class EfficiencyTask(StrictModel):
     """Speed: seconds per energy and forces call at several cell sizes."""
@@ -103,6 +126,9 @@ class EfficiencyTask(StrictModel):
     n_warmup: int = Field(2, ge=1, description="untimed calls first (model loading, "
                           "compilation)")
     n_steps: int = Field(5, ge=1, description="timed calls, averaged")
+
+    def run(self, ctx: TaskContext) -> dict[str, Any]:
+        return run_efficiency(ctx.model, self)
 
 
 class TasksConfig(StrictModel):
@@ -433,19 +459,11 @@ def device_name() -> str:
 def run_task(task: str, model: ModelSpec, tasks: TasksConfig, datasets: Sequence[DatasetSpec],
              workdir: Path, config_dir: Path) -> dict[str, Any]:
     """One task of one model; the result carries its wall time."""
-    start = time.perf_counter()
-    if task == "accuracy":
-        result = run_accuracy(model, datasets, tasks.accuracy)
-    elif task == "delta":
-        result = run_delta(model, tasks.delta, workdir / "delta")
-    elif task == "properties":
-        result = run_properties(model, tasks.properties, workdir / "properties", config_dir)
-    elif task == "md":
-        result = run_md(model, tasks.md)
-    elif task == "efficiency":
-        result = run_efficiency(model, tasks.efficiency)
-    else:
+    if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    start = time.perf_counter()
+    # each task's config runs it
+    result = getattr(tasks, task).run(TaskContext(model, datasets, workdir, config_dir))
     result["task_wall_s"] = time.perf_counter() - start
     return result
 

@@ -10,7 +10,6 @@ No dflow import here: building and running the workflow happen in the driver pro
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import subprocess
@@ -23,10 +22,10 @@ from typing import TextIO
 import psutil
 
 from opshelf.core.errors import MissingInputError, UserError
-from opshelf.core.plugins import load_entry_point
+from opshelf.core.execution import Mode
 from opshelf.core.process import tail
 from opshelf.core.rundir import FINISHED, RunDir, RunRecord, StepInfo, phase_counts
-from opshelf.core.workflow import BuildContext, WorkflowPlugin
+from opshelf.core.workflow import BuildContext, resolve_workflow
 
 #: seconds between progress lines when stderr is not a terminal
 PROGRESS_EVERY_S = 10.0
@@ -34,31 +33,9 @@ PROGRESS_EVERY_S = 10.0
 STOP_GRACE_S = 10.0
 
 
-def resolve_workflow(ref: str) -> WorkflowPlugin:
-    """A workflow plugin by entry-point name (`label`) or import path (`pkg.mod:Class`)."""
-    if ":" in ref:
-        module_name, _, attr = ref.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise UserError(f"cannot import workflow {ref!r}: {exc}") from None
-        try:
-            obj = getattr(module, attr)
-        except AttributeError:
-            raise UserError(f"cannot import workflow {ref!r}: module {module_name!r} has no "
-                            f"attribute {attr!r}") from None
-    else:
-        obj = load_entry_point("opshelf.workflows", ref, what="workflow")
-    if isinstance(obj, type) and issubclass(obj, WorkflowPlugin):
-        return obj()
-    if isinstance(obj, WorkflowPlugin):
-        return obj
-    raise UserError(f"workflow {ref!r} is not a WorkflowPlugin (got {obj!r})")
-
-
-def build_context(run: RunDir, record: RunRecord, *, mode: str = "local") -> BuildContext:
+def build_context(run: RunDir, record: RunRecord, *, mode: Mode = "local") -> BuildContext:
     return BuildContext(run_dir=run.path, config_dir=Path(record.source_config).parent,
-                        mode=mode, workflow_id=record.run_id)  # type: ignore[arg-type]
+                        mode=mode, workflow_id=record.run_id)
 
 
 def create_run(

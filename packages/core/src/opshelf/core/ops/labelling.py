@@ -12,10 +12,11 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dpdata
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from opshelf.core.engine import Engine, Task, TaskFailed, run_task_dir, write_task
 from opshelf.core.errors import CommandError, ConfigError, MissingInputError
@@ -25,6 +26,53 @@ REPORT_FILE = "opshelf-report.json"
 FAILURES_FILE = "failures.json"
 SUMMARY_FILE = "summary.json"
 DATA_DIR = "data"
+
+
+
+class TaskReport(BaseModel):
+    """The record of one engine task, written into its labelled-data dir (REPORT_FILE) and
+    handed on as the run step's `report` parameter (``as_dict``): what crosses the step
+    boundary, read back with ``TaskReport.read``. Only the fields a run set are written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+    status: Literal["succeeded", "failed"] = "succeeded"
+    reason: str = ""
+    log_tail: str = ""
+    n_frames: int = 0
+    #: a failed program's exit status and whether its own timeout ended it
+    returncode: int | None = None
+    timed_out: bool | None = None
+    #: what the engine reports besides the labels (SCF iterations, ...)
+    info: dict[str, Any] | None = None
+    energy_eV_per_atom: list[float] | None = None
+    max_force_eV_per_A: list[float] | None = None
+    wall_s: float | None = None
+    #: opshelf-fp's run: attempts (a killed program is re-run), the earlier ones' reasons,
+    #: the raw files kept
+    attempts: int | None = None
+    earlier_attempts: list[str] | None = None
+    raw_files: list[str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    def write(self, labelled_dir: Path) -> None:
+        (labelled_dir / REPORT_FILE).write_text(json.dumps(self.as_dict(), indent=1))
+
+    @classmethod
+    def read(cls, labelled_dir: Path) -> TaskReport:
+        path = Path(labelled_dir) / REPORT_FILE
+        if not path.is_file():
+            raise MissingInputError(f"{labelled_dir}: no {REPORT_FILE}; not the output of a "
+                                    "task run")
+        return cls.model_validate_json(path.read_text())  # the file's fields count as set
+
 
 _SYSTEM_KEYS = ("atom_names", "atom_numbs", "atom_types", "orig", "cells", "coords", "nopbc")
 
@@ -137,8 +185,8 @@ def prepare_engine_tasks(
 
 
 # -- run -----------------------------------------------------------------------------------
-def run_engine_task(task_dir: Path, work_dir: Path, labelled_dir: Path, name: str | None = None
-                    ) -> dict[str, Any]:
+def run_task_report(task_dir: Path, work_dir: Path, labelled_dir: Path,
+                    name: str | None = None) -> TaskReport:
     """Copy `task_dir` to `work_dir`, run it there, write the labelled frames as deepmd/npy
     into `labelled_dir` and return the task's report (also written as REPORT_FILE there).
 
@@ -152,28 +200,35 @@ def run_engine_task(task_dir: Path, work_dir: Path, labelled_dir: Path, name: st
     # link into the previous step's outputs, which a run must not modify.
     shutil.copytree(task_dir, work_dir, symlinks=False)
     labelled_dir.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"task": name, "status": "succeeded", "reason": "", "log_tail": "",
-                              "n_frames": 0}
+    report = TaskReport(task=name, status="succeeded", reason="", log_tail="", n_frames=0)
     start = time.monotonic()
     try:
         result = run_task_dir(work_dir)
     except TaskFailed as exc:
-        report.update(status="failed", reason=exc.reason, log_tail=exc.log_tail)
+        report = report.model_copy(update={"status": "failed", "reason": exc.reason,
+                                           "log_tail": exc.log_tail})
     except CommandError as exc:
-        reason = str(exc).split("\n--- last lines of the log ---")[0]
-        report.update(status="failed", reason=reason, log_tail=exc.log_tail,
-                      returncode=exc.returncode, timed_out=exc.timed_out)
+        report = report.model_copy(update={
+            "status": "failed", "reason": exc.message,
+            "log_tail": exc.log_tail, "returncode": exc.returncode,
+            "timed_out": exc.timed_out})
     else:
         system = result.system
         system.to("deepmd/npy", str(labelled_dir))
-        report.update(n_frames=system.get_nframes(), info=result.info,
-                      energy_eV_per_atom=[float(e) / system.get_natoms()
-                                          for e in system["energies"]],
-                      max_force_eV_per_A=[float(np.linalg.norm(f, axis=1).max())
-                                          for f in system["forces"]])
-    report["wall_s"] = round(time.monotonic() - start, 3)
-    (labelled_dir / REPORT_FILE).write_text(json.dumps(report, indent=1))
+        report = report.model_copy(update={
+            "n_frames": system.get_nframes(), "info": result.info,
+            "energy_eV_per_atom": [float(e) / system.get_natoms() for e in system["energies"]],
+            "max_force_eV_per_A": [float(np.linalg.norm(f, axis=1).max())
+                                   for f in system["forces"]]})
+    report.wall_s = round(time.monotonic() - start, 3)
+    report.write(labelled_dir)
     return report
+
+
+def run_engine_task(task_dir: Path, work_dir: Path, labelled_dir: Path, name: str | None = None
+                    ) -> dict[str, Any]:
+    """``run_task_report`` with its report as a plain dict (an OP's `report` parameter)."""
+    return run_task_report(task_dir, work_dir, labelled_dir, name).as_dict()
 
 
 # -- collect -------------------------------------------------------------------------------
@@ -192,24 +247,21 @@ def collect_labels(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     multi = dpdata.MultiSystems(type_map=list(type_map) if type_map else None)
-    reports: list[dict[str, Any]] = []
+    reports: list[TaskReport] = []
     for path in labelled_dirs:
-        report_path = Path(path) / REPORT_FILE
-        if not report_path.is_file():
-            raise MissingInputError(f"{path}: no {REPORT_FILE}; not the output of a task run")
-        report = json.loads(report_path.read_text())
+        report = TaskReport.read(Path(path))
         reports.append(report)
-        if report["status"] == "succeeded":
+        if report.ok:
             multi.append(dpdata.LabeledSystem(str(path), fmt="deepmd/npy"))
-    reports.sort(key=lambda r: r["task"])
+    reports.sort(key=lambda r: r.task)
     data_dir = out_dir / DATA_DIR
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir()
     if multi.get_nframes():
         multi.to("deepmd/npy", str(data_dir))
-    failures = [{key: r.get(key) for key in ("task", "reason", "log_tail")}
-                for r in reports if r["status"] != "succeeded"]
+    failures = [{key: getattr(r, key) for key in ("task", "reason", "log_tail")}
+                for r in reports if not r.ok]
     (out_dir / FAILURES_FILE).write_text(json.dumps(failures, indent=1))
     n_tasks = len(reports)
     n_ok = n_tasks - len(failures)
@@ -223,8 +275,8 @@ def collect_labels(
         "n_frames": multi.get_nframes(),
         "type_map": list(multi.atom_names),
         "systems": {formula: system.get_nframes() for formula, system in multi.systems.items()},
-        "tasks": [{key: r.get(key) for key in ("task", "status", "n_frames", "wall_s",
-                                               "energy_eV_per_atom", "max_force_eV_per_A")}
+        "tasks": [{key: getattr(r, key) for key in ("task", "status", "n_frames", "wall_s",
+                                                    "energy_eV_per_atom", "max_force_eV_per_A")}
                   for r in reports],
     }
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))

@@ -52,7 +52,7 @@ class WriteResults(OP):
 
     @OP.exec_sign_check
     def execute(self, ip: OPIO) -> OPIO:
-        from opshelf.core.local.runner import resolve_workflow
+        from opshelf.core.workflow import resolve_workflow
 
         plugin = resolve_workflow(ip["workflow"])
         config = plugin.Config.model_validate(ip["config"])

@@ -165,12 +165,13 @@ class LabelWorkflow(WorkflowPlugin):
         from dflow import Workflow, argo_len, argo_sequence, upload_artifact
 
         from opshelf.core.dflow_build import make_step
+        from opshelf.core.keys import StepKey
         from opshelf.core.ops import CollectLabels, PrepEngineTasks, RunEngineTask
 
         files, n_frames, type_map = self._frames(config, ctx, write=True)
         steps = config.steps
         prep = make_step(
-            STEP_PREP, PrepEngineTasks, steps.for_step(STEP_PREP), key=STEP_PREP, mode=ctx.mode,
+            STEP_PREP, PrepEngineTasks, steps.for_step(STEP_PREP), key=StepKey("", STEP_PREP), mode=ctx.mode,
             artifacts={"frames": upload_artifact(files)},
             parameters={"fmt": config.frames_format,
                         "engine": config.engine.model_dump(mode="json"),
@@ -178,7 +179,7 @@ class LabelWorkflow(WorkflowPlugin):
                         "type_map": type_map})
         run = make_step(
             STEP_RUN, RunEngineTask, steps.for_step(STEP_RUN), mode=ctx.mode,
-            key=f"{STEP_RUN}-{{{{item}}}}",
+            key=StepKey.fan_out("", STEP_RUN),
             parameters={"task_name": prep.outputs.parameters["task_names"]},
             artifacts={"task_path": prep.outputs.artifacts["task_paths"]},
             slices={"slices": "int('{{item}}')",
@@ -189,7 +190,7 @@ class LabelWorkflow(WorkflowPlugin):
                                         format="%06d"),
             n_items=n_frames)
         collect = make_step(
-            STEP_COLLECT, CollectLabels, steps.for_step(STEP_COLLECT), key=STEP_COLLECT,
+            STEP_COLLECT, CollectLabels, steps.for_step(STEP_COLLECT), key=StepKey("", STEP_COLLECT),
             mode=ctx.mode,
             artifacts={"labeled_data": run.outputs.artifacts["labeled_data"]},
             parameters={"type_map": prep.outputs.parameters["type_map"],

@@ -1,0 +1,193 @@
+"""The one fan-out builder: prep -> run (one sliced step per item) -> collect, as dflow Steps.
+
+Every super-OP of the OP packages (opshelf-fp's label, opshelf-md's explore, opshelf-train's
+ensemble, opshelf-props' make/run/post) and core's label workflow is declared with it, so
+what a fan-out does is decided here once:
+
+- keys: ``<block>--<prep>``, ``<block>--<run>-{{item}}``, ``<block>--<collect>`` (``StepKey``;
+  `key_suffix` tells a second use in one block apart, e.g. cl's held-out labelling);
+- retries, timeouts, grouping (``group_size``/``pool_size``, "auto" sized by `n_items`),
+  executors and ``continue_on_success_ratio``: each step's ``StepExecution`` through
+  ``make_step``;
+- the run step slices the list the prep step hands out (``Fan.over``) and the per-item
+  inputs and outputs it names; dflow gathers the outputs into lists.
+
+A declaration says where each OP input comes from with ``Ref``s: ``from_input("engine")``
+(an input of the super-OP), ``from_prep("task_paths")``, ``from_run("labeled_data")``; any
+other value is passed as given. Imported at build time only (it imports dflow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dflow import (
+    InputArtifact,
+    InputParameter,
+    Inputs,
+    OutputArtifact,
+    OutputParameter,
+    Outputs,
+    Step,
+    Steps,
+    argo_len,
+    argo_sequence,
+)
+from dflow.python import OP
+
+from opshelf.core.dflow_build import Mode, make_step
+from opshelf.core.execution import StepExecution
+from opshelf.core.keys import ITEM_FORMAT, StepKey
+
+Source = Literal["input", "prep", "run", "collect"]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Where a value comes from: an input of the super-OP or an output of one of its steps."""
+
+    source: Source
+    name: str
+
+
+def from_input(name: str) -> Ref:
+    return Ref("input", name)
+
+
+def from_prep(name: str) -> Ref:
+    return Ref("prep", name)
+
+
+def from_run(name: str) -> Ref:
+    """An output of the fan-out: the list of every slice's value."""
+    return Ref("run", name)
+
+
+def from_collect(name: str) -> Ref:
+    return Ref("collect", name)
+
+
+#: an input parameter of the super-OP without a default
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step: its name (for `steps` overrides and its key), OP class, execution settings,
+    and where each of the OP's inputs comes from (a ``Ref`` or a value)."""
+
+    name: str
+    op: type[OP]
+    execution: StepExecution
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    artifacts: Mapping[str, Ref] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fan:
+    """How the run stage fans out: over the items of the prep output parameter `over`;
+    `sliced_parameters`/`sliced_artifacts` (run inputs) take one item each; the run OP's
+    `output_parameters`/`output_artifacts` are gathered into lists."""
+
+    over: str
+    sliced_parameters: tuple[str, ...] = ()
+    sliced_artifacts: tuple[str, ...] = ()
+    output_parameters: tuple[str, ...] = ("report",)
+    output_artifacts: tuple[str, ...] = ()
+
+    def slices(self) -> dict[str, Any]:
+        return {"slices": "int('{{item}}')", "input_parameter": list(self.sliced_parameters),
+                "input_artifact": list(self.sliced_artifacts),
+                "output_parameter": list(self.output_parameters),
+                "output_artifact": list(self.output_artifacts)}
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """A super-OP: its inputs (parameter defaults, ``REQUIRED`` for none; artifacts, some
+    optional; the parameter `block_id`, the block of its step keys, defaults to
+    `block_id`), prep -> run fanned out by `fan` -> optional collect, and its outputs."""
+
+    block_id: str
+    parameters: Mapping[str, Any]
+    artifacts: tuple[str, ...]
+    prep: Stage
+    run: Stage
+    fan: Fan
+    collect: Stage | None = None
+    optional_artifacts: tuple[str, ...] = ()
+    output_parameters: Mapping[str, Ref] = field(default_factory=dict)
+    output_artifacts: Mapping[str, Ref] = field(default_factory=dict)
+
+    def template_io(self) -> tuple[Inputs, Outputs]:
+        """The dflow inputs and outputs of the super-OP (block_id always among them)."""
+        parameters = {"block_id": InputParameter(value=self.block_id)}
+        for name, default in self.parameters.items():
+            parameters[name] = InputParameter() if default is REQUIRED \
+                else InputParameter(value=default)
+        artifacts = {name: InputArtifact(optional=name in self.optional_artifacts)
+                     for name in (*self.artifacts, *self.optional_artifacts)}
+        outputs = Outputs(parameters={n: OutputParameter() for n in self.output_parameters},
+                          artifacts={n: OutputArtifact() for n in self.output_artifacts})
+        return Inputs(parameters=parameters, artifacts=artifacts), outputs
+
+
+class FanOutSteps(Steps):
+    """dflow Steps built from a ``FanOut`` declaration: the base of every super-OP.
+
+    `mode`: "local" or "argo"; `n_items`: the expected item count, when known at build time
+    (group_size "auto" packs the fan-out by it); `key_suffix`: appended to every step's key
+    name (two uses of one super-OP in one block)."""
+
+    def __init__(self, name: str, declaration: FanOut, *, mode: Mode = "local",
+                 n_items: int | None = None, key_suffix: str = "") -> None:
+        inputs, outputs = declaration.template_io()
+        super().__init__(name=name, inputs=inputs, outputs=outputs)
+        self.declaration = declaration
+        self.steps_by_stage: dict[str, Step] = {}
+        block = self.inputs.parameters["block_id"]
+        prep = self._stage_step("prep", declaration.prep, StepKey.of(block, declaration.prep.name
+                                                                      + key_suffix), mode)
+        over = prep.outputs.parameters[declaration.fan.over]
+        self._stage_step(
+            "run", declaration.run, StepKey.fan_out(block, declaration.run.name + key_suffix),
+            mode, slices=declaration.fan.slices(), n_items=n_items,
+            with_sequence=argo_sequence(argo_len(over), format=ITEM_FORMAT))
+        if declaration.collect is not None:
+            self._stage_step("collect", declaration.collect,
+                             StepKey.of(block, declaration.collect.name + key_suffix), mode)
+        for name, ref in declaration.output_artifacts.items():
+            self.outputs.artifacts[name]._from = self._resolve(ref, artifact=True)
+        for name, ref in declaration.output_parameters.items():
+            self.outputs.parameters[name].value_from_parameter = self._resolve(ref,
+                                                                               artifact=False)
+
+    def _stage_step(self, source: Source, stage: Stage, key: StepKey, mode: Mode,
+                    **fan: Any) -> Step:
+        step = make_step(
+            stage.name, stage.op, stage.execution, key=key, mode=mode,
+            parameters={name: self._resolve(value, artifact=False)
+                        for name, value in stage.parameters.items()},
+            artifacts={name: self._resolve(ref, artifact=True)
+                       for name, ref in stage.artifacts.items()},
+            **fan)
+        self.steps_by_stage[source] = step
+        self.add(step)
+        return step
+
+    def _resolve(self, value: Any, *, artifact: bool) -> Any:
+        if not isinstance(value, Ref):
+            return value
+        if value.source == "input":
+            io = self.inputs
+        elif value.source in self.steps_by_stage:
+            io = self.steps_by_stage[value.source].outputs
+        else:
+            raise ValueError(f"super-OP {self.name!r}: {value} refers to a later step")
+        return (io.artifacts if artifact else io.parameters)[value.name]
+
+
+__all__ = ["REQUIRED", "Fan", "FanOut", "FanOutSteps", "Ref", "Stage", "from_collect",
+           "from_input", "from_prep", "from_run"]
