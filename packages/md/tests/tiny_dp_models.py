@@ -1,7 +1,8 @@
 """Train tiny DeePMD-kit models for opshelf-md's tests (no binary blobs in the repo).
 
 Data: 40 rattled, strained 2x2x2 fcc Cu cells (32 atoms) labelled with ASE's EMT.
-Model: se_e2_a, rcut 4.5 A, a few hundred steps with `dp --tf train`, then `dp --tf freeze`.
+Model: se_e2_a, rcut 4.5 A, a few hundred steps with `dp --tf train`, then `dp --tf freeze`
+(or with `--pt`: DeePMD-kit's PyTorch backend, a frozen `.pth`).
 Two seeds give two different models: their disagreement is the model deviation the tests see.
 About 10 s per model on one core (FIELD-NOTES: ~6 s training + ~3 s freezing).
 
@@ -29,6 +30,7 @@ DP_ENV = {
     "DP_INTRA_OP_PARALLELISM_THREADS": "1",
     "DP_INTER_OP_PARALLELISM_THREADS": "1",
     "TF_CPP_MIN_LOG_LEVEL": "2",
+    "NUM_WORKERS": "0",  # dp --pt: no data-loader processes (they died under load)
 }
 
 
@@ -79,9 +81,15 @@ def training_input(data_dir: Path, seed: int, n_steps: int) -> dict:
     }
 
 
-def train_tiny_models(out_dir: Path, seeds: Sequence[int] = (1, 2), n_steps: int = 300
-                      ) -> list[Path]:
-    """Frozen models `out_dir/model-<seed>.pb`, one per seed (existing ones are reused)."""
+#: backend -> (dp flag, frozen model suffix)
+BACKENDS = {"tensorflow": ("--tf", ".pb"), "pytorch": ("--pt", ".pth")}
+
+
+def train_tiny_models(out_dir: Path, seeds: Sequence[int] = (1, 2), n_steps: int = 300,
+                      backend: str = "tensorflow") -> list[Path]:
+    """Frozen models `out_dir/model-<seed>.pb` (`.pth` for the PyTorch backend), one per
+    seed (existing ones are reused)."""
+    flag, suffix = BACKENDS[backend]
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = out_dir / "data"
@@ -89,14 +97,14 @@ def train_tiny_models(out_dir: Path, seeds: Sequence[int] = (1, 2), n_steps: int
         emt_cu_frames(out_dir)
     models = []
     for seed in seeds:
-        model = out_dir / f"model-{seed}.pb"
+        model = out_dir / f"model-{seed}{suffix}"
         if not model.is_file():
-            work = out_dir / f"train-{seed}"
+            work = out_dir / f"train-{seed}{suffix.replace('.', '-')}"
             work.mkdir(exist_ok=True)
             (work / "input.json").write_text(json.dumps(training_input(data_dir, seed, n_steps)))
-            run_command([dp_command(), "--tf", "train", "input.json"], work, env=DP_ENV,
+            run_command([dp_command(), flag, "train", "input.json"], work, env=DP_ENV,
                         log_name="train", timeout=600)
-            run_command([dp_command(), "--tf", "freeze", "-o", str(model)], work, env=DP_ENV,
+            run_command([dp_command(), flag, "freeze", "-o", str(model)], work, env=DP_ENV,
                         log_name="freeze", timeout=300)
         models.append(model)
     return models

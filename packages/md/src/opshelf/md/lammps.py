@@ -343,7 +343,7 @@ class LammpsEngine(Engine):
         if self.profile.command and self.uses_deepmd:
             try:  # a user's LAMMPS may still load deepmd-kit's plugin from the wheel
                 env = {k: v for k, v in lammps_environment(True).items()
-                       if k == "LAMMPS_PLUGIN_PATH"}
+                       if k in ("LAMMPS_PLUGIN_PATH", "LD_PRELOAD")}
             except MissingInputError:
                 env = {}
         env.update(super().environment())

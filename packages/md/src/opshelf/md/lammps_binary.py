@@ -95,7 +95,26 @@ def deepmd_plugin_env() -> dict[str, str]:
     torch = _package_dir("torch")
     if torch is not None:
         libs.append(str(torch / "lib"))
-    return {"LAMMPS_PLUGIN_PATH": str(plugin_dir), "LD_LIBRARY_PATH": ":".join(libs)}
+    env = {"LAMMPS_PLUGIN_PATH": str(plugin_dir), "LD_LIBRARY_PATH": ":".join(libs)}
+    cudart = torch_cuda_runtime(torch)
+    if cudart is not None:
+        env["LD_PRELOAD"] = str(cudart)
+    return env
+
+
+def torch_cuda_runtime(torch: Path | None) -> Path | None:
+    """The CUDA runtime library of a CUDA build of torch (PyPI's: nvidia-* wheels), if any.
+
+    deepmd-kit's plugin carries a stand-in for CUDA 12's runtime (libdeepmd_dyn_cudart.so)
+    that defines every cuda* symbol and returns NULL when libcudart.so.12 is missing. Loaded
+    before torch in LAMMPS, it also answers torch's own calls: `pair_style deepmd` with a
+    .pth model crashed in c10::cuda::device_count (strlen of a NULL error string, measured
+    with torch 2.11.0+cu130). Preloading torch's runtime makes those calls reach it.
+    """
+    if torch is None:
+        return None
+    found = sorted(torch.parent.glob("nvidia/*/lib/libcudart.so.*"))
+    return found[-1] if found else None
 
 
 def lammps_environment(deepmd: bool) -> dict[str, str]:
@@ -109,9 +128,9 @@ def lammps_environment(deepmd: bool) -> dict[str, str]:
     if deepmd:
         plugin = deepmd_plugin_env()
         libs.append(plugin["LD_LIBRARY_PATH"])
-        env["LAMMPS_PLUGIN_PATH"] = ":".join(
-            p for p in (os.environ.get("LAMMPS_PLUGIN_PATH", ""), plugin["LAMMPS_PLUGIN_PATH"])
-            if p)
+        for name in ("LAMMPS_PLUGIN_PATH", "LD_PRELOAD"):
+            if name in plugin:
+                env[name] = ":".join(p for p in (os.environ.get(name, ""), plugin[name]) if p)
         # TensorFlow's own threads: one per process unless the user says otherwise
         for name in ("TF_INTRA_OP_PARALLELISM_THREADS", "TF_INTER_OP_PARALLELISM_THREADS",
                      "DP_INTRA_OP_PARALLELISM_THREADS", "DP_INTER_OP_PARALLELISM_THREADS"):

@@ -9,46 +9,134 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from opshelf.core.config import StrictModel
-from opshelf.core.errors import CommandError, MissingInputError
+from opshelf.core.errors import CommandError, ConfigError, MissingInputError
 from opshelf.core.process import run_command
+from opshelf.train.script import FinetuneOptions
 
-Backend = Literal["tensorflow", "pytorch"]
+#: The backend names a DpProfile accepts.
+BACKENDS = ("tensorflow", "pytorch")
 
-BACKEND_FLAG = {"tensorflow": "--tf", "pytorch": "--pt"}
-#: Frozen model file name per backend (dp picks the format from the suffix).
-FROZEN_MODEL = {"tensorflow": "frozen_model.pb", "pytorch": "frozen_model.pth"}
-#: The checkpoint `--restart` continues from, per backend.
-CHECKPOINT = {"tensorflow": "model.ckpt", "pytorch": "model.ckpt.pt"}
+
+class TensorFlowBackend(StrictModel):
+    """DeePMD-kit's TensorFlow backend (`dp --tf`): frozen models are `.pb` files."""
+
+    name: Literal["tensorflow"] = Field("tensorflow", description="the TensorFlow backend: "
+                                        "se_e2_a, se_atten(_v2), ...; CPU and GPU")
+    flag: ClassVar[str] = "--tf"
+
+    def environment(self) -> dict[str, str]:
+        return {}
+    frozen_model: ClassVar[str] = "frozen_model.pb"
+    #: the checkpoint `--restart` continues from
+    checkpoint: ClassVar[str] = "model.ckpt"
+
+    def has_checkpoint(self, work_dir: Path) -> bool:
+        return (work_dir / "checkpoint").is_file() and (work_dir / "model.ckpt.index").is_file()
+
+    def init_model_args(self, model: Path) -> list[str]:
+        """A frozen `.pb` starts with `--init-frz-model`, a checkpoint prefix `--init-model`."""
+        flag = "--init-frz-model" if model.suffix == ".pb" else "--init-model"
+        return [flag, str(model.resolve())]
+
+    def finetune_args(self, model: Path, options: FinetuneOptions) -> list[str]:
+        if model.suffix != ".pb":
+            raise ConfigError(f"finetune_model {model.name!r}: the TensorFlow backend fine-tunes "
+                              "a frozen .pb; for a .pt/.pth model set dp.backend: pytorch")
+        if options.model_branch is not None:
+            raise ConfigError("finetune.model_branch: the TensorFlow backend has no multi-task "
+                              "models; set dp.backend: pytorch")
+        return ["--finetune", str(model.resolve())]  # TF always uses the pretrained script
+
+
+class PyTorchBackend(StrictModel):
+    """DeePMD-kit's PyTorch backend (`dp --pt`): se_e2_a, DPA-2, DPA-3, multi-task models and
+    fine-tuning of pretrained `.pt`/`.pth` models; frozen models are `.pth` files."""
+
+    name: Literal["pytorch"] = Field("pytorch", description="the PyTorch backend: "
+                                     "se_e2_a, DPA-2, DPA-3, fine-tuning of .pt/.pth models; "
+                                     "needs the torch deepmd-kit was built against")
+    data_workers: int | None = Field(
+        None, ge=0, description="worker processes of dp's data loader (NUM_WORKERS); 0 loads "
+        "in the training process. Unset: deepmd-kit's default (up to 4); on a busy 2-core "
+        "machine a DPA-2 run with workers died with 'Shared memory manager connection has "
+        "timed out'")
+    flag: ClassVar[str] = "--pt"
+    frozen_model: ClassVar[str] = "frozen_model.pth"
+    checkpoint: ClassVar[str] = "model.ckpt.pt"
+
+    def environment(self) -> dict[str, str]:
+        return {} if self.data_workers is None else {"NUM_WORKERS": str(self.data_workers)}
+
+    def has_checkpoint(self, work_dir: Path) -> bool:
+        return (work_dir / self.checkpoint).exists()
+
+    def init_model_args(self, model: Path) -> list[str]:
+        """A checkpoint `.pt` starts with `--init-model`, a frozen `.pth` `--init-frz-model`."""
+        flags = {".pt": "--init-model", ".pth": "--init-frz-model"}
+        if model.suffix not in flags:
+            raise ConfigError(f"init_model {model.name!r}: the PyTorch backend starts from a "
+                              "checkpoint .pt or a frozen .pth")
+        return [flags[model.suffix], str(model.resolve())]
+
+    def finetune_args(self, model: Path, options: FinetuneOptions) -> list[str]:
+        if model.suffix not in (".pt", ".pth"):
+            raise ConfigError(f"finetune_model {model.name!r}: the PyTorch backend fine-tunes "
+                              "a checkpoint .pt or a frozen .pth")
+        args = ["--finetune", str(model.resolve())]
+        if options.model_branch is not None:
+            if model.suffix != ".pt":
+                raise ConfigError("finetune.model_branch: a branch is chosen from a multi-task "
+                                  f"checkpoint (.pt); {model.name!r} is a frozen single model")
+            args += ["--model-branch", options.model_branch]
+        if options.use_pretrain_script:
+            args.append("--use-pretrain-script")
+        return args
+
+
+#: The backend choice of a DpProfile: `{name: tensorflow}` or `{name: pytorch}` (or the name).
+DpBackend = Annotated[TensorFlowBackend | PyTorchBackend, Field(discriminator="name")]
 
 
 class DpProfile(StrictModel):
     """How to run `dp`."""
 
     command: list[str] = Field(default_factory=lambda: ["dp"], description="argv of dp")
-    backend: Backend = Field("tensorflow", description="'tensorflow' runs on CPU and GPU; "
-                             "'pytorch' needs a torch matching deepmd-kit's build")
+    backend: DpBackend = Field(default_factory=TensorFlowBackend, description="DeePMD-kit's "
+                               "backend: 'tensorflow' (default) or 'pytorch' (a name, or "
+                               "{name: ...})")
     threads: int | None = Field(None, ge=1, description="OMP_NUM_THREADS and TensorFlow's "
                                 "intra/inter-op threads; unset: dp's defaults")
     env: dict[str, str] = Field(default_factory=dict, description="environment variables set "
                                 "for dp (e.g. CUDA_VISIBLE_DEVICES)")
     timeout_s: float | None = Field(None, gt=0, description="wall-time limit of one dp call")
 
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_by_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in BACKENDS:
+                raise ValueError(f"unknown backend {value!r}; use one of "
+                                 f"{', '.join(map(repr, BACKENDS))}")
+            return {"name": value}
+        return value
+
     def argv(self, *args: str) -> list[str]:
-        return [*self.command, BACKEND_FLAG[self.backend], *args]
+        return [*self.command, self.backend.flag, *args]
 
     def environment(self) -> dict[str, str]:
-        env = dict(self.env)
+        env = {**self.backend.environment(), **self.env}
         if self.threads is not None:
             for key in ("OMP_NUM_THREADS", "TF_INTRA_OP_PARALLELISM_THREADS",
                         "TF_INTER_OP_PARALLELISM_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS",
                         "DP_INTER_OP_PARALLELISM_THREADS"):
                 env.setdefault(key, str(self.threads))
         return env
+
 
 
 def check_dp(profile: DpProfile, probe_dir: Path) -> None:
@@ -62,7 +150,7 @@ def check_dp(profile: DpProfile, probe_dir: Path) -> None:
     if os.sep not in exe and shutil.which(exe) is None:
         raise MissingInputError(f"DeePMD-kit's {exe!r} not found on PATH; install deepmd-kit "
                                 "(e.g. pip install 'opshelf-train[deepmd-cpu]')")
-    if profile.backend != "pytorch":
+    if not isinstance(profile.backend, PyTorchBackend):
         return
     probe = "opshelf-backend-probe.json"
     try:

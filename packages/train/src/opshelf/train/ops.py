@@ -48,11 +48,12 @@ from opshelf.core.fanout import (
 )
 from opshelf.core.ops.labelling import task_name
 from opshelf.train.data import check_type_map, find_systems
-from opshelf.train.deepmd import FROZEN_MODEL, DpProfile
+from opshelf.train.deepmd import DpProfile
 from opshelf.train.evaluate import METRICS_FILE as TEST_METRICS_FILE
 from opshelf.train.evaluate import evaluate_model
 from opshelf.train.script import (
     SCRIPT_NAME,
+    FinetuneOptions,
     InitModelOptions,
     StepScaling,
     ensemble_scripts,
@@ -65,11 +66,13 @@ STEP_RUN = "run-train"
 
 
 class TrainConfig(StrictModel):
-    """`config` of RunTrain: how dp runs, and the init-model policy."""
+    """`config` of RunTrain: how dp runs (its backend), the init-model policy, fine-tuning."""
 
     dp: DpProfile = Field(default_factory=DpProfile)
     init_model: InitModelOptions = Field(default_factory=InitModelOptions)
     scaling: StepScaling = Field(default_factory=StepScaling)
+    finetune: FinetuneOptions = Field(default_factory=FinetuneOptions,
+                                      description="fine-tuning, when a finetune_model is given")
 
 
 def _paths(value: Any) -> list[Path]:
@@ -156,13 +159,14 @@ class RunTrain(OP):
                 work_dir, work_dir, init_data=_paths(ip["init_data"]),
                 iter_data=_paths(ip["iter_data"]), valid_data=_paths(ip["valid_data"]),
                 init_model=ip["init_model"], finetune_model=ip["finetune_model"],
-                profile=config.dp, init_options=config.init_model, scaling=config.scaling)
+                profile=config.dp, init_options=config.init_model, scaling=config.scaling,
+                finetune_options=config.finetune)
         except UserError as exc:
             raise FatalError(str(exc)) from exc
         except CommandError as exc:
             raise TransientError(str(exc)) from exc
         return OPIO({
-            "model": work_dir / FROZEN_MODEL[config.dp.backend],
+            "model": work_dir / config.dp.backend.frozen_model,
             "lcurve": work_dir / "lcurve.out", "log": work_dir / LOG_FILE,
             "script": work_dir / SCRIPT_NAME, "metrics": work_dir / METRICS_FILE,
             "report": report,

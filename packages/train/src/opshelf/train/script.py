@@ -50,6 +50,24 @@ class InitModelOptions(StrictModel):
         return value
 
 
+class FinetuneOptions(StrictModel):
+    """Fine-tuning from a pretrained model (`dp train --finetune`), the training mode a
+    RunTrain step takes when it is given a `finetune_model`."""
+
+    model_branch: str | None = Field(
+        None, description="the branch of a multi-task pretrained checkpoint (.pt) to start "
+        "from (dp --model-branch; PyTorch backend); unset: a single-task model, or for a "
+        "multi-task one a new fitting net")
+    use_pretrain_script: bool = Field(
+        True, description="take the model section (descriptor, fitting net) from the "
+        "pretrained model, not the template (dp --use-pretrain-script; the TensorFlow backend "
+        "always does); false: the template's model must match the pretrained one")
+    numb_steps: int | None = Field(None, ge=1, description="training steps of a fine-tuning "
+                                   "run; the template's when unset")
+    start_lr: float | None = Field(None, gt=0, description="start learning rate of a "
+                                   "fine-tuning run; the template's when unset")
+
+
 class StepScaling(StrictModel):
     """Training steps that grow with the training set. DeePMD-kit's TensorFlow backend
     counts steps, not passes over the data: with a fixed numb_steps, a data set three times
@@ -160,15 +178,17 @@ def with_data(script: dict[str, Any], train_systems: Sequence[Path],
     return out
 
 
-def with_init_model_options(script: dict[str, Any], options: InitModelOptions) -> dict[str, Any]:
-    """`script` with the init-model run's own steps, learning rate and loss prefactors."""
+def with_init_model_options(script: dict[str, Any],
+                             options: InitModelOptions | FinetuneOptions) -> dict[str, Any]:
+    """`script` with the init-model (or fine-tuning) run's own steps, learning rate and loss
+    prefactors."""
     out = copy.deepcopy(script)
     if options.numb_steps is not None:
         out.setdefault("training", {})["numb_steps"] = options.numb_steps
     if options.start_lr is not None:
         out.setdefault("learning_rate", {})["start_lr"] = options.start_lr
     for key in ("start_pref_e", "start_pref_f", "start_pref_v"):
-        value = getattr(options, key)
+        value = getattr(options, key, None)
         if value is not None:
             out.setdefault("loss", {})[key] = value
     return out

@@ -22,9 +22,10 @@ import numpy as np
 from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.core.process import run_command
 from opshelf.train.data import check_type_map, count_frames, find_systems
-from opshelf.train.deepmd import CHECKPOINT, FROZEN_MODEL, DpProfile, check_dp
+from opshelf.train.deepmd import DpBackend, DpProfile, check_dp
 from opshelf.train.script import (
     SCRIPT_NAME,
+    FinetuneOptions,
     InitModelOptions,
     StepScaling,
     decide_init_model,
@@ -89,12 +90,6 @@ def lcurve_metrics(path: Path) -> dict[str, Any]:
     }
 
 
-def has_checkpoint(work_dir: Path, backend: str) -> bool:
-    if backend == "tensorflow":
-        return (work_dir / "checkpoint").is_file() and (work_dir / "model.ckpt.index").is_file()
-    return (work_dir / CHECKPOINT[backend]).exists()
-
-
 @dataclass
 class _TrainingInputs:
     """What `train_model` checked before dp runs: the script template and the systems."""
@@ -147,6 +142,7 @@ def train_model(
     profile: DpProfile | None = None,
     init_options: InitModelOptions | None = None,
     scaling: StepScaling | None = None,
+    finetune_options: FinetuneOptions | None = None,
 ) -> dict[str, Any]:
     """Train and freeze one model in `work_dir`; return its metrics (also in METRICS_FILE).
 
@@ -154,20 +150,27 @@ def train_model(
     (the newest last), which the 'old_data_larger_than:N' policy needs. Everything is
     checked (data, type_map, models, dp and its backend) before dp trains. `scaling`:
     a run from scratch trains more steps on more frames (see StepScaling).
+    `finetune_model` (a pretrained model: `.pb` for TensorFlow, `.pt`/`.pth` for PyTorch)
+    makes it a fine-tuning run, with `finetune_options` (branch, steps, learning rate).
     """
     profile = profile or DpProfile()
     init_options = init_options or InitModelOptions()
+    finetune_options = finetune_options or FinetuneOptions()
     inputs = _checked_inputs(task_dir, init_data, iter_data, valid_data, init_model,
                              finetune_model, init_options)
+    # the backend refuses a model it cannot start from before dp runs
+    mode, start_args = _start(work_dir, profile.backend,
+                              init_model if inputs.use_init else None, finetune_model,
+                              finetune_options)
     work_dir.mkdir(parents=True, exist_ok=True)
     check_dp(profile, work_dir)
     script = with_data(inputs.script, inputs.train_systems, inputs.valid_systems)
-    mode, start_args = _start(work_dir, profile.backend,
-                              init_model if inputs.use_init else None, finetune_model)
     first_mode = mode if mode != "restart" else _first_mode(work_dir)
     # a restart keeps the steps and rates of the run it continues
     if first_mode == "init_model":
         script = with_init_model_options(script, init_options)
+    elif first_mode == "finetune":
+        script = with_init_model_options(script, finetune_options)
     n_train_frames = count_frames(inputs.train_systems)
     if scaling is not None and first_mode == "scratch":
         training = script["training"]
@@ -177,6 +180,7 @@ def train_model(
               "restarted": mode == "restart",
               "init_model": str(init_model) if inputs.use_init else None,
               "finetune_model": str(finetune_model) if finetune_model else None,
+              "model_branch": finetune_options.model_branch if finetune_model else None,
               "old_data_frames": inputs.old_frames, "init_model_policy": init_options.policy,
               "n_train_systems": len(inputs.train_systems),
               "n_valid_systems": len(inputs.valid_systems),
@@ -192,30 +196,29 @@ def _train_and_freeze(work_dir: Path, profile: DpProfile, start_args: list[str],
     env = profile.environment()
     run_command(profile.argv("train", SCRIPT_NAME, "-l", LOG_FILE, *start_args), work_dir,
                 env=env, timeout=profile.timeout_s, log_name="dp-train")
-    frozen = FROZEN_MODEL[profile.backend]
+    frozen = profile.backend.frozen_model
     run_command(profile.argv("freeze", "-o", frozen), work_dir, env=env,
                 timeout=profile.timeout_s, log_name="dp-freeze")
     if not (work_dir / frozen).is_file():
         raise MissingInputError(f"dp freeze wrote no {frozen} in {work_dir}")
     lcurve = work_dir / str(script["training"].get("disp_file", "lcurve.out"))
     metrics = {**lcurve_metrics(lcurve), "start": record["mode"],
-               "restarted": record["restarted"], "backend": profile.backend}
+               "restarted": record["restarted"], "backend": profile.backend.name}
     (work_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
     return metrics
 
 
-def _start(work_dir: Path, backend: str, init_model: Path | None,
-           finetune_model: Path | None) -> tuple[str, list[str]]:
+def _start(work_dir: Path, backend: DpBackend, init_model: Path | None,
+           finetune_model: Path | None, finetune: FinetuneOptions) -> tuple[str, list[str]]:
     """How dp starts: (mode, extra `dp train` arguments). A checkpoint in `work_dir` (a
     killed, retried or resumed run) is continued; else the init model, the model to
-    fine-tune, or nothing (scratch)."""
-    if has_checkpoint(work_dir, backend):
-        return "restart", ["--restart", CHECKPOINT[backend]]
+    fine-tune, or nothing (scratch). The backend refuses a model it cannot start from."""
+    if backend.has_checkpoint(work_dir):
+        return "restart", ["--restart", backend.checkpoint]
     if init_model is not None:
-        flag = "--init-model" if str(init_model).endswith(".pt") else "--init-frz-model"
-        return "init_model", [flag, str(Path(init_model).resolve())]
+        return "init_model", backend.init_model_args(Path(init_model))
     if finetune_model is not None:
-        return "finetune", ["--finetune", str(Path(finetune_model).resolve())]
+        return "finetune", backend.finetune_args(Path(finetune_model), finetune)
     return "scratch", []
 
 
