@@ -93,9 +93,12 @@ class LoopState(BaseModel):
     #: factor on f_lo for the next iteration's selection (held_out_check: below 1 while the
     #: held-out set shows the ensemble overconfident)
     f_lo_scale: float = 1.0
-    #: the user's f_lo, kept while f_lo_scale is below 1 (the select parameters handed from
-    #: block to block carry the scaled level: scaling those again would compound)
-    configured_f_lo: float | None = None
+
+    @property
+    def configured_f_lo(self) -> float | None:
+        """The user's f_lo, from the last iteration's record (the select parameters handed
+        from block to block carry the scaled level: scaling those again would compound)."""
+        return self.history[-1].configured_f_lo if self.history else None
 
 
 class StageFailed(Exception):
@@ -246,7 +249,6 @@ def advance(state: LoopState, select_report: dict[str, Any], fp_summary: dict[st
         warning = floor_warning(record)
         record.decision += f"; {warning}" if warning else ""
     new.f_lo_scale = 1.0 if at_max else _next_f_lo_scale(conv, record)
-    new.configured_f_lo = record.configured_f_lo
     if new.f_lo_scale < 1:
         record.decision += (f"; held-out force RMSE {record.test_force_rmse_eV_per_A:.3f} > "
                             f"f_lo {record.configured_f_lo:g} eV/A, the deviation "
