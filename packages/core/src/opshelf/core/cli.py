@@ -250,34 +250,50 @@ def _workflow_of(argv: Sequence[str], parser: argparse.ArgumentParser) -> str | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every error ends as one line `opshelf: error: ...` and exit 2 (`--debug` adds the
+    traceback); an interrupt exits 130, a closed pipe 141."""
     parser = make_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
     try:
         workflow = _workflow_of(argv, parser)
         if workflow is not None:
             argv.remove(workflow)
             parser = workflow_parser(workflow)
-    except UserError as exc:
-        print(f"opshelf: error: {exc}", file=sys.stderr)
-        return 2
-    args = parser.parse_args(argv)
-    try:
+        args = parser.parse_args(argv)
         code = args.func(args)
-    except (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"opshelf: error: {exc}", file=sys.stderr)
-        return 2
+        sys.stdout.flush()
     except KeyboardInterrupt:
         print("opshelf: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _reader_went_away()
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return _reader_went_away()
+    except Exception as exc:  # the one place where every error becomes a message
+        if debug:
+            traceback.print_exc()
+        print(f"opshelf: error: {error_line(exc)}", file=sys.stderr)
+        return 2
     return code
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for any error: a UserError's message; an OSError with its file; anything
+    else (a bug, or a library's failure on input nobody checked) with its type and a pointer
+    to --debug."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or exc.title
+        return f"invalid {exc.title}: {where}: {first['msg']} (--debug shows the traceback)"
+    text = " ".join(str(exc).split()) or "(no message)"
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text} (--debug shows the traceback)"
 
 
 def _reader_went_away() -> int:

@@ -24,7 +24,10 @@ M = TypeVar("M", bound=BaseModel)
 class StrictModel(BaseModel):
     """Base of every opshelf config model: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+    # allow_inf_nan=False: every float of every config is a finite number (`.inf`, `.nan`
+    # are refused at the door, not met later as an OverflowError inside a step)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True,
+                              allow_inf_nan=False)
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
@@ -34,7 +37,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
-    text = p.read_text()
+    text = read_text_file(p)
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -44,6 +47,21 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of keys, got {type(data).__name__}")
     return data
+
+
+def read_text_file(path: str | Path, *, what: str = "config file") -> str:
+    """The text of a UTF-8 file; ConfigError (naming the file and the first bad byte) for a
+    binary or otherwise non-UTF-8 file, or one that cannot be read."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what} {p}: cannot be read: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {p}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
 
 
 def load_config(path: str | Path, model: type[M]) -> M:
@@ -75,7 +93,8 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], where:
         elif err["type"] == "missing":
             msg = f"missing required key {str(loc[-1])!r}" + (f" in {place}" if place else "")
         else:
-            msg = f"{_format_loc(loc) or 'value'}: {err['msg']}"
+            text = err["msg"].removeprefix("Value error, ")
+            msg = f"{_format_loc(loc) or 'value'}: {text}"
             if "input" in err and not isinstance(err["input"], (dict, list)):
                 msg += f" (got {err['input']!r})"
         lines.append(msg)

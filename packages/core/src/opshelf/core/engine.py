@@ -28,6 +28,17 @@ from typing import Any, ClassVar, Literal
 import dpdata
 from pydantic import Field, model_validator
 
+from opshelf.core.bounds import (
+    DampingTimeFs,
+    ForceThresholdEvA,
+    PoolSize,
+    PressureGPa,
+    Seed,
+    StepCount,
+    TemperatureK,
+    TimeoutS,
+    TimestepFs,
+)
 from opshelf.core.config import StrictModel, validate_into
 from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.core.process import run_command
@@ -42,12 +53,12 @@ class TaskKind(StrEnum):
 class RelaxOptions(StrictModel):
     """Geometry optimisation. Engines map these onto their own keywords."""
 
-    fmax_eV_per_A: float = Field(0.01, gt=0, description="force convergence threshold")
-    max_steps: int = Field(200, ge=1, description="at most this many optimiser steps")
+    fmax_eV_per_A: ForceThresholdEvA = Field(0.01, description="force convergence threshold")
+    max_steps: StepCount = Field(200, description="at most this many optimiser steps")
     relax_positions: bool = Field(True, description="move the atoms (false: only the cell)")
     relax_cell: bool = Field(False, description="relax cell shape and volume")
     relax_volume_only: bool = Field(False, description="with relax_cell: keep the shape")
-    pressure_GPa: float = Field(0.0, description="target pressure of a cell relaxation")
+    pressure_GPa: PressureGPa = Field(0.0, description="target pressure of a cell relaxation")
     move_axes: list[Literal["x", "y", "z"]] | None = Field(
         None, description="Cartesian directions atoms may move in (e.g. ['z'] relaxes a "
         "stacking fault only normal to its plane); None: all. Fixed cell only. Only engines "
@@ -76,15 +87,15 @@ class MDOptions(StrictModel):
 
     ensemble: Literal["nve", "nvt", "npt"] = Field(
         "nvt", description="nve, nvt (thermostat) or npt (thermostat and barostat)")
-    temperature_K: float = Field(300.0, ge=0, description="target temperature, and of the "
+    temperature_K: TemperatureK = Field(300.0, description="target temperature, and of the "
                                  "initial velocities")
-    pressure_GPa: float = Field(0.0, description="target pressure (npt)")
-    n_steps: int = Field(100, ge=1, description="number of MD steps")
-    timestep_fs: float = Field(1.0, gt=0, description="time step")
-    dump_every: int = Field(10, ge=1, description="write a frame every this many steps")
-    thermostat_tau_fs: float = Field(100.0, gt=0, description="thermostat damping time")
-    barostat_tau_fs: float = Field(1000.0, gt=0, description="barostat damping time (npt)")
-    seed: int = Field(0, description="seed of the initial velocities")
+    pressure_GPa: PressureGPa = Field(0.0, description="target pressure (npt)")
+    n_steps: StepCount = Field(100, description="number of MD steps")
+    timestep_fs: TimestepFs = Field(1.0, description="time step")
+    dump_every: StepCount = Field(10, description="write a frame every this many steps")
+    thermostat_tau_fs: DampingTimeFs = Field(100.0, description="thermostat damping time")
+    barostat_tau_fs: DampingTimeFs = Field(1000.0, description="barostat damping time (npt)")
+    seed: Seed = Field(0, description="seed of the initial velocities")
 
 
 class Task(StrictModel):
@@ -109,10 +120,10 @@ class EngineProfile(StrictModel):
 
     command: list[str] | None = Field(None, description="argv of the program, e.g. ['cp2k.psmp']; the engine's default when unset")
     mpi_prefix: list[str] = Field(default_factory=list, description="e.g. ['mpirun', '-np', '4']")
-    threads: int | None = Field(None, ge=1, description="OMP_NUM_THREADS")
+    threads: PoolSize | None = Field(None, description="OMP_NUM_THREADS")
     env: dict[str, str] = Field(default_factory=dict, description="environment variables "
                                 "set for the program")
-    timeout_s: float | None = Field(None, gt=0, description="wall-time limit of one run of the "
+    timeout_s: TimeoutS | None = Field(None, description="wall-time limit of one run of the "
                                     "program; a task that runs out is recorded as failed "
                                     "(timed_out)")
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from opshelf.core.bounds import GpuCount, PoolSizeOrAll, RetryCount, TimeoutS
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError
 
@@ -45,11 +46,11 @@ class DispatcherExecutor(StrictModel):
     resources: dict[str, Any] = Field(
         default_factory=dict,
         description="dpdispatcher Resources: number_node, cpu_per_node, gpu_per_node, queue_name, ...")
-    poll_interval_s: float = Field(2.0, gt=0, description="how often to poll the scheduler (dpdispatcher's check_interval)")
-    retry_count: int = Field(3, ge=0, description="dpdispatcher's own resubmissions of a failed job; "
+    poll_interval_s: TimeoutS = Field(2.0, description="how often to poll the scheduler (dpdispatcher's check_interval)")
+    retry_count: RetryCount = Field(3, description="dpdispatcher's own resubmissions of a failed job; "
                              "also the retries of a transient scheduler failure (sbatch refused)")
-    scheduler_retry_wait_s: float = Field(
-        10.0, gt=0, description="wait before retrying a transient scheduler failure")
+    scheduler_retry_wait_s: TimeoutS = Field(
+        10.0, description="wait before retrying a transient scheduler failure")
     python: str | None = Field(None, description="interpreter on the remote side; the local one when unset")
 
 
@@ -63,7 +64,7 @@ class ArgoExecutor(StrictModel):
         "IfNotPresent", description="Kubernetes imagePullPolicy of the step's container")
     cpu: str | None = Field(None, description="Kubernetes CPU request/limit, e.g. '4'")
     memory: str | None = Field(None, description="Kubernetes memory request/limit, e.g. '8Gi'")
-    gpu: int | None = Field(None, ge=0, description="nvidia.com/gpu limit")
+    gpu: GpuCount | None = Field(None, description="nvidia.com/gpu limit")
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Kubernetes nodeSelector labels of the step's pod")
 
@@ -77,12 +78,12 @@ class StepExecution(StrictModel):
     executor: Executor = Field(default_factory=LocalExecutor,
                                description="where the step runs: kind local (default), "
                                "dispatcher (Slurm, PBS, ...) or argo")
-    retries: int = Field(0, ge=0, description="retries of a step that fails with a transient error")
-    timeout_s: float | None = Field(None, gt=0, description="wall-time limit of one step (one slice group)")
+    retries: RetryCount = Field(0, description="retries of a step that fails with a transient error")
+    timeout_s: TimeoutS | None = Field(None, description="wall-time limit of one step (one slice group)")
     group_size: int | Literal["auto"] = Field(
         "auto", description="slices packed into one step of a fan-out; 'auto' picks by executor "
         "(local: a few groups per CPU; elsewhere: 1)")
-    pool_size: int | None = Field(None, description="inside a group, run slices in a process pool of this size (-1: all at once)")
+    pool_size: PoolSizeOrAll | None = Field(None, description="inside a group, run slices in a process pool of this size (-1: all at once)")
     continue_on_success_ratio: float | None = Field(
         None, gt=0, le=1, description="a fan-out succeeds when at least this fraction of its slices succeed")
 
@@ -98,14 +99,14 @@ class StepExecutionPatch(StrictModel):
 
     executor: Executor | None = Field(None, description="where the step runs (see "
                                       "StepExecution); unset: the default's")
-    retries: int | None = Field(None, ge=0, description="retries of a step that fails with a "
+    retries: RetryCount | None = Field(None, description="retries of a step that fails with a "
                                 "transient error; unset: the default's")
-    timeout_s: float | None = Field(None, gt=0, description="wall-time limit of one step (one "
+    timeout_s: TimeoutS | None = Field(None, description="wall-time limit of one step (one "
                                     "slice group); unset: the default's")
     group_size: int | Literal["auto"] | None = Field(
         None, description="slices packed into one step of a fan-out (one batch job with a "
         "dispatcher executor); unset: the default's")
-    pool_size: int | None = Field(None, description="inside a group, run slices in a process "
+    pool_size: PoolSizeOrAll | None = Field(None, description="inside a group, run slices in a process "
                                   "pool of this size; unset: the default's")
     continue_on_success_ratio: float | None = Field(
         None, gt=0, le=1, description="a fan-out succeeds when at least this fraction of its "

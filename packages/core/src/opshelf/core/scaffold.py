@@ -11,6 +11,7 @@ generated (tests/test_scaffold.py); the templates are in ``opshelf/core/template
 
 from __future__ import annotations
 
+import keyword
 import re
 import string
 import tomllib
@@ -20,6 +21,11 @@ from pathlib import Path
 
 from opshelf.core.errors import ConfigError, UserError
 
+#: a name longer than this makes file names too long, and no one can read it
+_MAX_NAME = 64
+#: snake-case names that would shadow what the generated modules import or define
+_TAKEN = frozenset({"test", "tests", "op", "ops", "dflow", "pathlib", "typing", "opshelf",
+                    "annotations", "pytest", "np", "numpy", "ase"})
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*$")
 
 
@@ -37,7 +43,14 @@ def names_of(name: str) -> Names:
     if not _NAME.match(name):
         raise UserError(f"name {name!r}: use letters and digits, words joined by '-' or '_' "
                         "(e.g. count-atoms or CountAtoms)")
+    if len(name) > _MAX_NAME:
+        raise UserError(f"name of {len(name)} characters: at most {_MAX_NAME} (it names a "
+                        "module, a class and files)")
     words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).replace("-", "_").lower().split("_")
+    snake = "_".join(words)
+    if keyword.iskeyword(snake) or keyword.issoftkeyword(snake) or snake in _TAKEN:
+        raise UserError(f"name {name!r}: {snake!r} is a Python keyword or a name the "
+                        f"generated code uses; choose another (e.g. {snake}-op)")
     return Names(snake="_".join(words), camel="".join(w.capitalize() for w in words),
                  kebab="-".join(words))
 

@@ -156,6 +156,9 @@ def resolve_workflow(ref: str) -> WorkflowPlugin:
     """A workflow plugin by entry-point name (`label`) or import path (`pkg.mod:Class`)."""
     if ":" in ref:
         module_name, _, attr = ref.partition(":")
+        if not all(part.isidentifier() for part in [*module_name.split("."), attr]):
+            raise UserError(f"workflow {ref!r}: not an installed workflow name (see `opshelf "
+                            "list`) nor an import path module.name:Class")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:

@@ -247,23 +247,20 @@ def history_json(run_dir: Path) -> dict[str, Any]:
 
 def import_dpgen2_command(args: argparse.Namespace) -> int:
     """Map, validate, write; warnings and errors on stderr naming the DPGEN2 keys."""
-    import json
     import sys
 
     import yaml
     from pydantic import ValidationError
 
     from opshelf.cl.dpgen2 import import_dpgen2
+    from opshelf.core.config import read_mapping
     from opshelf.core.errors import MissingInputError, UserError
     from opshelf.core.outputs import refuse_output_over_inputs
 
     source = Path(args.input)
     if not source.is_file():
         raise MissingInputError(f"DPGEN2 input not found: {source}")
-    try:
-        data = json.loads(source.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source}: not valid JSON: {exc}") from None
+    data = read_mapping(source)  # UTF-8 JSON/YAML whose top level is a mapping, else one line
     out = Path(args.output) if args.output else None
     if out is not None:
         refuse_output_over_inputs(out, [source])

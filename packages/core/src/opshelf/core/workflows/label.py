@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from opshelf.core.bounds import DistanceA, FrameCount, LatticeConstantA, Seed, Supercell
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineSpec, Task, load_engine
 from opshelf.core.errors import ConfigError, MissingInputError
@@ -39,16 +40,16 @@ class GenerateFrames(StrictModel):
 
     element: str = Field(description="chemical symbol, e.g. 'Cu'")
     crystal: Literal["fcc", "bcc", "hcp", "diamond"] = Field("fcc", description="the lattice")
-    lattice_constant_A: float | None = Field(
-        None, gt=0, description="a; ASE's reference value for the element when unset")
-    supercell: tuple[int, int, int] = Field((2, 2, 2), description="repetitions of the cell "
+    lattice_constant_A: LatticeConstantA | None = Field(
+        None, description="a; ASE's reference value for the element when unset")
+    supercell: Supercell = Field((2, 2, 2), description="repetitions of the cell "
                                             "along a, b, c")
     cubic: bool = Field(True, description="conventional cubic cell (orthorhombic for hcp)")
-    n_frames: int = Field(24, ge=1, description="how many strained and rattled copies")
-    rattle_A: float = Field(0.05, ge=0, description="standard deviation of the displacements")
+    n_frames: FrameCount = Field(24, description="how many strained and rattled copies")
+    rattle_A: DistanceA = Field(0.05, description="standard deviation of the displacements")
     random_strain: float = Field(
         0.0, ge=0, lt=0.5, description="largest absolute strain component (uniform, symmetric)")
-    seed: int = Field(0, description="seed of the strains and displacements (reproducible "
+    seed: Seed = Field(0, description="seed of the strains and displacements (reproducible "
                       "frames)")
 
 

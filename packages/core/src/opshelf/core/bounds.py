@@ -1,0 +1,100 @@
+"""Physical sanity bounds shared by every config model: one annotated type per kind of number.
+
+A config field says what it holds (`lattice_constant_A: LatticeConstantA`) instead of checking
+it in code, so that every package refuses the same nonsense the same way, before any work
+starts: a lattice constant in nm where Å is meant, MD at 1e9 K, ten to the twelve frames, a
+zero supercell, a pool of no workers. Each failure names the key, the value and the accepted
+range (through `opshelf.core.config.format_validation_error`), e.g.::
+
+    generate.lattice_constant_A: outside the accepted range [1, 100] Å (got 0.359)
+
+`StrictModel` already refuses infinite and NaN floats; these types add the range. The bounds
+are wide on purpose: they catch unit mistakes and typos, not unusual science.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+
+def bounded(base: type, low: float, high: float, unit: str = "", *,
+            low_open: bool = False) -> Any:
+    """`base` (int or float) within [low, high] (or (low, high] with `low_open`): an annotated
+    type whose error names the range and the unit, with minimum/maximum in its JSON Schema."""
+    left = "(" if low_open else "["
+    where = f"{left}{low:g}, {high:g}]" + (f" {unit}" if unit else "")
+
+    def check(value: Any) -> Any:
+        number = float(value)
+        below = number <= low if low_open else number < low
+        if not math.isfinite(number) or below or number > high:
+            raise ValueError(f"outside the accepted range {where}")
+        return value
+
+    schema: dict[str, Any] = {"maximum": high}
+    schema["exclusiveMinimum" if low_open else "minimum"] = low
+    return Annotated[base, AfterValidator(check), Field(json_schema_extra=schema)]
+
+
+#: a lattice constant or cell length: Å (0.359 is a value in nm)
+LatticeConstantA = bounded(float, 1.0, 100.0, "Å")
+#: a temperature of a simulation: K (above 0, at most 20000 K)
+TemperatureK = bounded(float, 0.0, 2.0e4, "K", low_open=True)
+#: a temperature where 0 K is meaningful (phonon free energies at 0 K)
+TemperatureOrZeroK = bounded(float, 0.0, 2.0e4, "K")
+#: a pressure: bar (±10 Mbar = ±1 TPa)
+PressureBar = bounded(float, -1.0e7, 1.0e7, "bar")
+#: a pressure: GPa (±1000 GPa)
+PressureGPa = bounded(float, -1.0e3, 1.0e3, "GPa")
+#: an MD time step: fs
+TimestepFs = bounded(float, 0.0, 20.0, "fs", low_open=True)
+#: a number of MD or optimisation steps
+StepCount = bounded(int, 1, 10**9, "steps")
+#: a number of steps that may be zero (e.g. an equilibration before the recorded part)
+StepCountOrZero = bounded(int, 0, 10**9, "steps")
+#: how many frames / structures / samples a config asks to make (each one is real work)
+FrameCount = bounded(int, 1, 10**6, "frames")
+#: a repeat of the cell along one axis
+SupercellRepeat = bounded(int, 1, 50)
+#: a supercell: three repeats, each in [1, 50]
+Supercell = tuple[SupercellRepeat, SupercellRepeat, SupercellRepeat]
+#: a wall-clock limit: seconds (above 0, at most 30 days)
+TimeoutS = bounded(float, 0.0, 30 * 86400.0, "s", low_open=True)
+#: a number of parallel workers, processes or threads
+PoolSize = bounded(int, 1, 4096, "workers")
+
+
+def _pool_size(value: int) -> int:
+    if value != -1 and not 1 <= value <= 4096:
+        raise ValueError("outside the accepted values: -1 (all at once) or [1, 4096] workers")
+    return value
+
+
+#: a process pool size where -1 means one worker per item
+PoolSizeOrAll = Annotated[int, AfterValidator(_pool_size),
+                          Field(json_schema_extra={"minimum": -1, "maximum": 4096})]
+#: a number of retries of a failed step or task
+RetryCount = bounded(int, 0, 100, "retries")
+#: a fraction in [0, 1] (ratios, probabilities)
+Fraction = bounded(float, 0.0, 1.0)
+#: a displacement, rattle amplitude or distance in Å (at most 10 Å)
+DistanceA = bounded(float, 0.0, 10.0, "Å")
+#: a cutoff radius: Å
+CutoffA = bounded(float, 0.0, 50.0, "Å", low_open=True)
+#: a (uniform) strain: dimensionless, at most 50 %
+Strain = bounded(float, -0.5, 0.5)
+#: a random seed
+Seed = bounded(int, 0, 2**32 - 1)
+#: a force threshold or error: eV/Å (positive, at most 1000 eV/Å)
+ForceEvA = bounded(float, 0.0, 1.0e3, "eV/Å")
+#: an energy per atom threshold or error: eV/atom
+EnergyEvPerAtom = bounded(float, 0.0, 1.0e3, "eV/atom")
+#: a force convergence threshold: eV/Å (above 0, at most 100)
+ForceThresholdEvA = bounded(float, 0.0, 100.0, "eV/Å", low_open=True)
+#: a thermostat or barostat damping time: fs
+DampingTimeFs = bounded(float, 0.0, 1.0e6, "fs", low_open=True)
+#: a number of GPUs
+GpuCount = bounded(int, 0, 64, "GPUs")
