@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field
 
+from opshelf.core.bounds import ForceThresholdEvA, Supercell
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import RelaxOptions, Task, TaskKind
 from opshelf.core.errors import ConfigError
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from ase import Atoms
 
 BULK_TASK = "bulk"
-Supercell = tuple[int, int, int]
 
 #: Interstitial sites in the conventional cell, fractional coordinates (before the
 #: supercell). A dumbbell replaces the atom at `replaces` by two atoms at +-`offset`
@@ -67,7 +67,7 @@ class VacancyParams(StrictModel):
     type: Literal["vacancy"] = Field("vacancy", description="the property type")
     supercell: Supercell = Field((3, 3, 3), description="repeats of the given cell")
     relax_ions: bool = Field(True, description="relax the ions around the defect (fixed cell)")
-    fmax_eV_per_A: float = Field(5e-3, gt=0, description="relaxation: force convergence")
+    fmax_eV_per_A: ForceThresholdEvA = Field(5e-3, description="relaxation: force convergence")
 
 
 class InterstitialParams(StrictModel):
@@ -78,7 +78,7 @@ class InterstitialParams(StrictModel):
         (3, 3, 3), description="repeats of the conventional cell (cubic; hexagonal for hcp)")
     sites: list[str] | None = Field(None, description="site names; all of the lattice when unset")
     relax_ions: bool = Field(True, description="relax the ions around the defect (fixed cell)")
-    fmax_eV_per_A: float = Field(5e-3, gt=0, description="relaxation: force convergence")
+    fmax_eV_per_A: ForceThresholdEvA = Field(5e-3, description="relaxation: force convergence")
 
 
 def _relax_task(relax_ions: bool, fmax: float) -> Task:

@@ -12,6 +12,7 @@ import numpy as np
 from ase.stress import full_3x3_to_voigt_6_stress
 from pydantic import Field
 
+from opshelf.core.bounds import ForceThresholdEvA
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import RelaxOptions, Task, TaskKind
 from opshelf.props.base import Made, Outcome, Property, PropertyTask, pyplot, require
@@ -40,7 +41,7 @@ class ElasticParams(StrictModel):
     shear_strain: float = Field(
         0.005, gt=0, lt=0.1, description="largest shear strain m (engineering, 2*eps_ij)")
     relax_ions: bool = Field(True, description="relax ions at each strain (fixed cell)")
-    fmax_eV_per_A: float = Field(1e-3, gt=0, description="ion relaxation: force convergence")
+    fmax_eV_per_A: ForceThresholdEvA = Field(1e-3, description="ion relaxation: force convergence")
 
 
 def strain_task_name(component: int, magnitude: float) -> str:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from opshelf.core.bounds import bounded
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import RelaxOptions, Task, TaskKind
 from opshelf.props.base import (
@@ -37,12 +38,16 @@ MIN_POINTS = 5
 RANGE_DEPENDENCE_WARNING = 0.03
 
 
+#: a volume over the given volume (0.5 to 2: beyond that no EOS fit means anything)
+VolumeRatio = bounded(float, 0.5, 2.0)
+
+
 class EosParams(StrictModel):
     """Energy-volume curve around the given structure's volume."""
 
     type: Literal["eos"] = Field("eos", description="the property type")
-    volume_ratio_min: float = Field(0.94, gt=0, description="smallest V / V_given")
-    volume_ratio_max: float = Field(1.06, gt=0, description="largest V / V_given")
+    volume_ratio_min: VolumeRatio = Field(0.94, description="smallest V / V_given")
+    volume_ratio_max: VolumeRatio = Field(1.06, description="largest V / V_given")
     n_points: int = Field(11, ge=MIN_POINTS, le=101, description="number of volumes")
     relax_positions: bool = Field(
         False, description="relax ions at each volume (needed when they are not fixed by "

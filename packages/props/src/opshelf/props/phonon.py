@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from opshelf.core.bounds import Supercell, TemperatureOrZeroK, bounded
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import Task
 from opshelf.props.base import Made, Outcome, Property, PropertyTask, pyplot, require
@@ -22,20 +23,36 @@ PHONOPY_FILE = "phonopy_disp.yaml"
 BAND_FILE = "band.yaml"
 
 
+#: q points along one reciprocal axis
+QMesh = bounded(int, 1, 200)
+#: the step of a temperature grid: K
+TemperatureStepK = bounded(float, 0.0, 2.0e4, "K", low_open=True)
+
+
 class PhononParams(StrictModel):
     """Harmonic phonons by finite displacements (phonopy)."""
 
     type: Literal["phonon"] = Field("phonon", description="the property type")
-    supercell: tuple[int, int, int] = Field((3, 3, 3), description="repeats of the given cell")
+    supercell: Supercell = Field((3, 3, 3), description="repeats of the given cell")
     displacement_A: float = Field(0.01, gt=0, lt=0.2,
                                   description="finite displacement of one atom (phonopy)")
-    band_points_per_segment: int = Field(51, ge=2, description="q-points on each segment "
+    band_points_per_segment: int = Field(51, ge=2, le=10000, description="q-points on each segment "
                                          "of the band-structure path")
-    mesh: tuple[int, int, int] = Field((20, 20, 20), description="q mesh for DOS and thermal")
-    temperatures_K: tuple[float, float, float] = Field(
-        (0.0, 1000.0, 100.0), description="(min, max, step) of the thermal properties")
+    mesh: tuple[QMesh, QMesh, QMesh] = Field((20, 20, 20), description="q mesh for DOS and thermal")
+    temperatures_K: tuple[TemperatureOrZeroK, TemperatureOrZeroK, TemperatureStepK] = Field(
+        (0.0, 1000.0, 100.0), description="(min, max, step) of the thermal properties: "
+        "0 <= min < max, step > 0")
     imaginary_tolerance_THz: float = Field(
-        0.05, ge=0, description="a frequency below -tolerance counts as an imaginary mode")
+        0.05, ge=0, le=10, description="a frequency below -tolerance counts as an imaginary mode")
+
+    @field_validator("temperatures_K")
+    @classmethod
+    def _temperature_range(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        low, high, _step = value
+        if high <= low:
+            raise ValueError(f"(min, max, step) = {tuple(value)}: max must be above min "
+                             "(accepted: 0 <= min < max <= 20000 K, step > 0)")
+        return value
 
 
 def to_phonopy_atoms(atoms: Atoms) -> Any:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from opshelf.core.bounds import ForceThresholdEvA, PressureGPa, StepCount
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import RelaxOptions, Task, TaskKind
 from opshelf.props.base import (
@@ -33,9 +34,9 @@ class RelaxParams(StrictModel):
     relax_positions: bool = Field(True, description="relax the atomic positions")
     relax_cell: bool = Field(True, description="relax the cell (shape and volume)")
     relax_volume_only: bool = Field(False, description="with relax_cell: keep the shape")
-    pressure_GPa: float = Field(0.0, description="target pressure of the cell relaxation")
-    fmax_eV_per_A: float = Field(1e-3, gt=0, description="force (and stress) convergence")
-    max_steps: int = Field(1000, ge=1, description="at most this many optimiser steps")
+    pressure_GPa: PressureGPa = Field(0.0, description="target pressure of the cell relaxation")
+    fmax_eV_per_A: ForceThresholdEvA = Field(1e-3, description="force (and stress) convergence")
+    max_steps: StepCount = Field(1000, description="at most this many optimiser steps")
 
 
 class Relax(Property):

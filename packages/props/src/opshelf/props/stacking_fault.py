@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field
 
+from opshelf.core.bounds import ForceThresholdEvA, StepCount
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import Engine, RelaxOptions, Task, TaskKind
 from opshelf.core.errors import ConfigError
@@ -53,7 +54,7 @@ class StackingFaultParams(StrictModel):
     type: Literal["stacking_fault"] = Field("stacking_fault", description="the property type")
     slip_system: Literal["auto", "fcc_111_112", "bcc_110_111", "hcp_0001_1010"] = Field(
         "auto", description="fcc {111}<112>, bcc {110}<111>, hcp basal {0001}<10-10>")
-    n_layers: int = Field(12, ge=4, description="atomic planes normal to the fault (about)")
+    n_layers: int = Field(12, ge=4, le=200, description="atomic planes normal to the fault (about)")
     n_points: int = Field(12, ge=4, le=60,
                           description="shifts f = i/n_points of the repeat L, i = 0..n-1")
     min_in_plane_A: float = Field(
@@ -62,8 +63,8 @@ class StackingFaultParams(StrictModel):
         None, description="relax atoms normal to the fault plane at each shift. null: when "
         "the engine implements per-axis relaxation (RelaxOptions.move_axes), else rigid; "
         "true: relaxed or an error naming the engine; false: rigid shifts")
-    fmax_eV_per_A: float = Field(1e-3, gt=0, description="relaxation: force convergence")
-    max_steps: int = Field(500, ge=1, description="relaxation: at most this many steps")
+    fmax_eV_per_A: ForceThresholdEvA = Field(1e-3, description="relaxation: force convergence")
+    max_steps: StepCount = Field(500, description="relaxation: at most this many steps")
 
 
 def relax_task(params: StackingFaultParams) -> Task:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from opshelf.core.bounds import ForceThresholdEvA
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import RelaxOptions, Task, TaskKind
 from opshelf.core.errors import ConfigError
@@ -39,10 +40,10 @@ class SurfaceParams(StrictModel):
                                   "(hkl) with max(|h|, |k|, |l|) up to this")
     miller_indices: list[MillerIndex] | None = Field(
         None, description="these indices only, instead of all up to max_miller_index")
-    min_slab_size_A: float = Field(10.0, gt=0, description="minimum slab thickness")
-    min_vacuum_size_A: float = Field(10.0, gt=0, description="minimum vacuum thickness")
+    min_slab_size_A: float = Field(10.0, gt=0, le=200, description="minimum slab thickness")
+    min_vacuum_size_A: float = Field(10.0, gt=0, le=200, description="minimum vacuum thickness")
     relax_ions: bool = Field(True, description="relax the slab's ions (fixed cell)")
-    fmax_eV_per_A: float = Field(5e-3, gt=0, description="relaxation: force convergence")
+    fmax_eV_per_A: ForceThresholdEvA = Field(5e-3, description="relaxation: force convergence")
 
 
 def miller_label(hkl: MillerIndex) -> str:

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from opshelf.core.bounds import LatticeConstantA, Seed, Supercell
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError, MissingInputError
+from opshelf.core.structure_checks import check_structure
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -45,8 +47,8 @@ class Substitution(StrictModel):
         "sqs", description="'random': a seeded random pick; 'sqs': special-quasirandom-like "
         "(pair correlations of the first shells closest to the random alloy's)")
     n_shells: int = Field(3, ge=1, le=6, description="neighbour shells matched by 'sqs'")
-    n_trials: int = Field(3000, ge=0, description="Monte Carlo swap trials of 'sqs'")
-    seed: int = Field(0, description="seed of the random pick or of the 'sqs' search")
+    n_trials: int = Field(3000, ge=0, le=10**7, description="Monte Carlo swap trials of 'sqs'")
+    seed: Seed = Field(0, description="seed of the random pick or of the 'sqs' search")
 
     @field_validator("fractions")
     @classmethod
@@ -67,10 +69,10 @@ class GenerateStructure(StrictModel):
         None, description="[A, B] for L1_2 (A3B) and B2 (AB); or [A] like `element`")
     prototype: Prototype = Field("fcc", description="crystal prototype; L1_2 and B2 take two "
                                  "elements")
-    lattice_constant_A: float | None = Field(
-        None, gt=0, description="a; from reference volumes per atom when unset")
-    c_over_a: float | None = Field(None, gt=0, description="hcp only; ideal sqrt(8/3) when unset")
-    supercell: tuple[int, int, int] = Field((1, 1, 1), description="repetitions of the "
+    lattice_constant_A: LatticeConstantA | None = Field(
+        None, description="a; from reference volumes per atom when unset")
+    c_over_a: float | None = Field(None, gt=0.5, le=10, description="hcp only; ideal sqrt(8/3) when unset")
+    supercell: Supercell = Field((1, 1, 1), description="repetitions of the "
                                             "conventional cell along a, b, c")
     substitution: Substitution | None = Field(
         None, description="replace a fraction of one element's sites (solid solutions)")
@@ -257,4 +259,5 @@ def read_structure_file(path: Path, fmt: str = "auto") -> Atoms:
         atoms = system.sub_system([system.get_nframes() - 1]).to("ase/structure")[0]
     if not atoms.pbc.all():
         raise ConfigError(f"{path}: properties need a periodic crystal (pbc on all axes)")
+    check_structure(atoms, str(path))
     return atoms
