@@ -5,8 +5,11 @@ Mapped: `structures` (globs of folders holding a POSCAR), `interaction` (deepmd,
 eam_fs, meam), `relaxation.cal_setting` (relax_pos/shape/vol, ftol, maxiter) and the
 properties eos, elastic, vacancy, interstitial, surface, gamma (-> stacking_fault) and
 phonon. Everything else is listed in a note that says why it is not mapped; a mapping that
-would change what is computed (absolute EOS volumes, another interaction type) is an error.
-Pure functions, no dflow.
+would change what is computed (absolute EOS volumes, another interaction type) is an error,
+and so is a conversion left with no property (e.g. APEX's annealing, gamma_surface or
+finite_t_elastic alone). The EOS volumes are the ones the APEX version given computes (its
+own loop, floating point included); model and potential files are resolved against the
+folder of the APEX file that names them and must exist. Pure functions, no dflow.
 """
 
 from __future__ import annotations
@@ -19,11 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from opshelf.core.config import read_mapping
 from opshelf.core.errors import ConfigError
 from opshelf.core.outputs import refuse_output_over_inputs
+from opshelf.props.eos import MIN_POINTS as EOS_MIN_POINTS
 
 #: APEX LAMMPS interaction type -> opshelf-md potential style
 LAMMPS_STYLES = {"eam_alloy": "eam/alloy", "eam_fs": "eam/fs"}
@@ -31,6 +33,11 @@ LAMMPS_STYLES = {"eam_alloy": "eam/alloy", "eam_fs": "eam/fs"}
 GAMMA_PLANES = {(1, 1, 1): "fcc_111_112", (1, 1, 0): "bcc_110_111", (0, 0, 1): "hcp_0001_1010",
                 (0, 0, 0, 1): "hcp_0001_1010"}
 #: keys of the global (machine) file: execution is opshelf's `steps` block, not the config
+#: The APEX release whose EOS rule is the default (APEX includes `vol_end` from this version
+#: on: `while vol_start + vol_step * n <= vol_end`, apex/core/property/EOS.py, May 2025; the
+#: releases before it loop while `< vol_end`).
+APEX_CURRENT = "1.2.8"
+EOS_END_INCLUDED_FROM = (1, 2, 8)
 GLOBAL_KEYS = {"apex_image_name", "run_image_name", "run_command", "batch_type", "context_type",
                "local_root", "remote_root", "machine", "resources", "dflow_host", "k8s_api_server",
                "group_size", "pool_size", "is_bohrium_dflow", "email", "password", "program_id",
@@ -41,8 +48,9 @@ GLOBAL_KEYS = {"apex_image_name", "run_image_name", "run_command", "batch_type",
 class ApexImport:
     """The config being built and the notes about what was not mapped."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, apex_version: str = APEX_CURRENT) -> None:
         self.out_dir = out_dir
+        self.apex_version = parse_apex_version(apex_version)
         self.notes: list[str] = []
         self.config: dict[str, Any] = {}
 
@@ -51,6 +59,15 @@ class ApexImport:
 
     def rel(self, path: Path) -> str:
         return os.path.relpath(path.resolve(), self.out_dir.resolve())
+
+
+def parse_apex_version(text: str) -> tuple[int, ...]:
+    """(1, 2, 8) from '1.2.8' or 'v1.2.8'; ConfigError for anything else."""
+    match = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    if match is None:
+        raise ConfigError(f"--apex-version {text!r}: give an APEX release such as "
+                          f"{APEX_CURRENT!r}")
+    return tuple(int(g or 0) for g in match.groups())
 
 
 def slug(text: str) -> str:
@@ -83,11 +100,26 @@ def map_structures(patterns: list[str], base: Path, imp: ApexImport) -> list[dic
     return out
 
 
+#: APEX interaction types whose `model` names files (deepmd model, LAMMPS potentials)
+MODEL_TYPES = {"deepmd", "meam", *LAMMPS_STYLES}
+
+
+def _model_file(name: str, base: Path, imp: ApexImport) -> str:
+    """`name` as APEX resolves it (against the folder of the file that names it), relative
+    to the output folder; ConfigError when it is not there."""
+    path = Path(name).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise ConfigError(f"interaction.model: {name!r} not found (looked for {path}, "
+                          "relative to the APEX file's folder)")
+    return imp.rel(path)
+
+
 def map_interaction(inter: dict[str, Any], base: Path, imp: ApexImport) -> dict[str, Any]:
     kind = inter.get("type")
     models = inter.get("model")
     models = [models] if isinstance(models, str) else list(models or [])
-    files = [imp.rel(base / m) if (base / m).exists() else m for m in models]
+    files = [_model_file(str(m), base, imp) for m in models] if kind in MODEL_TYPES else []
     if "type_map" in inter:
         imp.note("interaction.type_map: not needed (opshelf maps atom types by element name)")
     for key in sorted(set(inter) - {"type", "model", "type_map", "deepmd_version"}):
@@ -144,9 +176,26 @@ def _eos(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
         raise ConfigError("eos: vol_abs (absolute volumes per atom) cannot be mapped: opshelf "
                           "scans ratios of the relaxed volume")
     start, end, step = float(p.pop("vol_start")), float(p.pop("vol_end")), float(p.pop("vol_step"))
-    ratios = np.arange(start, end, step)  # APEX's own scan: `end` excluded
-    return {"type": "eos", "volume_ratio_min": float(ratios[0]),
-            "volume_ratio_max": float(ratios[-1]), "n_points": len(ratios)}
+    ratios = eos_ratios(start, end, step, imp.apex_version)
+    if len(ratios) < EOS_MIN_POINTS:
+        raise ConfigError(f"eos: vol_start {start}, vol_end {end}, vol_step {step} give "
+                          f"{len(ratios)} volume(s) in APEX; opshelf-props fits an equation "
+                          f"of state to {EOS_MIN_POINTS} or more: make vol_step smaller")
+    return {"type": "eos", "volume_ratio_min": ratios[0], "volume_ratio_max": ratios[-1],
+            "n_points": len(ratios)}
+
+
+def eos_ratios(start: float, end: float, step: float, version: tuple[int, ...]
+               ) -> list[float]:
+    """The relative volumes APEX `version` scans, with its own float arithmetic: from
+    EOS_END_INCLUDED_FROM on `start + step * n <= end`, before it `< end`."""
+    if step <= 0:
+        raise ConfigError(f"eos: vol_step {step} must be > 0")
+    inside = (lambda v: v <= end) if version >= EOS_END_INCLUDED_FROM else (lambda v: v < end)
+    ratios: list[float] = []
+    while inside(start + step * len(ratios)):
+        ratios.append(start + len(ratios) * step)
+    return ratios
 
 
 def _elastic(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
@@ -249,10 +298,12 @@ def map_property(raw: dict[str, Any], index: int, imp: ApexImport) -> dict[str, 
     return out
 
 
-def import_apex(files: list[Path], out_dir: Path) -> tuple[dict[str, Any], list[str]]:
+def import_apex(files: list[Path], out_dir: Path, apex_version: str = APEX_CURRENT
+                ) -> tuple[dict[str, Any], list[str]]:
     """(opshelf alloy config, notes) from APEX parameter files (relax, props or joint) and
-    an optional global file. Paths in the config are relative to `out_dir`."""
-    imp = ApexImport(out_dir)
+    an optional global file, as APEX `apex_version` reads them. Paths in the config are
+    relative to `out_dir`."""
+    imp = ApexImport(out_dir, apex_version)
     structures: list[dict[str, Any]] = []
     interaction = None
     relax: dict[str, Any] | None = None
@@ -287,6 +338,9 @@ def import_apex(files: list[Path], out_dir: Path) -> tuple[dict[str, Any], list[
     if relax is None:
         imp.note("no relaxation block: the structures are relaxed (cell and positions) first, "
                  "as APEX's props flow expects relaxed structures")
+    if not properties:
+        why = [n for n in imp.notes if n.startswith("properties[")] or ["the files list none"]
+        raise ConfigError("no property left to compute: " + "; ".join(why))
     config["properties"] = properties
     return config, imp.notes
 
@@ -298,7 +352,7 @@ def cmd_import_apex(args: argparse.Namespace) -> int:
     if out is not None:
         refuse_output_over_inputs(out, args.files)
     config, notes = import_apex([Path(f) for f in args.files],
-                                out.parent if out else Path.cwd())
+                                out.parent if out else Path.cwd(), args.apex_version)
     # validate what was made: a mapping bug must not give a config the workflow rejects
     from opshelf.alloy.config import AlloyConfig
     from opshelf.core.config import validate_into
@@ -323,4 +377,7 @@ def add_import_apex_command(commands: argparse._SubParsersAction) -> None:
                    "param files, and optionally global.json")
     p.add_argument("-o", "--output", help="config file to write (default: stdout); paths "
                    "in it are relative to its folder")
+    p.add_argument("--apex-version", default=APEX_CURRENT, help="the APEX release the files "
+                   f"were written for (default {APEX_CURRENT}); it decides the EOS volumes "
+                   "(vol_end included from 1.2.8 on)")
     p.set_defaults(func=cmd_import_apex)

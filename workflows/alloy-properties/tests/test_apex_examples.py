@@ -1,0 +1,143 @@
+"""`opshelf alloy import-apex` on APEX's own example parameter files (tests/data/apex-examples,
+copied from github.com/deepmodeling/APEX examples/, MIT; see PROVENANCE.md there).
+
+Each file is converted as a user would: the file in its own folder with the structures and
+the model/potential files it names (made here: POSCARs by ASE, empty model files, because
+the importer only resolves and checks them), written to a config in another folder. What
+each should give is read from the APEX file by hand: the EOS volumes are APEX 1.2.8's
+(`while vol_start + vol_step * n <= vol_end`, apex/core/property/EOS.py), a file whose only
+property opshelf lacks is refused, and so is a file that is not JSON.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from ase.build import bulk
+
+from opshelf.core.cli import main
+
+DATA = Path(__file__).parent / "data" / "apex-examples"
+EXAMPLES = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*.json"))
+
+#: APEX EOS 0.6..1.4 (relative volumes) by 0.05, 0.1 and 0.4: vol_end included (1.2.8)
+EOS_005 = {"type": "eos", "volume_ratio_min": 0.6, "volume_ratio_max": 1.4, "n_points": 17}
+EOS_01 = dict(EOS_005, n_points=9)
+#: 0.6..1.4 by 0.4 is 3 volumes in APEX; opshelf-props fits an EOS to 5 or more: refused
+EOS_04 = "eos: vol_start 0.6, vol_end 1.4, vol_step 0.4 give 3 volume(s)"
+ELASTIC = {"type": "elastic", "normal_strain": 0.01, "shear_strain": 0.01, "fmax_eV_per_A": 1e-10}
+#: file -> the opshelf properties it converts to, or the text of its exit-2 refusal
+EXPECTED: dict[str, list[dict] | str] = {
+    "annealing/param_joint.json": "properties[0] (annealing): no such property",
+    "gamma/param_props_gammaline.json": [{"type": "stacking_fault", "slip_system": "bcc_110_111",
+                                          "n_points": 20}],
+    "gamma/param_props_gammasurface.json": "properties[0] (gamma_surface): no such property",
+    "lammps/finite_t_elastic_fcc_Al/param_joint.json":
+        "properties[0] (finite_t_elastic): no such property",
+    "lammps/lammps_tutorial1_quick_start/lammps_example1.1_Mo/param_joint.json":
+        "param_joint.json",  # no opening brace: not JSON
+    "lammps/lammps_tutorial2_submission_methods/lammps_example2.1_bohrium/param_props.json":
+        [EOS_01, ELASTIC],
+    "lammps/lammps_tutorial2_submission_methods/lammps_example2.2_local/param_joint.json":
+        [ELASTIC],
+    "lammps/lammps_tutorial2_submission_methods/lammps_example2.2_local/param_props.json":
+        [ELASTIC],
+    "lammps/lammps_tutorial2_submission_methods/lammps_example2.3_debug/param_joint.json":
+        "param_joint.json",  # no comma after "relaxation": not JSON
+    "lammps/lammps_tutorial2_submission_methods/lammps_example2.3_slurm/param_props.json":
+        EOS_04,
+    "lammps/lammps_tutorial3_potentials_and_properties/lammps_example3.1_potentials_and_"
+    "properties/param_props_meam.json": EOS_04,
+    "lammps/lammps_tutorial3_potentials_and_properties/lammps_example3.2_properties/"
+    "param_props.json": EOS_04,
+    "lammps_demo/param_joint.json": [EOS_005, {"type": "phonon", "supercell": [4, 4, 4]}],
+    "lammps_demo/param_props.json": [EOS_01, ELASTIC],
+    "rss/HEA/param_joint.json": [EOS_005, ELASTIC],
+}
+#: the structure folders each APEX `structures` pattern is given here (a glob gets one)
+CONF = {"confs/std-*": "confs/std-x", "confs/*": "confs/x", "RSS_HEA/conf_*": "RSS_HEA/conf_0"}
+
+
+def _inputs_beside(param: Path) -> None:
+    """Structures and the model files `param` names, in its folder."""
+    import json
+
+    data = json.loads(param.read_text())
+    elements = list(data["interaction"]["type_map"])
+    atoms = bulk(elements[0], "bcc" if elements[0] == "Mo" else "fcc", a=3.16 if
+                 elements[0] == "Mo" else 4.05, cubic=True)
+    atoms.set_chemical_symbols([elements[i % len(elements)] for i in range(len(atoms))])
+    for pattern in data["structures"]:
+        folder = param.parent / CONF.get(pattern, pattern)
+        folder.mkdir(parents=True, exist_ok=True)
+        atoms.write(folder / "POSCAR", format="vasp")
+    models = data["interaction"]["model"]
+    for name in [models] if isinstance(models, str) else models:
+        (param.parent / name).write_text("placeholder: import-apex only checks it exists\n")
+
+
+def test_every_copied_example_has_an_expectation() -> None:
+    assert sorted(EXPECTED) == EXAMPLES and len(EXAMPLES) == 15
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_apex_example(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    param = tmp_path / "apex" / name
+    param.parent.mkdir(parents=True)
+    shutil.copy(DATA / name, param)
+    expected = EXPECTED[name]
+    if not isinstance(expected, str) or "param_" not in expected:
+        _inputs_beside(param)
+    out = tmp_path / "elsewhere" / "alloy.yaml"
+    out.parent.mkdir()
+    code = main(["alloy", "import-apex", str(param), "-o", str(out)])
+    err = capsys.readouterr().err
+    if isinstance(expected, str):
+        errors = [line for line in err.splitlines() if line.startswith("opshelf: error:")]
+        assert code == 2 and len(errors) == 1 and expected in errors[0], err
+        assert not out.exists()
+        return
+    assert code == 0, err
+    config = yaml.safe_load(out.read_text())
+    assert config["properties"] == expected
+    interaction = config["interactions"][0]
+    files = [interaction["deepmd"]] if "deepmd" in interaction else [
+        v for k, v in interaction["lammps"]["potential"].items() if k != "style"]
+    for file in files:  # resolved against the APEX file's folder, written relative to -o's
+        assert (out.parent / file).resolve().parent == param.parent.resolve(), file
+    for structure in config["structures"]:
+        assert (out.parent / structure["file"]).is_file()
+
+
+def test_apex_version_decides_the_eos_end(tmp_path: Path) -> None:
+    """APEX before 1.2.8 looped `< vol_end`: 0.6 + 8 * 0.1 = 1.4000000000000001 is left out."""
+    name = ("lammps/lammps_tutorial2_submission_methods/lammps_example2.1_bohrium/"
+            "param_props.json")
+    param = tmp_path / "param_props.json"
+    shutil.copy(DATA / name, param)
+    _inputs_beside(param)
+    for version, n_points, last in (("1.2.8", 9, 1.4), ("1.2.7", 8, 1.3)):
+        out = tmp_path / f"{version}.yaml"
+        assert main(["alloy", "import-apex", str(param), "--apex-version", version,
+                     "-o", str(out)]) == 0
+        eos = yaml.safe_load(out.read_text())["properties"][0]
+        assert eos["n_points"] == n_points
+        assert eos["volume_ratio_max"] == pytest.approx(last, abs=1e-12)
+    assert main(["alloy", "import-apex", str(param), "--apex-version", "latest"]) == 2
+
+
+def test_a_missing_model_file_is_refused_naming_it(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    name = "lammps_demo/param_props.json"
+    param = tmp_path / "apex" / "param_props.json"
+    param.parent.mkdir()
+    shutil.copy(DATA / name, param)
+    _inputs_beside(param)
+    (param.parent / "frozen_model.pb").unlink()
+    assert main(["alloy", "import-apex", str(param), "-o", str(tmp_path / "a.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "interaction.model: 'frozen_model.pb' not found" in err
+    assert str(param.parent / "frozen_model.pb") in err
