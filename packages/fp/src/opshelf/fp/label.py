@@ -1,14 +1,17 @@
 """Label frames with an engine, task by task, without dflow (scripts and notebooks).
 
-The same contract as PrepRunFp: everything missing is reported before the first task, a
-failed task is recorded with its reason and log tail (never raised), and a program killed
-from outside (SIGKILL/SIGTERM) is re-run up to `program_retries` times.
+The same labelling path as PrepRunFp, run in-process: task dirs are written by core's
+`write_engine_tasks` (PrepFp's), each is run by core's `run_task_report` (RunFp's driver:
+a failed task is recorded with its reason and log tail, never raised; a program killed from
+outside (SIGKILL/SIGTERM) is re-run up to `program_retries` times). Everything missing is
+reported before the first task. Each task runs in `workdir/task-NNNNNN`, where all its
+files stay.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +19,9 @@ from typing import Any
 
 import dpdata
 
-from opshelf.core.engine import Engine, EngineSpec, Task, TaskFailed, load_engine, write_task
-from opshelf.core.errors import CommandError
-from opshelf.core.ops.labelling import task_name
+from opshelf.core.engine import Engine, EngineSpec, Task, load_engine
+from opshelf.core.ops.labelling import KEEP_ALL, run_task_report, write_engine_tasks
 from opshelf.fp.common import ordered_unique, present_elements
-from opshelf.fp.run import killed_from_outside
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,6 @@ def _single_frames(
     return out
 
 
-def _run_once(
-    engine: Engine, frame: dpdata.System, task: Task, task_dir: Path
-) -> dpdata.LabeledSystem:
-    if task_dir.exists():  # a fresh dir for every attempt: no state of a killed run
-        shutil.rmtree(task_dir)
-    write_task(task_dir, frame, task, engine)
-    return engine.run(task_dir, task, frame).system
-
-
 def label_frames(
     frames: dpdata.System | dpdata.MultiSystems | Iterable[dpdata.System],
     engine: Engine | EngineSpec | dict[str, Any],
@@ -73,35 +65,31 @@ def label_frames(
     Everything missing (executable, pseudopotential, basis) is reported by `engine.check`
     before the first task runs. A task that fails (TaskFailed, CommandError) is recorded
     as a LabelFailure and the others go on; one whose program was killed from outside is
-    first re-run up to `program_retries` times.
+    first re-run up to `program_retries` times. Every frame keeps the atom-name order of
+    the input (names of no atom included).
     """
     if program_retries < 0:
         raise ValueError(f"program_retries must be >= 0, got {program_retries}")
     engine = engine if isinstance(engine, Engine) else load_engine(engine)
     task = task or Task()
     singles = _single_frames(frames)
-    elements = ordered_unique([el for frame in singles for el in present_elements(frame)])
-    engine.check(elements, task)
+    engine.check(ordered_unique([el for f in singles for el in present_elements(f)]), task)
+    type_map = ordered_unique([str(name) for f in singles for name in f["atom_names"]])
     workdir = Path(workdir)
     labelled = dpdata.MultiSystems()
     failures: list[LabelFailure] = []
-    for index, frame in enumerate(singles):
-        task_dir = workdir / task_name(index)
-        for attempt in range(1, program_retries + 2):
-            try:
-                labelled.append(_run_once(engine, frame, task, task_dir))
-                break
-            except (TaskFailed, CommandError) as exc:
-                killed = isinstance(exc, CommandError) and killed_from_outside(
-                    exc.returncode, exc.timed_out
-                )
-                if killed and attempt <= program_retries:
-                    log.warning("task %s: program killed, running it again", task_dir)
-                    continue
-                reason = exc.reason if isinstance(exc, TaskFailed) else exc.args[0]
-                if attempt > 1:
-                    reason = f"{reason} (after {attempt} attempts)"
-                log.warning("task %s failed: %s", task_dir, reason)
-                failures.append(LabelFailure(index, task_dir, reason, exc.log_tail, attempt))
-                break
+    with tempfile.TemporaryDirectory(prefix="opshelf-label-") as scratch:
+        names, paths, _ = write_engine_tasks(singles, engine, task, Path(scratch) / "tasks",
+                                             type_map=type_map)
+        for index, (name, path, frame) in enumerate(zip(names, paths, singles)):
+            labelled_dir = Path(scratch) / "labeled" / name
+            report = run_task_report(path, workdir / name, labelled_dir, name,
+                                     program_retries=program_retries, keep_files=[KEEP_ALL],
+                                     loaded=(engine, task, frame))
+            if report.ok:
+                labelled.append(dpdata.LabeledSystem(str(labelled_dir), fmt="deepmd/npy"))
+                continue
+            log.warning("task %s failed: %s", workdir / name, report.reason)
+            failures.append(LabelFailure(index, workdir / name, report.reason, report.log_tail,
+                                         report.attempts or 1))
     return labelled, failures

@@ -4,7 +4,8 @@
   element's pseudopotential / basis / POTCAR is checked before the first dir is written.
 - `RunFp`: one task dir -> `labeled_data` (deepmd/npy), the raw output files asked for
   (`keep_files`) and a report; a failed calculation is recorded, not raised. A program
-  killed from outside is re-run up to `program_retries` times first (`opshelf.fp.run`).
+  killed from outside is re-run up to `program_retries` times first (core's
+  `run_task_report`, the one run driver, which `label_frames` uses too).
 - `PrepRunFp`: the super-OP prep-fp -> run-fp (sliced fan-out) -> collect-fp, with step keys
   `<block_id>--prep-fp`, `<block_id>--run-fp-NNNNNN`, `<block_id>--collect-fp`.
 
@@ -24,11 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List
 
+import dpdata
 from dflow.python import OP, OPIO, FatalError, OPIOSign, Parameter
 
-from opshelf.core.config import validate_into
 from opshelf.core.dflow_build import Mode
-from opshelf.core.engine import TASK_FILE, EngineSpec, Task, load_engine, read_task
+from opshelf.core.engine import TASK_FILE, Engine, Task, read_task
 from opshelf.core.errors import MissingInputError
 from opshelf.core.execution import StepExecution
 from opshelf.core.fanout import (
@@ -43,9 +44,8 @@ from opshelf.core.fanout import (
     from_run,
 )
 from opshelf.core.ops import CollectLabels, PrepEngineTasks, RunEngineTask
-from opshelf.core.ops.labelling import read_frames, union_type_map
+from opshelf.core.ops.labelling import run_task_report, union_type_map
 from opshelf.fp.base import FpEngine
-from opshelf.fp.run import run_fp_task
 
 STEP_PREP = "prep-fp"
 STEP_RUN = "run-fp"
@@ -53,16 +53,12 @@ STEP_COLLECT = "collect-fp"
 
 
 class PrepFp(PrepEngineTasks):
-    """Frames -> FP task dirs (inputs of the engine, the frame, the task)."""
+    """Frames -> FP task dirs (inputs of the engine, the frame, the task). Every element's
+    files (pseudopotential, basis, POTCAR) are checked before the first dir is written."""
 
-    @OP.exec_sign_check
-    def execute(self, ip: OPIO) -> OPIO:
-        engine = load_engine(validate_into(EngineSpec, ip["engine"], where="input 'engine'"))
-        task = validate_into(Task, ip["task"], where="input 'task'")
-        frames = [frame for path in ip["frames"] for frame in read_frames(Path(path), ip["fmt"])]
+    def check_frames(self, engine: Engine, task: Task, frames: List[dpdata.System]) -> None:
         if isinstance(engine, FpEngine):  # files only: the program runs elsewhere
             engine.check_inputs(union_type_map(frames), task)
-        return super().execute(ip)
 
 
 class RunFp(RunEngineTask):
@@ -85,22 +81,18 @@ class RunFp(RunEngineTask):
         name, task_path = ip["task_name"], Path(ip["task_path"])
         if not (task_path / TASK_FILE).is_file():
             raise FatalError(f"{task_path}: not a prepared task dir (no {TASK_FILE})")
-        engine, _, _ = read_task(task_path)
-        if isinstance(engine, FpEngine):
+        loaded = read_task(task_path)  # the engine, loaded once for the whole task
+        if isinstance(loaded[0], FpEngine):
             try:
-                engine.check_program()
+                loaded[0].check_program()
             except MissingInputError as exc:
                 raise FatalError(f"task {name}: {exc}") from exc
         work_dir, labelled_dir = Path("run") / name, Path("labeled") / name
-        report = run_fp_task(
-            task_path,
-            work_dir,
-            labelled_dir,
-            name,
-            program_retries=ip["program_retries"],
-            keep_files=ip["keep_files"],
-        )
-        return OPIO({"labeled_data": labelled_dir, "raw_output": work_dir, "report": report})
+        report = run_task_report(task_path, work_dir, labelled_dir, name, loaded=loaded,
+                                 program_retries=ip["program_retries"],
+                                 keep_files=ip["keep_files"])
+        return OPIO({"labeled_data": labelled_dir, "raw_output": work_dir,
+                     "report": report.as_dict()})
 
 
 class PrepRunFp(FanOutSteps):

@@ -11,20 +11,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List
 
+import dpdata
 from dflow.python import OP, OPIO, Artifact, BigParameter, FatalError, OPIOSign, Parameter
 
 from opshelf.core.config import validate_into
-from opshelf.core.engine import EngineSpec, Task, load_engine
+from opshelf.core.engine import Engine, EngineSpec, Task, load_engine
 from opshelf.core.ops.labelling import (
     SuccessRatioTooLow,
     collect_labels,
-    prepare_engine_tasks,
+    read_frames,
     run_engine_task,
+    write_engine_tasks,
 )
 
 
 class PrepEngineTasks(OP):
-    """Frames (files in any dpdata format) -> one engine task dir per frame."""
+    """Frames (files in any dpdata format) -> one engine task dir per frame. Each frame
+    file is read once and the engine loaded once; a subclass checks the frames against
+    the engine before any dir is written (``check_frames``)."""
 
     @classmethod
     def get_input_sign(cls) -> OPIOSign:
@@ -48,10 +52,15 @@ class PrepEngineTasks(OP):
     def execute(self, ip: OPIO) -> OPIO:
         engine = load_engine(validate_into(EngineSpec, ip["engine"], where="input 'engine'"))
         task = validate_into(Task, ip["task"], where="input 'task'")
-        names, paths, type_map = prepare_engine_tasks(
-            [Path(p) for p in ip["frames"]], ip["fmt"], engine, task, Path("tasks"),
-            type_map=ip["type_map"])
+        frames = [frame for path in ip["frames"] for frame in read_frames(Path(path), ip["fmt"])]
+        self.check_frames(engine, task, frames)
+        names, paths, type_map = write_engine_tasks(frames, engine, task, Path("tasks"),
+                                                    type_map=ip["type_map"])
         return OPIO({"task_names": names, "task_paths": paths, "type_map": type_map})
+
+    def check_frames(self, engine: Engine, task: Task, frames: List[dpdata.System]) -> None:
+        """Raise before any task dir is written when `engine` cannot label `frames` (here:
+        nothing; the engine's unsupported task kinds are refused by write_engine_tasks)."""
 
 
 class RunEngineTask(OP):

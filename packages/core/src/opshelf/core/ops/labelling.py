@@ -1,14 +1,28 @@
-"""Pure functions behind the generic engine-task OPs (no dflow import: scripts call them).
+"""Pure functions behind the labelling OPs (no dflow import: scripts call them).
 
     frames (any dpdata format) --prepare_engine_tasks--> task dirs (one per frame)
-    task dir --run_engine_task--> labelled data (deepmd/npy) + a report; a failure is a report
+      (in-memory frames: write_engine_tasks)
+    task dir --run_task_report--> labelled data (deepmd/npy) + a report; a failure is a report
     labelled dirs --collect_labels--> one deepmd/npy multi-system set + failures.json + summary.json
+
+This is the one labelling path: core's OPs (PrepEngineTasks, RunEngineTask, CollectLabels),
+opshelf-fp's (PrepFp, RunFp) and its serial `label_frames` all call these functions. The run
+driver `run_task_report` holds the two rules of a task run:
+
+- A program that was killed from outside (SIGKILL/SIGTERM: the OOM killer, a pre-empted
+  node, an administrator) is re-run up to `program_retries` times. Any other failure
+  (exit status != 0, unconverged SCF, no forces, a timeout) is deterministic and is
+  recorded at once. After the last attempt the failure is recorded like any other, so a
+  batch never retries a task forever and never loses it.
+- Only the raw files asked for are kept in the run dir (`keep_files`, globs; ``[]``: the
+  engine's inputs and logs), not wavefunctions, restart files or copied pseudopotentials.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +32,7 @@ import dpdata
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from opshelf.core.engine import Engine, Task, TaskFailed, run_task_dir, write_task
+from opshelf.core.engine import TASK_FILE, Engine, Task, TaskFailed, read_task, write_task
 from opshelf.core.errors import CommandError, ConfigError, MissingInputError
 
 #: Written into every labelled-data dir, success or failure: the record of the task.
@@ -26,7 +40,12 @@ REPORT_FILE = "opshelf-report.json"
 FAILURES_FILE = "failures.json"
 SUMMARY_FILE = "summary.json"
 DATA_DIR = "data"
-
+#: Signals that mean "stopped from outside", worth running again.
+KILL_SIGNALS = (signal.SIGKILL, signal.SIGTERM)
+#: Kept besides the engine's own raw files: every log that run_command writes.
+DEFAULT_EXTRA_KEEP = ("*.out", "*.err", TASK_FILE)
+#: `keep_files` entry that keeps the whole run dir.
+KEEP_ALL = "**"
 
 
 class TaskReport(BaseModel):
@@ -163,7 +182,21 @@ def prepare_engine_tasks(
     *,
     type_map: Sequence[str] | None = None,
 ) -> tuple[list[str], list[Path], list[str]]:
-    """One task dir per frame under `out_dir`. Returns (names, paths, type_map).
+    """One task dir per frame of `frame_files` under `out_dir` (``write_engine_tasks``)."""
+    frames = [frame for path in frame_files for frame in read_frames(path, fmt)]
+    return write_engine_tasks(frames, engine, task, out_dir, type_map=type_map)
+
+
+def write_engine_tasks(
+    frames: Sequence[dpdata.System],
+    engine: Engine,
+    task: Task,
+    out_dir: Path,
+    *,
+    type_map: Sequence[str] | None = None,
+) -> tuple[list[str], list[Path], list[str]]:
+    """One task dir per (single-frame) System under `out_dir`. Returns (names, paths,
+    type_map).
 
     Every frame gets the same atom-name order (`type_map`, extended by elements it lacks),
     so the labelled data of all tasks can be merged.
@@ -171,7 +204,6 @@ def prepare_engine_tasks(
     reason = engine.unsupported_reason(task)
     if reason is not None:
         raise ConfigError(reason)
-    frames = [frame for path in frame_files for frame in read_frames(path, fmt)]
     names_map = union_type_map(frames, type_map)
     names: list[str] = []
     paths: list[Path] = []
@@ -185,42 +217,109 @@ def prepare_engine_tasks(
 
 
 # -- run -----------------------------------------------------------------------------------
-def run_task_report(task_dir: Path, work_dir: Path, labelled_dir: Path,
-                    name: str | None = None) -> TaskReport:
-    """Copy `task_dir` to `work_dir`, run it there, write the labelled frames as deepmd/npy
-    into `labelled_dir` and return the task's report (also written as REPORT_FILE there).
+def killed_from_outside(returncode: int | None, timed_out: bool = False) -> bool:
+    """True for a program that died of SIGKILL/SIGTERM (negative return code, or
+    128+signal as a shell or MPI launcher reports it), unless its own timeout sent it."""
+    if returncode is None or timed_out:
+        return False
+    return returncode in {-s for s in KILL_SIGNALS} | {128 + s for s in KILL_SIGNALS}
 
-    A CommandError or TaskFailed becomes a report with status "failed", its reason and
-    the log tail: recorded, not raised. Anything else is a bug and propagates.
-    """
-    name = name or task_dir.name
+
+def was_killed(report: TaskReport) -> bool:
+    """`killed_from_outside` for a failed task's report."""
+    return not report.ok and killed_from_outside(report.returncode, bool(report.timed_out))
+
+
+def default_keep_files(engine: Engine) -> list[str]:
+    """The engine's raw-file globs (inputs, logs) plus every program log."""
+    return [*engine.raw_file_globs, *DEFAULT_EXTRA_KEEP]
+
+
+def keep_raw_files(run_dir: Path, patterns: Sequence[str]) -> list[str]:
+    """Delete every file of `run_dir` that no glob in `patterns` matches (a matching
+    folder keeps all it holds; "**" keeps everything). Returns the kept files, relative."""
+    keep: set[Path] = set()
+    for pattern in patterns:
+        for path in run_dir.glob(pattern):
+            if path.is_dir():
+                keep.update(p for p in path.rglob("*") if not p.is_dir())
+            else:
+                keep.add(path)
+    for path in sorted(run_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not path.is_symlink():
+            if not any(path.iterdir()):
+                path.rmdir()
+        elif path not in keep:
+            path.unlink()
+    return sorted(p.relative_to(run_dir).as_posix() for p in keep)
+
+
+def _run_attempt(loaded: tuple[Engine, Task, dpdata.System], task_dir: Path, work_dir: Path,
+                 labelled_dir: Path, name: str) -> TaskReport:
+    """One attempt in a fresh copy of `task_dir`; a CommandError or TaskFailed is a report."""
+    engine, task, frame = loaded
     if work_dir.exists():
         shutil.rmtree(work_dir)
     # A copy, not the task dir itself: in dflow's local mode an input artifact may be a
     # link into the previous step's outputs, which a run must not modify.
     shutil.copytree(task_dir, work_dir, symlinks=False)
-    labelled_dir.mkdir(parents=True, exist_ok=True)
+    if labelled_dir.exists():  # nothing of a killed attempt's labels
+        shutil.rmtree(labelled_dir)
+    labelled_dir.mkdir(parents=True)
     report = TaskReport(task=name, status="succeeded", reason="", log_tail="", n_frames=0)
-    start = time.monotonic()
     try:
-        result = run_task_dir(work_dir)
+        result = engine.run(work_dir, task, frame)
     except TaskFailed as exc:
-        report = report.model_copy(update={"status": "failed", "reason": exc.reason,
-                                           "log_tail": exc.log_tail})
+        return report.model_copy(update={"status": "failed", "reason": exc.reason,
+                                         "log_tail": exc.log_tail})
     except CommandError as exc:
-        report = report.model_copy(update={
-            "status": "failed", "reason": exc.message,
-            "log_tail": exc.log_tail, "returncode": exc.returncode,
-            "timed_out": exc.timed_out})
-    else:
-        system = result.system
-        system.to("deepmd/npy", str(labelled_dir))
-        report = report.model_copy(update={
-            "n_frames": system.get_nframes(), "info": result.info,
-            "energy_eV_per_atom": [float(e) / system.get_natoms() for e in system["energies"]],
-            "max_force_eV_per_A": [float(np.linalg.norm(f, axis=1).max())
-                                   for f in system["forces"]]})
+        return report.model_copy(update={
+            "status": "failed", "reason": exc.message, "log_tail": exc.log_tail,
+            "returncode": exc.returncode, "timed_out": exc.timed_out})
+    system = result.system
+    system.to("deepmd/npy", str(labelled_dir))
+    return report.model_copy(update={
+        "n_frames": system.get_nframes(), "info": result.info,
+        "energy_eV_per_atom": [float(e) / system.get_natoms() for e in system["energies"]],
+        "max_force_eV_per_A": [float(np.linalg.norm(f, axis=1).max())
+                               for f in system["forces"]]})
+
+
+def run_task_report(task_dir: Path, work_dir: Path, labelled_dir: Path,
+                    name: str | None = None, *, program_retries: int | None = None,
+                    keep_files: Sequence[str] | None = None,
+                    loaded: tuple[Engine, Task, dpdata.System] | None = None) -> TaskReport:
+    """Run the task dir `task_dir` in `work_dir` (a fresh copy each attempt), write its
+    labelled frames as deepmd/npy into `labelled_dir` and return the task's report (also
+    written as REPORT_FILE there). The engine is loaded once (`loaded`: the
+    ``read_task(task_dir)`` a caller already holds).
+
+    A CommandError or TaskFailed becomes a report with status "failed", its reason and the
+    log tail: recorded, not raised; anything else is a bug and propagates.
+    `program_retries` (an int): a program killed from outside is run again up to that many
+    times, and the report records `attempts` and `earlier_attempts`; None runs once and
+    records neither. `keep_files` (globs, ``[]`` = the engine's inputs and logs): the raw
+    files kept in `work_dir`, listed as `raw_files`; None keeps all and lists none.
+    """
+    retries = program_retries or 0
+    if retries < 0:
+        raise ValueError(f"program_retries must be >= 0, got {program_retries}")
+    name = name or task_dir.name
+    loaded = loaded or read_task(task_dir)
+    start = time.monotonic()
+    earlier: list[str] = []
+    report = _run_attempt(loaded, task_dir, work_dir, labelled_dir, name)
+    while was_killed(report) and len(earlier) < retries:
+        earlier.append(report.reason)
+        report = _run_attempt(loaded, task_dir, work_dir, labelled_dir, name)
     report.wall_s = round(time.monotonic() - start, 3)
+    if program_retries is not None:
+        if not report.ok and earlier:
+            report.reason = f"{report.reason} (after {len(earlier) + 1} attempts)"
+        report.attempts, report.earlier_attempts = len(earlier) + 1, earlier
+    if keep_files is not None:
+        report.raw_files = keep_raw_files(work_dir,
+                                          list(keep_files) or default_keep_files(loaded[0]))
     report.write(labelled_dir)
     return report
 
