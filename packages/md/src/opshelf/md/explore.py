@@ -28,6 +28,15 @@ import dpdata
 import numpy as np
 from pydantic import Field
 
+from opshelf.core.bounds import (
+    DampingTimeFs,
+    FrameCount,
+    PressureGPa,
+    Seed,
+    StepCount,
+    TemperatureK,
+    TimestepFs,
+)
 from opshelf.core.config import StrictModel, validate_into
 from opshelf.core.engine import (
     TASK_FILE,
@@ -74,17 +83,17 @@ class MdGroup(StrictModel):
 
     kind: Literal["md"] = Field("md", description="a grid of MD runs")
     ensemble: Literal["nvt", "npt", "nve"] = Field("nvt", description="the MD ensemble")
-    temperatures_K: list[float] = Field(min_length=1, description="one run per temperature "
+    temperatures_K: list[TemperatureK] = Field(min_length=1, description="one run per temperature "
                                         "(times pressures, confs and n_samples)")
-    pressures_GPa: list[float] = Field(default_factory=lambda: [0.0], min_length=1,
+    pressures_GPa: list[PressureGPa] = Field(default_factory=lambda: [0.0], min_length=1,
                                        description="npt: one run per pressure")
-    n_steps: int = Field(1000, ge=1, description="MD steps per run")
-    timestep_fs: float = Field(1.0, gt=0, description="time step")
-    dump_every: int = Field(10, ge=1, description="a frame (and its model deviation) every "
+    n_steps: StepCount = Field(1000, description="MD steps per run")
+    timestep_fs: TimestepFs = Field(1.0, description="time step")
+    dump_every: StepCount = Field(10, description="a frame (and its model deviation) every "
                             "this many steps")
-    thermostat_tau_fs: float = Field(100.0, gt=0, description="thermostat damping time")
-    barostat_tau_fs: float = Field(1000.0, gt=0, description="barostat damping time (npt)")
-    n_samples: int = Field(1, ge=1, description="runs per initial conf and grid point")
+    thermostat_tau_fs: DampingTimeFs = Field(100.0, description="thermostat damping time")
+    barostat_tau_fs: DampingTimeFs = Field(1000.0, description="barostat damping time (npt)")
+    n_samples: FrameCount = Field(1, description="runs per initial conf and grid point")
     confs: list[int] | None = Field(None, description="indices of the initial confs (all)")
 
 
@@ -97,7 +106,7 @@ class TemplateGroup(StrictModel):
     revisions: dict[str, list[Any]] = Field(default_factory=dict, description="placeholder -> "
                                             "values; one run per combination (DPGEN2's "
                                             "revisions)")
-    dump_every: int = Field(10, ge=1, description="the template's dump lines write every this "
+    dump_every: StepCount = Field(10, description="the template's dump lines write every this "
                             "many steps")
     confs: list[int] | None = Field(None, description="indices of the initial confs (all)")
 
@@ -112,7 +121,7 @@ class ExploreConfig(StrictModel):
                                "ase-ensemble, with its settings and profile")
     groups: list[ExploreGroup] = Field(min_length=1, description="task groups: md grids and "
                                        "lmp-template runs")
-    seed: int = Field(0, ge=0, description="base of the MD velocity seeds (run k of a group "
+    seed: Seed = Field(0, description="base of the MD velocity seeds (run k of a group "
                       "gets seed + k); a loop passes a new one per iteration")
 
 
@@ -289,13 +298,13 @@ class SelectConfig(StrictModel):
 
     trust: TrustLevels = Field(description="the model-deviation levels that class a frame as "
                                "accurate, candidate or failed")
-    max_select: int | None = Field(None, ge=0, description="at most this many frames")
+    max_select: int | None = Field(None, ge=0, le=10**6, description="at most this many frames")
     max_select_ratio: float | None = Field(None, ge=0, le=1, description="at most this "
                                            "fraction of the candidates")
     filters: ConfFilters = Field(default_factory=ConfFilters, description="checks a picked "
                                  "frame must pass; a rejected frame is replaced by the next "
                                  "candidate")
-    seed: int = Field(0, description="seed of the random pick among candidates")
+    seed: Seed = Field(0, description="seed of the random pick among candidates")
     n_test: int = Field(0, ge=0, le=100_000, description="also draw this many frames at "
                         "random (seeded) among the explored frames that are not failed and "
                         "pass the filters, none of them selected: a held-out test set "

@@ -16,12 +16,12 @@ class ConfFilters(StrictModel):
     """Filters on the selected frames; each is off when unset."""
 
     min_distance_A: float | None = Field(
-        None, gt=0, description="reject a frame with two atoms closer than this")
+        None, gt=0, le=10, description="reject a frame with two atoms closer than this")
     min_cell_angle_deg: float | None = Field(
         None, gt=0, lt=90, description="reject a skewed box: an angle between cell vectors "
         "below this or above 180 minus this")
     max_length_ratio: float | None = Field(
-        None, ge=1, description="reject a box whose longest cell vector is more than this "
+        None, ge=1, le=1000, description="reject a box whose longest cell vector is more than this "
         "times its shortest")
 
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from opshelf.core.bounds import ForceEvA
 from opshelf.core.config import StrictModel
 
 ACCURATE, CANDIDATE, FAILED = 0, 1, 2
@@ -38,15 +39,15 @@ class TrustLevels(StrictModel):
         "fixed-levels", description="fixed-levels: candidates between f_lo and f_hi, picked at "
         "random; fixed-levels-max-select: the largest deviations first; adaptive-lower: "
         "DPGEN2's adaptive lower level")
-    f_lo: float | None = Field(None, ge=0, description="lower force level (fixed styles)")
-    f_hi: float = Field(description="upper force level: above it a frame is failed")
+    f_lo: ForceEvA | None = Field(None, description="lower force level (fixed styles)")
+    f_hi: ForceEvA = Field(description="upper force level: above it a frame is failed")
     v_lo: float | None = Field(None, ge=0, description="lower virial level (fixed styles)")
     v_hi: float | None = Field(None, ge=0, description="upper virial level; no virial check "
                                "when unset")
-    numb_candi_f: int = Field(200, ge=0, description="adaptive-lower: candidates by force")
+    numb_candi_f: int = Field(200, ge=0, le=10**6, description="adaptive-lower: candidates by force")
     rate_candi_f: float = Field(0.01, ge=0, le=1, description="adaptive-lower: candidates by "
                                 "force as a fraction of the frames (the larger count wins)")
-    numb_candi_v: int = Field(0, ge=0, description="adaptive-lower: candidates by virial")
+    numb_candi_v: int = Field(0, ge=0, le=10**6, description="adaptive-lower: candidates by virial")
     rate_candi_v: float = Field(0.0, ge=0, le=1, description="adaptive-lower: candidates by "
                                 "virial as a fraction of the frames")
 

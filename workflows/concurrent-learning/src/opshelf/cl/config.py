@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from opshelf.core.bounds import DistanceA, FrameCount, LatticeConstantA, Seed, StepCount, Supercell
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineSpec, Task
 from opshelf.core.execution import StepsConfig
@@ -48,7 +49,7 @@ class TrainSection(StrictModel):
         "training from scratch on more frames trains proportionally more steps, so every "
         "frame gets as many passes as in the first iteration (with fixed steps the models "
         "underfit the growing data set and their deviation rises with every label)")
-    max_numb_steps: int | None = Field(None, ge=1, description="cap of the scaled steps")
+    max_numb_steps: StepCount | None = Field(None, description="cap of the scaled steps")
     init_model: InitModelOptions = Field(
         default_factory=InitModelOptions, description="whether and how an iteration's training "
         "starts from the previous iteration's models (DPGEN2's init-model policy)")
@@ -69,18 +70,18 @@ class LatticeConfs(StrictModel):
     element: str = Field(description="chemical symbol of the host crystal")
     crystal: Literal["fcc", "bcc", "hcp", "diamond", "sc"] = Field("fcc",
                                                                    description="the lattice")
-    lattice_constant_A: float | None = Field(None, gt=0, description="a; ASE's reference value "
+    lattice_constant_A: LatticeConstantA | None = Field(None, description="a; ASE's reference value "
                                              "for the element when unset")
-    supercell: tuple[int, int, int] = Field((2, 2, 2), description="repetitions of the cell "
+    supercell: Supercell = Field((2, 2, 2), description="repetitions of the cell "
                                             "along a, b, c")
     cubic: bool = Field(True, description="start from the conventional cubic cell (not for hcp)")
-    n_confs: int = Field(1, ge=1, description="how many configurations (they differ by their "
+    n_confs: FrameCount = Field(1, description="how many configurations (they differ by their "
                          "random substitutions and rattle)")
     substitutions: list[Substitution] = Field(default_factory=list, description="random "
                                               "substitutions of the host's sites")
-    rattle_A: float = Field(0.0, ge=0, description="standard deviation of random atomic "
+    rattle_A: DistanceA = Field(0.0, description="standard deviation of random atomic "
                             "displacements (0: none)")
-    seed: int = Field(0, description="seed of the substitutions and displacements")
+    seed: Seed = Field(0, description="seed of the substitutions and displacements")
 
 
 class ConfSource(StrictModel):
@@ -106,9 +107,9 @@ class Convergence(StrictModel):
         0.97, ge=0, le=1, description="accurate-ratio: converged when at least this fraction "
         "of the explored frames is accurate")
     level_tolerance: float = Field(
-        0.005, ge=0, description="adaptive-lower: converged when the adaptive lower force "
+        0.005, ge=0, le=100, description="adaptive-lower: converged when the adaptive lower force "
         "level moved by less than this (eV/A) over the last `n_checked` iterations")
-    n_checked: int = Field(2, ge=2, description="adaptive-lower: iterations over which the "
+    n_checked: int = Field(2, ge=2, le=1000, description="adaptive-lower: iterations over which the "
                            "level must have settled")
     max_failed_ratio: float = Field(
         0.2, ge=0, le=1, description="never converged while more than this fraction of the "
@@ -120,7 +121,7 @@ class Convergence(StrictModel):
         "a 6-frame CP2K ensemble that called 98 % of its frames accurate); the next iteration "
         "then selects with f_lo scaled by the held-out deviation/error ratio. No effect "
         "without a held-out set")
-    max_iterations: int = Field(5, ge=1, description="iterations of this stage at most")
+    max_iterations: int = Field(5, ge=1, le=10_000, description="iterations of this stage at most")
     fatal_at_max: bool = Field(False, description="fail the run when the stage reaches "
                                "max_iterations unconverged (else move on to the next stage)")
 
@@ -143,7 +144,7 @@ class ExploreSection(StrictModel):
         "ensemble of trained models is filled in), e.g. lammps' neighbor_skin_A")
     profile: dict[str, Any] = Field(default_factory=dict, description="engine profile "
                                     "(command, mpi_prefix, threads, timeout_s)")
-    tasks_per_batch: int = Field(8, ge=1, description="MD runs per process (LAMMPS)")
+    tasks_per_batch: int = Field(8, ge=1, le=10_000, description="MD runs per process (LAMMPS)")
     stages: list[Stage] = Field(min_length=1, description="explored one after the other, each "
                                 "until it converges or reaches its max_iterations")
 
@@ -151,7 +152,7 @@ class ExploreSection(StrictModel):
 class SelectSection(StrictModel):
     trust: TrustLevels = Field(description="the model-deviation levels that class a frame as "
                                "accurate, candidate or failed")
-    max_select: int | None = Field(None, ge=0, description="frames labelled per iteration "
+    max_select: int | None = Field(None, ge=0, le=10**6, description="frames labelled per iteration "
                                    "at most")
     max_select_ratio: float | None = Field(None, ge=0, le=1, description="at most this "
                                            "fraction of the candidates is labelled")
@@ -198,8 +199,8 @@ class ClConfig(StrictModel):
 
     type_map: list[str] = Field(min_length=1, description="the elements, in the order the "
                                 "models use")
-    seed: int = Field(0, description="every random choice derives from (seed, iteration, step)")
-    max_iterations: int = Field(20, ge=1, description="iterations over all stages at most")
+    seed: Seed = Field(0, description="every random choice derives from (seed, iteration, step)")
+    max_iterations: int = Field(20, ge=1, le=10_000, description="iterations over all stages at most")
     init_data: list[DataSource] = Field(min_length=1, description="the labelled frames "
                                         "training starts from")
     train: TrainSection = Field(description="DeePMD-kit training of the ensemble")
