@@ -12,6 +12,10 @@ what a fan-out does is decided here once:
 - the run step slices the list the prep step hands out (``Fan.over``) and the per-item
   inputs and outputs it names; dflow gathers the outputs into lists.
 
+``FanOutSteps`` makes a declaration a dflow Steps template (a super-OP a workflow nests);
+``fan_out_steps`` lays the same steps out flat for a workflow without blocks (core's label:
+top-level keys ``prep-tasks``, ``run-task-000003``, ``collect-labels``).
+
 A declaration says where each OP input comes from with ``Ref``s: ``from_input("engine")``
 (an input of the super-OP), ``from_prep("task_paths")``, ``from_run("labeled_data")``; any
 other value is passed as given. Imported at build time only (it imports dflow).
@@ -19,7 +23,7 @@ other value is passed as given. Imported at build time only (it imports dflow).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -134,6 +138,64 @@ class FanOut:
         return Inputs(parameters=parameters, artifacts=artifacts), outputs
 
 
+def _stage_steps(declaration: FanOut, block: object, resolve_input: Callable[[str, bool], Any],
+                 *, mode: Mode, n_items: int | None, key_suffix: str) -> dict[str, Step]:
+    """The steps of `declaration` (prep, run, collect) by stage, keyed in `block`, each
+    input of the super-OP taken from `resolve_input(name, artifact)`."""
+    steps: dict[str, Step] = {}
+
+    def resolve(value: Any, artifact: bool) -> Any:
+        if not isinstance(value, Ref):
+            return value
+        if value.source == "input":
+            return resolve_input(value.name, artifact)
+        if value.source not in steps:
+            raise ValueError(f"fan-out {declaration.block_id!r}: {value} refers to a later step")
+        io = steps[value.source].outputs
+        return (io.artifacts if artifact else io.parameters)[value.name]
+
+    def add(source: Source, stage: Stage, key: StepKey, **fan: Any) -> Step:
+        steps[source] = make_step(
+            stage.name, stage.op, stage.execution, key=key, mode=mode,
+            parameters={name: resolve(value, False) for name, value in stage.parameters.items()},
+            artifacts={name: resolve(ref, True) for name, ref in stage.artifacts.items()},
+            **fan)
+        return steps[source]
+
+    prep = add("prep", declaration.prep, StepKey.of(block, declaration.prep.name + key_suffix))
+    over = prep.outputs.parameters[declaration.fan.over]
+    add("run", declaration.run, StepKey.fan_out(block, declaration.run.name + key_suffix),
+        slices=declaration.fan.slices(), n_items=n_items,
+        with_sequence=argo_sequence(argo_len(over), format=ITEM_FORMAT))
+    if declaration.collect is not None:
+        add("collect", declaration.collect,
+            StepKey.of(block, declaration.collect.name + key_suffix))
+    return steps
+
+
+def fan_out_steps(declaration: FanOut, *, parameters: Mapping[str, Any],
+                  artifacts: Mapping[str, Any], block: str = "", mode: Mode = "local",
+                  n_items: int | None = None) -> dict[str, Step]:
+    """The steps of `declaration` laid out flat (prep, run, collect, by stage), for a
+    workflow to add itself: its inputs given as values (`parameters`, defaults of the
+    declaration for the others) and dflow artifacts; keys in `block` ("" for top-level
+    steps: ``prep-tasks``, ``run-task-000003``)."""
+    missing = [name for name, default in declaration.parameters.items()
+               if default is REQUIRED and name not in parameters]
+    unknown = sorted(set(parameters) - set(declaration.parameters))
+    if missing or unknown:
+        raise ValueError(f"fan-out {declaration.block_id!r}: parameters missing {missing}, "
+                         f"unknown {unknown}")
+
+    def resolve_input(name: str, artifact: bool) -> Any:
+        if artifact:
+            return artifacts.get(name)
+        return parameters.get(name, declaration.parameters[name])
+
+    return _stage_steps(declaration, block, resolve_input, mode=mode, n_items=n_items,
+                        key_suffix="")
+
+
 class FanOutSteps(Steps):
     """dflow Steps built from a ``FanOut`` declaration: the base of every super-OP.
 
@@ -146,48 +208,25 @@ class FanOutSteps(Steps):
         inputs, outputs = declaration.template_io()
         super().__init__(name=name, inputs=inputs, outputs=outputs)
         self.declaration = declaration
-        self.steps_by_stage: dict[str, Step] = {}
-        block = self.inputs.parameters["block_id"]
-        prep = self._stage_step("prep", declaration.prep, StepKey.of(block, declaration.prep.name
-                                                                      + key_suffix), mode)
-        over = prep.outputs.parameters[declaration.fan.over]
-        self._stage_step(
-            "run", declaration.run, StepKey.fan_out(block, declaration.run.name + key_suffix),
-            mode, slices=declaration.fan.slices(), n_items=n_items,
-            with_sequence=argo_sequence(argo_len(over), format=ITEM_FORMAT))
-        if declaration.collect is not None:
-            self._stage_step("collect", declaration.collect,
-                             StepKey.of(block, declaration.collect.name + key_suffix), mode)
+
+        def resolve_input(name: str, artifact: bool) -> Any:
+            return (self.inputs.artifacts if artifact else self.inputs.parameters)[name]
+
+        self.steps_by_stage = _stage_steps(
+            declaration, self.inputs.parameters["block_id"], resolve_input, mode=mode,
+            n_items=n_items, key_suffix=key_suffix)
+        for step in self.steps_by_stage.values():
+            self.add(step)
         for name, ref in declaration.output_artifacts.items():
-            self.outputs.artifacts[name]._from = self._resolve(ref, artifact=True)
+            self.outputs.artifacts[name]._from = self._resolve_output(ref, artifact=True)
         for name, ref in declaration.output_parameters.items():
-            self.outputs.parameters[name].value_from_parameter = self._resolve(ref,
-                                                                               artifact=False)
+            self.outputs.parameters[name].value_from_parameter = self._resolve_output(
+                ref, artifact=False)
 
-    def _stage_step(self, source: Source, stage: Stage, key: StepKey, mode: Mode,
-                    **fan: Any) -> Step:
-        step = make_step(
-            stage.name, stage.op, stage.execution, key=key, mode=mode,
-            parameters={name: self._resolve(value, artifact=False)
-                        for name, value in stage.parameters.items()},
-            artifacts={name: self._resolve(ref, artifact=True)
-                       for name, ref in stage.artifacts.items()},
-            **fan)
-        self.steps_by_stage[source] = step
-        self.add(step)
-        return step
-
-    def _resolve(self, value: Any, *, artifact: bool) -> Any:
-        if not isinstance(value, Ref):
-            return value
-        if value.source == "input":
-            io = self.inputs
-        elif value.source in self.steps_by_stage:
-            io = self.steps_by_stage[value.source].outputs
-        else:
-            raise ValueError(f"super-OP {self.name!r}: {value} refers to a later step")
-        return (io.artifacts if artifact else io.parameters)[value.name]
+    def _resolve_output(self, ref: Ref, *, artifact: bool) -> Any:
+        io = self.steps_by_stage[ref.source].outputs
+        return (io.artifacts if artifact else io.parameters)[ref.name]
 
 
-__all__ = ["REQUIRED", "Fan", "FanOut", "FanOutSteps", "Ref", "Stage", "from_collect",
-           "from_input", "from_prep", "from_run"]
+__all__ = ["REQUIRED", "Fan", "FanOut", "FanOutSteps", "Ref", "Stage", "fan_out_steps",
+           "from_collect", "from_input", "from_prep", "from_run"]

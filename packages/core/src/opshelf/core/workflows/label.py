@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ase import Atoms
     from dflow import Workflow
 
+    from opshelf.core.fanout import FanOut
+
 STEP_PREP = "prep-tasks"
 STEP_RUN = "run-task"
 STEP_COLLECT = "collect-labels"
@@ -163,41 +165,20 @@ class LabelWorkflow(WorkflowPlugin):
     # -- workflow ------------------------------------------------------------------------
     def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
         assert isinstance(config, LabelConfig)
-        from dflow import Workflow, argo_len, argo_sequence, upload_artifact
+        from dflow import Workflow, upload_artifact
 
-        from opshelf.core.dflow_build import make_step
-        from opshelf.core.keys import StepKey
-        from opshelf.core.ops import CollectLabels, PrepEngineTasks, RunEngineTask
+        from opshelf.core.fanout import fan_out_steps
 
         files, n_frames, type_map = self._frames(config, ctx, write=True)
-        steps = config.steps
-        prep = make_step(
-            STEP_PREP, PrepEngineTasks, steps.for_step(STEP_PREP), key=StepKey("", STEP_PREP), mode=ctx.mode,
+        steps = fan_out_steps(
+            label_declaration(config.steps), mode=ctx.mode, n_items=n_frames,
             artifacts={"frames": upload_artifact(files)},
             parameters={"fmt": config.frames_format,
                         "engine": config.engine.model_dump(mode="json"),
                         "task": config.task.model_dump(mode="json"),
-                        "type_map": type_map})
-        run = make_step(
-            STEP_RUN, RunEngineTask, steps.for_step(STEP_RUN), mode=ctx.mode,
-            key=StepKey.fan_out("", STEP_RUN),
-            parameters={"task_name": prep.outputs.parameters["task_names"]},
-            artifacts={"task_path": prep.outputs.artifacts["task_paths"]},
-            slices={"slices": "int('{{item}}')",
-                    "input_parameter": ["task_name"], "input_artifact": ["task_path"],
-                    "output_parameter": ["report"],
-                    "output_artifact": ["labeled_data", "raw_output"]},
-            with_sequence=argo_sequence(argo_len(prep.outputs.parameters["task_names"]),
-                                        format="%06d"),
-            n_items=n_frames)
-        collect = make_step(
-            STEP_COLLECT, CollectLabels, steps.for_step(STEP_COLLECT), key=StepKey("", STEP_COLLECT),
-            mode=ctx.mode,
-            artifacts={"labeled_data": run.outputs.artifacts["labeled_data"]},
-            parameters={"type_map": prep.outputs.parameters["type_map"],
-                        "min_success_ratio": config.min_success_ratio})
+                        "type_map": type_map, "min_success_ratio": config.min_success_ratio})
         workflow = Workflow(name="label", id=ctx.workflow_id)
-        for step in (prep, run, collect):
+        for step in steps.values():
             workflow.add(step)
         return workflow
 
@@ -229,6 +210,40 @@ class LabelWorkflow(WorkflowPlugin):
             lines.append(f"{summary['n_failed']} failed tasks, with reasons: "
                          f"{results / 'failures.json'}")
         return lines
+
+
+def label_declaration(steps: StepsConfig) -> FanOut:
+    """The `label` graph, prep-tasks -> run-task (one sliced step per frame) ->
+    collect-labels, declared with core's fan-out builder (imports dflow)."""
+    from opshelf.core.fanout import (
+        REQUIRED,
+        Fan,
+        FanOut,
+        Stage,
+        from_input,
+        from_prep,
+        from_run,
+    )
+    from opshelf.core.ops import CollectLabels, PrepEngineTasks, RunEngineTask
+
+    return FanOut(
+        block_id="",
+        parameters={"engine": REQUIRED, "task": {}, "fmt": "auto", "type_map": [],
+                    "min_success_ratio": 1.0},
+        artifacts=("frames",),
+        prep=Stage(STEP_PREP, PrepEngineTasks, steps.for_step(STEP_PREP),
+                   parameters={n: from_input(n) for n in ("fmt", "engine", "task", "type_map")},
+                   artifacts={"frames": from_input("frames")}),
+        run=Stage(STEP_RUN, RunEngineTask, steps.for_step(STEP_RUN),
+                  parameters={"task_name": from_prep("task_names")},
+                  artifacts={"task_path": from_prep("task_paths")}),
+        fan=Fan(over="task_names", sliced_parameters=("task_name",),
+                sliced_artifacts=("task_path",), output_artifacts=("labeled_data", "raw_output")),
+        collect=Stage(STEP_COLLECT, CollectLabels, steps.for_step(STEP_COLLECT),
+                      parameters={"type_map": from_prep("type_map"),
+                                  "min_success_ratio": from_input("min_success_ratio")},
+                      artifacts={"labeled_data": from_run("labeled_data")}),
+    )
 
 
 def plot_labels(summary: dict[str, Any], path: Path) -> None:
