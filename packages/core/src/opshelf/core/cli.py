@@ -76,10 +76,14 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from opshelf.core.local.runner import resolve_workflow
+    from opshelf.core.report import write_comparison
+    from opshelf.core.rundir import RunDir
 
-    run = _open_run(args)
-    path = resolve_workflow(run.read().workflow_ref).report(run.path)
-    print(path)
+    runs = [RunDir.open(name, _runs_root(args)) for name in args.run]
+    if len(runs) == 1 and args.output is None:
+        print(resolve_workflow(runs[0].read().workflow_ref).report(runs[0].path))
+    else:
+        print(write_comparison(runs, Path(args.output) if args.output else None))
     return 0
 
 
@@ -181,8 +185,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="name of the new run")
     p.set_defaults(func=cmd_rerun)
 
-    p = with_runs_dir(sub.add_parser("report", help="write the workflow's HTML report of a run"))
-    p.add_argument("run", help="run directory or run name")
+    p = with_runs_dir(sub.add_parser(
+        "report", help="write the workflow's HTML report of a run; of several runs of one "
+        "workflow, one file with them side by side"))
+    p.add_argument("run", nargs="+", help="run directory or run name (several: compared)")
+    p.add_argument("-o", "--output", help="the side-by-side file to write (default: "
+                   "compare-RUN1-vs-RUN2....html beside the first run)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("schema", help="JSON Schema of a workflow's config")

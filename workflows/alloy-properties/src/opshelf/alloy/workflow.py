@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -221,6 +221,12 @@ class AlloyWorkflow(WorkflowPlugin):
             raise MissingInputError(f"{path} not found: the run has not finished (opshelf status "
                                     f"{run_dir})")
         return write_report(json.loads(path.read_text()), results_dir, results_dir / REPORT_FILE)
+
+    def compare(self, run_dirs: Sequence[Path]) -> str:
+        from opshelf.alloy.report import compare_runs
+
+        return compare_runs({Path(d).name: json.loads((Path(d) / "results" / RESULTS_FILE)
+                                                       .read_text()) for d in run_dirs})
 
     def add_cli_commands(self, commands: argparse._SubParsersAction) -> None:
         from opshelf.alloy.apex import add_import_apex_command

@@ -19,7 +19,6 @@ from opshelf.cl.inputs import (
     write_stage_confs,
 )
 from opshelf.cl.scheduler import LoopState, iteration_inputs
-from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError
 from opshelf.core.keys import StepKey
 from opshelf.core.workflow import BuildContext, Outcome, WorkflowPlugin
@@ -36,18 +35,17 @@ def _workflow_dir(run_dir: Path) -> Path:
     return RunDir(run_dir).workflow_dir()
 
 
-class ClWorkflow(WorkflowPlugin):
+class ClWorkflow(WorkflowPlugin[ClConfig]):
     name = "cl"
     description = "DPGEN2-style concurrent learning: train -> explore -> select -> label, repeated"
     Config = ClConfig
     #: OP classes of the loop; tests replace them with mocked subclasses
     ops: ClOps | None = None
 
-    def step_names(self, config: StrictModel) -> list[str]:
+    def step_names(self, config: ClConfig) -> list[str]:
         return list(STEP_NAMES)
 
-    def check(self, config: StrictModel, ctx: BuildContext) -> None:
-        assert isinstance(config, ClConfig)
+    def check(self, config: ClConfig, ctx: BuildContext) -> None:
         super().check(config, ctx)
         from opshelf.cl.inputs import read_labelled
         from opshelf.core.engine import Task, TaskKind, load_engine
@@ -92,8 +90,7 @@ class ClWorkflow(WorkflowPlugin):
             if saved is not None:
                 os.environ["PATH"] = saved
 
-    def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
-        assert isinstance(config, ClConfig)
+    def build(self, config: ClConfig, ctx: BuildContext) -> Workflow:
         from dflow import Step, Workflow, upload_artifact
 
         from opshelf.cl.flow import ClLoop, ClOps
@@ -158,7 +155,7 @@ class ClWorkflow(WorkflowPlugin):
         parser.set_defaults(func=import_dpgen2_command)
 
     # -- results ---------------------------------------------------------------------------
-    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
+    def collect(self, config: ClConfig, ctx: BuildContext, workflow: Workflow) -> list[str]:
         """The local run's results, from its workflow folder (every step's outputs)."""
         from opshelf.cl.report import write_report
         from opshelf.cl.results import (
@@ -178,7 +175,7 @@ class ClWorkflow(WorkflowPlugin):
                                         title=f"concurrent learning: {run_dir.name}"),
             held_out_data(wfdir), labelling_cost(wfdir))
 
-    def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
+    def results_inputs(self, config: ClConfig, workflow: Workflow) -> dict[str, Any]:
         """What an Argo run's results step can reach of a recursive loop: the loop step's
         outputs (the final iteration's models and data set, the final state with every
         iteration's record) and the uploaded initial data. Not each iteration's steps: the
@@ -192,7 +189,7 @@ class ClWorkflow(WorkflowPlugin):
                 "test_data": loop.outputs.artifacts["test_data"],
                 "init_data": loop.inputs.artifacts["init_data"].source}
 
-    def write_results(self, config: StrictModel, inputs: dict[str, Path],
+    def write_results(self, config: ClConfig, inputs: dict[str, Path],
                       results_dir: Path) -> list[str]:
         """The results step of an Argo run: what `collect` writes, from the loop's outputs."""
         import json
@@ -212,7 +209,7 @@ class ClWorkflow(WorkflowPlugin):
                                          title="concurrent learning"),
             Path(inputs["test_data"]) if inputs.get("test_data") else None)
 
-    def outcome(self, config: StrictModel, ctx: BuildContext) -> Outcome:
+    def outcome(self, config: ClConfig, ctx: BuildContext) -> Outcome:
         """Converged when every stage met its criterion (the scheduler's verdict)."""
         from opshelf.cl.status import latest_state
 

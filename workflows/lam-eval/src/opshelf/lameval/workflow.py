@@ -62,12 +62,12 @@ class LamEvalConfig(StrictModel):
         return self
 
 
-class LamEvalWorkflow(WorkflowPlugin):
+class LamEvalWorkflow(WorkflowPlugin[LamEvalConfig]):
     name = "lameval"
     description = "evaluate large atomic models (accuracy, Delta, properties, MD, speed)"
     Config = LamEvalConfig
 
-    def step_names(self, config: StrictModel) -> list[str]:
+    def step_names(self, config: LamEvalConfig) -> list[str]:
         return [STEP_EVALUATE, STEP_LEADERBOARD]
 
     def datasets(self, config: LamEvalConfig, ctx: BuildContext) -> list[DatasetSpec]:
@@ -83,8 +83,7 @@ class LamEvalWorkflow(WorkflowPlugin):
             resolved.append(spec.model_copy(update={"path": path.resolve()}))
         return resolved
 
-    def check(self, config: StrictModel, ctx: BuildContext) -> None:
-        assert isinstance(config, LamEvalConfig)
+    def check(self, config: LamEvalConfig, ctx: BuildContext) -> None:
         super().check(config, ctx)
         from opshelf.core.models import resolve_calculator_factory
         from opshelf.lameval.data import load_frames
@@ -95,8 +94,7 @@ class LamEvalWorkflow(WorkflowPlugin):
             for spec in self.datasets(config, ctx):
                 load_frames(spec.path, spec.fmt)  # unreadable or unlabelled: an error now
 
-    def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
-        assert isinstance(config, LamEvalConfig)
+    def build(self, config: LamEvalConfig, ctx: BuildContext) -> Workflow:
         from dflow import Workflow, upload_artifact
 
         from opshelf.core.dflow_build import make_step
@@ -125,14 +123,14 @@ class LamEvalWorkflow(WorkflowPlugin):
         workflow.add(board)
         return workflow
 
-    def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
+    def results_inputs(self, config: LamEvalConfig, workflow: Workflow) -> dict[str, Any]:
         """An exported (Argo) run ends with core's results step on the leaderboard."""
         from opshelf.core.dflow_build import find_step
 
         return {"leaderboard": find_step(workflow, STEP_LEADERBOARD).outputs.artifacts[
             "leaderboard"]}
 
-    def write_results(self, config: StrictModel, inputs: dict[str, Path],
+    def write_results(self, config: LamEvalConfig, inputs: dict[str, Path],
                       results_dir: Path) -> list[str]:
         outputs, results = inputs, results_dir
         if results.exists():
