@@ -1,10 +1,12 @@
 """One self-contained HTML report of an alloy-properties run: no external file, script or
 font; plots are inline SVG (matplotlib), so it renders offline and prints well.
 
-Per structure, interactions side by side: a table of scalar properties with the relative
-difference to the reference interaction, the Cij matrix of each interaction with its
-difference, EOS curves overlaid, surface-energy bars, stacking-fault curves, phonon bands,
-defect energies per site, and every failure with its reason.
+The answer first: how many properties were computed, and per structure the table of every
+scalar property (surfaces included) with the interactions side by side (with several, the
+relative difference to the reference interaction). Then every failure in one line (its log
+below it), and per structure the Cij matrices, EOS curves, surface-energy bars,
+stacking-fault curves, phonon bands with the high-symmetry points and DOS, defect energies
+per site; the interactions' settings last, as a table.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ table{border-collapse:collapse;margin:.6em 0 1.2em}td,th{border:1px solid #ccc;
 padding:.25em .6em;text-align:right}th{background:#f2f2f2}td.l,th.l{text-align:left}
 .diff{color:#666;font-size:.85em}.bad{color:#b00}.plots{display:flex;flex-wrap:wrap;gap:1em}
 .plots figure{margin:0}figcaption{font-size:.9em;color:#555}code{background:#f4f4f4}
+.answer{font-size:1.15em;padding:.6em 1em;border-left:6px solid #888}
+.answer.ok{border-color:#2a2;background:#efe}.answer.bad{border-color:#c22;background:#fee;color:#222}
 """
 
 
@@ -44,11 +48,25 @@ def _figure(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
+#: decimals shown per unit (the digits the methods resolve, not the float's)
+DECIMALS = (("(eV/atom)", 3), ("(Å³/atom)", 2), ("(Å)", 3), ("(GPa)", 1), ("(eV)", 3),
+            ("(J/m²)", 3), ("(THz)", 2), ("B'", 2), ("ratio", 3))
+
+
+#: rows of absolute energies (no relative difference: each interaction has its own zero)
+ABSOLUTE = ("E (eV/atom)", "E0 (eV/atom)")
+
+
+def decimals_of(label: str) -> int:
+    """Decimals of a quantity, from the unit in its label ('B (GPa), EOS' -> 1)."""
+    return next((d for unit, d in DECIMALS if unit in label), 3)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "–"
-    return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else \
-        f"{value:.{digits}f}"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.00"
 
 
 def _diff(value: float | None, reference: float | None) -> str:
@@ -67,21 +85,47 @@ def _pyplot() -> Any:
 
 
 # -- sections --------------------------------------------------------------------------------
+def property_rows(per: Mapping[str, Mapping[str, dict[str, Any]]], names: list[str]
+                  ) -> list[tuple[str, dict[str, float | None]]]:
+    """The scalar rows (results.SCALARS) and one row per surface (Miller index), with the
+    lowest-energy surface named."""
+    rows = scalar_rows({n: per.get(n, {}) for n in names})
+    surfaces = {n: per.get(n, {}).get("surface", {}).get("surface_energies_J_per_m2", {})
+                for n in names}
+    for index in sorted({k for values in surfaces.values() for k in values}):
+        rows.append((f"surface ({index}) (J/m²)",
+                     {n: surfaces[n].get(index) for n in names}))
+    return rows
+
+
 def scalar_table(per: Mapping[str, Mapping[str, dict[str, Any]]], names: list[str],
                  reference: str) -> str:
-    rows = scalar_rows({n: per.get(n, {}) for n in names})
+    """Every scalar property, one column per interaction; with several interactions the
+    relative difference to the reference interaction beside each value."""
+    rows = property_rows(per, names)
     if not rows:
         return ""
-    head = "".join(f"<th>{html.escape(n)}{' (reference)' if n == reference else ''}</th>"
-                   for n in names)
+    compare = len(names) > 1
+
+    def diff(label: str, value: float | None, ref: float | None, digits: int) -> str:
+        # absolute energies: each interaction has its own zero; a reference ~0: no ratio
+        if label.startswith(ABSOLUTE) or ref is None or abs(ref) < 10 ** -digits:
+            return ""
+        return _diff(value, ref)
+
+    head = "".join(f"<th>{html.escape(n)}{' (reference)' if compare and n == reference else ''}"
+                   "</th>" for n in names)
     body = []
     for label, values in rows:
-        cells = "".join(f"<td>{_fmt(values[n])}"
-                        f"{_diff(values[n], values.get(reference)) if n != reference else ''}</td>"
-                        for n in names)
+        digits = decimals_of(label)
+        cells = "".join(
+            f"<td>{_fmt(values[n], digits)}"
+            f"{diff(label, values[n], values.get(reference), digits) if compare and n != reference else ''}"
+            "</td>" for n in names)
         body.append(f"<tr><td class='l'>{html.escape(label)}</td>{cells}</tr>")
-    return (f"<table><tr><th class='l'>quantity</th>{head}</tr>{''.join(body)}</table>"
-            f"<p class='diff'>in brackets: relative difference to {html.escape(reference)}</p>")
+    note = (f"<p class='diff'>in brackets: relative difference to {html.escape(reference)}</p>"
+            if compare else "")
+    return f"<table><tr><th class='l'>quantity</th>{head}</tr>{''.join(body)}</table>{note}"
 
 
 def elastic_tables(per: Mapping[str, Mapping[str, dict[str, Any]]], names: list[str],
@@ -97,7 +141,7 @@ def elastic_tables(per: Mapping[str, Mapping[str, dict[str, Any]]], names: list[
         for i in range(6):
             cells = []
             for j in range(6):
-                text = f"{cij[i, j]:.1f}"
+                text = _fmt(cij[i, j], 1)
                 if ref is not None and name != reference and abs(ref[i, j]) > 1.0:
                     text += f"<br><span class='diff'>{cij[i, j] - ref[i, j]:+.1f}</span>"
                 cells.append(f"<td>{text}</td>")
@@ -178,8 +222,10 @@ def shift_kind(result: Mapping[str, Any]) -> str:
     return "relaxed normal to the plane" if result.get("relaxed") else "rigid shifts"
 
 
-def read_band_yaml(path: Path) -> tuple[np.ndarray, np.ndarray, list[tuple[float, str]]]:
-    """(distances, frequencies [q, band] THz, [(distance, label)]) of phonopy's band.yaml."""
+def read_band_yaml(path: Path) -> tuple[np.ndarray, np.ndarray, list[tuple[float, str]],
+                                         list[int]]:
+    """(distances, frequencies [q, band] THz, [(distance, label)], points per segment) of
+    phonopy's band.yaml (labels only where phonopy wrote them)."""
     import yaml
 
     data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -187,36 +233,66 @@ def read_band_yaml(path: Path) -> tuple[np.ndarray, np.ndarray, list[tuple[float
     distances = np.array([p["distance"] for p in points])
     frequencies = np.array([[b["frequency"] for b in p["band"]] for p in points])
     ticks = [(p["distance"], p["label"]) for p in points if "label" in p]
-    return distances, frequencies, ticks
+    return distances, frequencies, ticks, list(data.get("segment_nqpoint") or [len(points)])
+
+
+def band_ticks(distances: np.ndarray, segment_nqpoint: list[int], band_path: list[str]
+               ) -> list[tuple[float, str]]:
+    """(distance, label) at every segment end of a band structure: phonopy's band.yaml keeps
+    the segment lengths, the result its `band_path` (start, end label per segment); where two
+    segments meet at different points the label reads 'U|K'."""
+    ticks: list[tuple[float, str]] = []
+    first = 0
+    for i, n in enumerate(segment_nqpoint):
+        if 2 * i + 1 >= len(band_path):
+            break
+        start, end = band_path[2 * i], band_path[2 * i + 1]
+        if not ticks:
+            ticks.append((float(distances[first]), start))
+        elif ticks[-1][1] != start:
+            ticks[-1] = (ticks[-1][0], f"{ticks[-1][1]}|{start}")
+        first += n
+        ticks.append((float(distances[first - 1]), end))
+    return [(x, "Γ" if label in ("G", "GAMMA") else label) for x, label in ticks]
 
 
 def phonon_plot(per: Mapping[str, Mapping[str, dict[str, Any]]], names: list[str],
                 structure_dir: Path) -> str:
+    """Phonon bands with the high-symmetry points named and, beside them, the density of
+    states, every interaction overlaid."""
     bands = {}
     for name in names:
         phonon = per.get(name, {}).get("phonon")
         path = structure_dir / name / "phonon" / str((phonon or {}).get("band_file", ""))
         if phonon and path.is_file():
-            bands[name] = read_band_yaml(path)
+            bands[name] = (*read_band_yaml(path), phonon)
     if not bands:
         return ""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, (ax, ax_dos) = plt.subplots(1, 2, figsize=(8, 4.2), sharey=True,
+                                     gridspec_kw={"width_ratios": [3, 1]})
     ticks: list[tuple[float, str]] = []
-    for index, (name, (distances, frequencies, name_ticks)) in enumerate(bands.items()):
+    for index, (name, (distances, frequencies, labels, nq, phonon)) in enumerate(bands.items()):
         lines = ax.plot(distances, frequencies, "-", color=f"C{index}", lw=1)
         lines[0].set_label(name)
-        ticks = ticks or name_ticks
+        ticks = ticks or labels or band_ticks(distances, nq, phonon.get("band_path", []))
+        dos = phonon.get("dos") or {}
+        if dos.get("frequency_THz"):
+            ax_dos.plot(dos["states_per_THz"], dos["frequency_THz"], color=f"C{index}", lw=1)
     for x, _ in ticks:
         ax.axvline(x, color="#999", lw=0.6)
     if ticks:
-        ax.set_xticks([x for x, _ in ticks], [label.replace("GAMMA", "Γ")
-                                             for _, label in ticks])
+        ax.set_xticks([x for x, _ in ticks], [label.replace("GAMMA", "Γ") for _, label in ticks])
     ax.axhline(0, color="#999", lw=0.6)
     ax.set_xlim(min(d[0][0] for d in bands.values()), max(d[0][-1] for d in bands.values()))
+    ax.set_xlabel("wave vector (high-symmetry path)")
     ax.set_ylabel("frequency (THz)")
     ax.legend(fontsize=8)
-    return _figure(_svg(fig), "phonon bands (phonopy, finite displacements)")
+    ax_dos.set_xlabel("DOS (states/THz)")
+    ax_dos.set_xlim(left=0)
+    fig.tight_layout()
+    return _figure(_svg(fig), "phonon bands and density of states (phonopy, finite "
+                   "displacements)")
 
 
 def defect_sites(result: Mapping[str, Any]) -> list[tuple[str, float | None, str]]:
@@ -250,36 +326,83 @@ def failures_section(failures: list[dict[str, Any]]) -> str:
         return ""
     items = "".join(
         f"<li><b>{html.escape(f['structure'])} / {html.escape(f['interaction'])} / "
-        f"{html.escape(f['property'])}</b><pre>{html.escape(f['reason'])}</pre></li>"
+        f"{html.escape(f['property'])}</b>: {html.escape(_first_line(f['reason']))}"
+        f"<details><summary>log</summary><pre>{html.escape(f['reason'])}</pre></details></li>"
         for f in failures)
-    return f"<h2 class='bad'>Failures ({len(failures)})</h2><ul>{items}</ul>"
+    return f"<h2 class='bad' id='failures'>Failures ({len(failures)})</h2><ul>{items}</ul>"
+
+
+def _first_line(reason: str) -> str:
+    """The line that says why: the last error line of a log tail, else its last line."""
+    lines = [line.strip() for line in reason.splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line or "error:" in line]
+    return (errors or lines or ["no reason recorded"])[-1][:240]
+
+
+def answer_line(results: Mapping[str, Any]) -> tuple[str, bool]:
+    """'7 properties computed for 1 structure with 1 interaction; none failed.' and whether
+    every property was computed."""
+    n_done = sum(len(blocks) for per in results["results"].values() for blocks in per.values())
+    failures = results.get("failures", [])
+    n_s, n_i = len(results["structures"]), len(results["interactions"])
+    text = (f"{n_done} of {n_done + len(failures)} properties computed for {n_s} "
+            f"structure{'s' if n_s != 1 else ''} with {n_i} interaction"
+            f"{'s' if n_i != 1 else ''}; ")
+    text += (f"{len(failures)} failed (listed below)." if failures else "none failed.")
+    return text, not failures
+
+
+def flat_settings(settings: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Nested engine settings as (dotted key, value) rows: potential.files.Cu = Cu_u3.eam."""
+    rows: list[tuple[str, str]] = []
+    for key, value in settings.items():
+        if isinstance(value, Mapping) and value:
+            rows += flat_settings(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", "{}" if isinstance(value, Mapping) else str(value)))
+    return rows
+
+
+def settings_table(interactions: Mapping[str, Mapping[str, Any]]) -> str:
+    rows = []
+    for name, info in interactions.items():
+        items = flat_settings(info.get("settings", {})) or [("", "(defaults)")]
+        for i, (key, value) in enumerate(items):
+            lead = (f"<td class='l' rowspan='{len(items)}'>{html.escape(name)}</td><td class='l' "
+                    f"rowspan='{len(items)}'>{html.escape(info['engine'])}</td>") if i == 0 else ""
+            rows.append(f"<tr>{lead}<td class='l'><code>{html.escape(key)}</code></td>"
+                        f"<td class='l'>{html.escape(value)}</td></tr>")
+    return ("<h2 id='settings'>Settings</h2><table><tr><th class='l'>interaction</th>"
+            "<th class='l'>engine</th><th class='l'>setting</th><th class='l'>value</th></tr>"
+            + "".join(rows) + "</table>")
 
 
 def render_report(results: Mapping[str, Any], results_dir: Path) -> str:
+    """The answer first (what was computed, the property table of every structure), then
+    failures, then per structure the elastic tensors, plots and defects; settings last."""
     names = list(results["interactions"])
     reference = results.get("reference_interaction") or names[0]
-    parts = [f"<h1>Alloy properties: {len(results['structures'])} structure(s), "
-             f"{len(names)} interaction(s)</h1>",
-             "<table><tr><th class='l'>interaction</th><th class='l'>engine</th>"
-             "<th class='l'>settings</th></tr>"]
-    for name, info in results["interactions"].items():
-        settings = html.escape(str(info.get("settings", {})))
-        parts.append(f"<tr><td class='l'>{html.escape(name)}</td><td class='l'>"
-                     f"{html.escape(info['engine'])}</td><td class='l'><code>{settings}</code>"
-                     "</td></tr>")
-    parts.append("</table>")
+    structures = results["structures"]
+    text, ok = answer_line(results)
+    parts = [f"<h1>Alloy properties: {html.escape(', '.join(structures))} with "
+             f"{html.escape(', '.join(names))}</h1>",
+             f"<p class='answer {'ok' if ok else 'bad'}' id='answer'>{html.escape(text)}</p>",
+             "<h2 id='properties'>Properties</h2>"]
+    for structure, info in structures.items():
+        parts.append(f"<h3>{html.escape(structure)}: {html.escape(info['formula'])} "
+                     f"({info['n_atoms']} atoms)</h3>")
+        parts.append(scalar_table(results["results"].get(structure, {}), names, reference))
     parts.append(failures_section(list(results.get("failures", []))))
-    for structure, info in results["structures"].items():
+    for structure in structures:
         per = results["results"].get(structure, {})
-        parts.append(f"<h2>{html.escape(structure)}: {html.escape(info['formula'])} "
-                     f"({info['n_atoms']} atoms)</h2>")
-        parts.append(scalar_table(per, names, reference))
+        parts.append(f"<h2>{html.escape(structure)}: details</h2>")
         parts.append(elastic_tables(per, names, reference))
         plots = [eos_plot(per, names), surface_plot(per, names),
                  stacking_fault_plot(per, names),
                  phonon_plot(per, names, results_dir / structure)]
         parts.append("<div class='plots'>" + "".join(p for p in plots if p) + "</div>")
         parts.append(defect_table(per, names))
+    parts.append(settings_table(results["interactions"]))
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<title>opshelf alloy report</title><style>" + STYLE + "</style></head><body>"
             + "".join(p for p in parts if p) + "</body></html>")
@@ -288,3 +411,20 @@ def render_report(results: Mapping[str, Any], results_dir: Path) -> str:
 def write_report(results: Mapping[str, Any], results_dir: Path, path: Path) -> Path:
     path.write_text(render_report(results, results_dir), encoding="utf-8")
     return path
+
+
+def compare_runs(runs: Mapping[str, Mapping[str, Any]]) -> str:
+    """Several runs side by side (`opshelf report RUN1 RUN2 ...`): per structure, one
+    property table whose columns are every run's interactions ('run: interaction'), with
+    the relative difference to the first column."""
+    structures = list(dict.fromkeys(s for results in runs.values() for s in results["structures"]))
+    parts = ["<h2 id='comparison'>Comparison</h2>"]
+    for structure in structures:
+        per: dict[str, dict[str, Any]] = {}
+        for run, results in runs.items():
+            for interaction, blocks in results["results"].get(structure, {}).items():
+                per[f"{run}: {interaction}"] = blocks
+        if per:
+            names = list(per)
+            parts += [f"<h3>{html.escape(structure)}</h3>", scalar_table(per, names, names[0])]
+    return "".join(parts)

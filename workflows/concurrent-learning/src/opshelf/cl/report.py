@@ -18,7 +18,6 @@ import numpy as np
 
 from opshelf.cl.status import (
     fanout_artifacts,
-    format_table,
     iteration_steps,
     latest_state,
     phase,
@@ -81,6 +80,7 @@ def write_report(wfdir: Path, out: Path, title: str = "concurrent learning") -> 
 def _held_out_plot(history: list[dict[str, Any]]) -> str | None:
     """Held-out force and energy RMSE against training frames, one point per iteration."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     scored = [r for r in history if r.get("test_force_rmse_eV_per_A") is not None]
     if not scored:
@@ -97,7 +97,7 @@ def _held_out_plot(history: list[dict[str, Any]]) -> str | None:
         ax1.annotate(f"it {r['iteration']}", (x, r["test_force_rmse_eV_per_A"]),
                      textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax1.set_xlabel("training frames (init data + labels so far)")
-    ax1.set_ylabel("eV/Å")
+    ax1.set_ylabel("held-out force error (eV/Å)")
     ax1.set_ylim(bottom=0)
     ax1.legend(fontsize=8)
     ax2.plot(n, [1000 * r["test_energy_rmse_eV_per_atom"] for r in scored], "o-",
@@ -105,6 +105,8 @@ def _held_out_plot(history: list[dict[str, Any]]) -> str | None:
     ax2.set_xlabel("training frames (init data + labels so far)")
     ax2.set_ylabel("energy RMSE (meV/atom)")
     ax2.set_ylim(bottom=0)
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return _png(fig)
 
@@ -141,11 +143,60 @@ def _held_out_table(history: list[dict[str, Any]]) -> str:
             "trusted.</p>")
 
 
-def _verdict(state: dict[str, Any]) -> str:
+def verdict_text(state: dict[str, Any]) -> str:
+    """'Not converged: <the scheduler's reason>. The last models' held-out error: ...'."""
     if not state.get("done"):
-        return "<p class='verdict'>The loop has not finished.</p>"
-    cls = "ok" if state.get("converged") else "bad"
-    return f"<p class='verdict {cls}'>{html.escape(str(state.get('reason', '')))}</p>"
+        head = "Not finished: the loop has no final state yet"
+    else:
+        reason = str(state.get("reason", ""))
+        said = "converged" in reason.lower()  # the scheduler's reason names the verdict
+        head = reason[:1].upper() + reason[1:] if said else (
+            ("Converged" if state.get("converged") else "Not converged") + f": {reason}")
+    scored = [r for r in state.get("history", [])
+              if r.get("test_force_rmse_eV_per_A") is not None]
+    if not scored:
+        return head + ". No held-out set: the models' accuracy is not measured."
+    last = scored[-1]
+    return (f"{head}. The last models (iteration {last['iteration']}, trained on "
+            f"{last.get('n_train_frames')} frames) on {last.get('test_n_frames')} held-out "
+            f"frames: force RMSE {last['test_force_rmse_eV_per_A']:.3f} eV/Å, energy RMSE "
+            f"{1000 * last['test_energy_rmse_eV_per_atom']:.1f} meV/atom"
+            + (f" (f_lo {last['level_f_lo']:.3g} eV/Å)." if last.get("level_f_lo") else "."))
+
+
+def _verdict(state: dict[str, Any]) -> str:
+    cls = "ok" if state.get("done") and state.get("converged") else "bad"
+    return f"<p class='verdict {cls}' id='answer'>{html.escape(verdict_text(state))}</p>"
+
+
+#: the iterations table: (header, row key, format; a callable for derived cells)
+_ITERATION_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("iteration", "iteration", "d"), ("stage", "stage", "d"),
+    ("explored frames", "n_frames", "d"), ("accurate", "accurate_ratio", ".3f"),
+    ("candidate", "candidate_ratio", ".3f"), ("failed", "failed_ratio", ".3f"),
+    ("selected", "n_selected", "d"), ("labelled", "n_labelled", "d"),
+    ("labelling failed", "n_fp_failed", "d"), ("trained on", "n_train_frames", "d"),
+    ("held-out force RMSE (eV/Å)", "test_force_rmse_eV_per_A", ".3f"))
+
+
+def iterations_table(rows: list[dict[str, Any]], state: dict[str, Any]) -> str:
+    """One row per iteration, the scheduler's decision in the last column (wrapped, never
+    cut off)."""
+    def cell(row: dict[str, Any], key: str, fmt: str) -> str:
+        value = row.get(key)
+        return "-" if value is None else format(value, fmt)
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h, _, _ in _ITERATION_COLUMNS)
+    body = []
+    for r in rows:
+        conv = ("yes" if r["converged"] else "no") if "converged" in r else "-"
+        cells = "".join(f"<td>{cell(r, key, fmt)}</td>" for _, key, fmt in _ITERATION_COLUMNS)
+        body.append(f"<tr>{cells}<td>{conv}</td><td class='l'>"
+                    f"{html.escape(str(r.get('decision', '')))}</td></tr>")
+    end = (f"<p>loop finished: {html.escape(str(state.get('reason', '')))}</p>"
+           if state.get("done") else "")
+    return (f"<table class='iterations'><tr>{head}<th>converged</th><th class='l'>decision</th>"
+            f"</tr>{''.join(body)}</table>{end}")
 
 
 def render_report(state: dict[str, Any], table_rows: list[dict[str, Any]],
@@ -160,9 +211,10 @@ def render_report(state: dict[str, Any], table_rows: list[dict[str, Any]],
     history = state.get("history", [])
     images = _diagnostic_plots(history, curves, devis)
     held_out = _held_out_plot(history)
-    table = format_table(table_rows, state)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-             "</title><style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
+             "</title><style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;"
+             "padding:0 1em}img{max-width:100%}td.l,th.l{text-align:left}"
+             ".iterations td.l{min-width:16em}"
              "pre{background:#f4f4f4;padding:1em;overflow-x:auto}"
              ".verdict{font-size:1.2em;padding:.6em;border-left:6px solid #888}"
              ".ok{border-color:#2a2;background:#efe}.bad{border-color:#c22;background:#fee}"
@@ -176,7 +228,7 @@ def render_report(state: dict[str, Any], table_rows: list[dict[str, Any]],
         parts.append(f"<img alt='held-out error against training frames' src='{held_out}'>")
     parts += ["<h2>Diagnostics</h2>",
               f"<p>{len(history)} iterations finished.</p>",
-              "<h3>Iterations</h3>", f"<pre>{html.escape(table)}</pre>"]
+              "<h3>Iterations</h3>", iterations_table(table_rows, state)]
     for caption, uri in images:
         parts += [f"<h3>{html.escape(caption)}</h3>", f"<img alt='{html.escape(caption)}' "
                   f"src='{uri}'>"]
@@ -244,3 +296,40 @@ def _deviation_plot(history: list[dict[str, Any]], devis: dict[int, np.ndarray])
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)
+
+
+def compare_runs(states: dict[str, dict[str, Any]]) -> str:
+    """Several runs side by side (`opshelf report RUN1 RUN2 ...`): each run's verdict and
+    last held-out error in a table, and every run's held-out force error against its
+    training frames in one plot."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from opshelf.core.report import png_figure, table
+
+    rows = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, state in states.items():
+        history = state.get("history", [])
+        scored = [r for r in history if r.get("test_force_rmse_eV_per_A") is not None]
+        last = scored[-1] if scored else {}
+        verdict = ("converged" if state.get("converged") else "not converged") \
+            if state.get("done") else "not finished"
+        rows.append([name, verdict, len(history), sum(r.get("n_labelled", 0) for r in history),
+                     last.get("n_train_frames"), last.get("test_n_frames"),
+                     last.get("test_force_rmse_eV_per_A"),
+                     None if not last else 1000 * last["test_energy_rmse_eV_per_atom"],
+                     str(state.get("reason", ""))])
+        if scored:
+            ax.plot([r["n_train_frames"] for r in scored],
+                    [r["test_force_rmse_eV_per_A"] for r in scored], "o-", label=name)
+    ax.set_xlabel("training frames (init data + labels so far)")
+    ax.set_ylabel("held-out force RMSE (eV/Å)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    head = ["run", "verdict", "iterations", "labelled frames", "last models trained on",
+            "held-out frames", "held-out force RMSE (eV/Å)", "held-out energy RMSE (meV/atom)",
+            "reason"]
+    return ("<h2 id='comparison'>Comparison</h2>" + table(head, rows, left=2)
+            + png_figure(fig, "held-out force error against training frames, one line per run"))

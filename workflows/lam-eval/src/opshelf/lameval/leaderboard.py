@@ -6,10 +6,8 @@ comparable when their fingerprints are equal.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,7 +29,53 @@ COLUMNS = (
     ("us_per_atom_per_step", "µs/atom/step"),
     ("efficiency_score", "M_E (higher faster)"),
     ("accuracy_structs_per_s", "eval structs/s (higher faster)"),
+    ("n_failed_tasks", "failed tasks"),
 )
+
+#: one sentence per leaderboard column: what it answers and how it is computed
+DEFINITIONS = {
+    "generalizability_error": "M_FF, the generalizability error (LAMBench): each data set's "
+    "energy (per atom, after a per-element shift), force and virial RMSE divided by a dummy "
+    "model's (energy from the composition alone, zero forces and virials) and capped at 1, "
+    "log-averaged per domain with weights 0.45/0.45/0.1, then averaged over domains; 0 is "
+    "perfect, 1 no better than the dummy, and a failed data set counts as 1.",
+    "energy_rmse_meV_per_atom": "Energy RMSE per atom against the reference labels after a "
+    "per-element least-squares shift (so models with other reference energies compare), "
+    "averaged over the data sets the model succeeded on.",
+    "force_rmse_meV_per_A": "Force-component RMSE against the reference labels, averaged over "
+    "the data sets the model succeeded on.",
+    "virial_rmse_meV_per_atom": "Virial RMSE per atom, averaged over the data sets with "
+    "virial labels that the model succeeded on.",
+    "mean_delta_meV_per_atom": "Delta gauge between the model's equation of state and "
+    "WIEN2k's all-electron PBE one, averaged over the elements that succeeded (all-electron "
+    "codes agree to about 1 meV/atom).",
+    "properties_mean_abs_relative_error": "Mean |relative error| of the computed properties "
+    "(lattice constant, elastic constants, ...) against the shipped reference values.",
+    "instability": "M_IS, the instability (LAMBench): max(0, log10(NVE energy drift / 5e-4 "
+    "eV/atom/ps)), averaged over the MD runs; 0 is stable, 5 a run that blew up or failed.",
+    "us_per_atom_per_step": "Time of one energy-and-forces call per atom on this machine, in "
+    "the largest cell timed (lower is faster).",
+    "efficiency_score": "M_E, the efficiency score (LAMBench): 100 µs/atom divided by the "
+    "time per atom per step; higher is faster.",
+    "accuracy_structs_per_s": "Structures evaluated per second in the accuracy task (model "
+    "loading excluded).",
+    "n_failed_tasks": "Tasks (a data set, an element's EOS, an MD run) the model could not "
+    "do; their effect on each score is said under the model's name below.",
+}
+
+STYLE = (".failed{color:#b00;font-weight:bold}#leaderboard{font-size:.85em}"
+         "#leaderboard td:first-child{white-space:nowrap;text-align:left}")
+
+#: significant digits shown per column (the JSON and CSV keep every digit)
+DIGITS = {"generalizability_error": 3, "instability": 2, "efficiency_score": 2}
+
+#: what a failed task of each kind does to the scores
+CONSEQUENCE = {
+    "accuracy": "scored as the dummy model (1) in M_FF, left out of the RMSE averages",
+    "delta": "left out of the mean Delta",
+    "properties": "left out of the properties error",
+    "md": "scored 5 (failed) in M_IS",
+}
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -64,11 +108,53 @@ def leaderboard_row(result: dict[str, Any]) -> dict[str, Any]:
     if "md" in result:
         row["instability"] = result["md"]["instability"]
         row["n_failed_md"] = result["md"]["n_failed"]
+    row["n_failed_tasks"] = len(failed_tasks(result))
     if "efficiency" in result:
         row["us_per_atom_per_step"] = result["efficiency"]["us_per_atom_per_step"]
         row["efficiency_score"] = result["efficiency"]["efficiency_score"]
         row["device"] = result["efficiency"]["device"]
     return row
+
+
+def failed_tasks(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(task, item, reason) of every task item of one model that failed."""
+    found = []
+    for task in CONSEQUENCE:
+        for key in ("datasets", "elements", "runs"):
+            for label, item in result.get(task, {}).get(key, {}).items():
+                if isinstance(item, dict) and item.get("status") == "failed":
+                    found.append((task, label, str(item.get("reason", "no reason recorded"))))
+    return found
+
+
+def n_tasks(result: dict[str, Any]) -> int:
+    """How many task items (data sets, elements, MD runs) the model was given."""
+    return sum(len(result.get(task, {}).get(key, {})) for task in CONSEQUENCE
+               for key in ("datasets", "elements", "runs"))
+
+
+def failure_lines(result: dict[str, Any]) -> list[str]:
+    """One line per kind of task that failed: which items, why (each distinct reason once,
+    its last line only) and what it does to the scores."""
+    by_task: dict[str, list[tuple[str, str]]] = {}
+    for task, label, reason in failed_tasks(result):
+        by_task.setdefault(task, []).append((label, reason))
+    lines = []
+    for task, items in by_task.items():
+        reasons = list(dict.fromkeys(short_reason(r) for _, r in items))
+        lines.append(f"{task} on {', '.join(label for label, _ in items)} failed "
+                     f"({'; '.join(reasons)}): {CONSEQUENCE[task]}")
+    return lines
+
+
+def short_reason(reason: str) -> str:
+    """'No EMT-potential for Si (NotImplementedError)' from 'NotImplementedError: No
+    EMT-potential for Si' (a traceback: its last line)."""
+    lines = [line.strip() for line in reason.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else "no reason recorded"
+    kind, sep, message = last.partition(": ")
+    text = f"{message} ({kind})" if sep and kind.replace(".", "").isidentifier() else last
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def fingerprints(results: Sequence[dict[str, Any]]) -> dict[str, str]:
@@ -104,41 +190,41 @@ def write_leaderboard(results: Sequence[dict[str, Any]], out_dir: Path) -> dict[
 
 
 # -- the HTML report ------------------------------------------------------------------------------
-def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    import matplotlib.pyplot as plt
+def _img(fig: Any, caption: str) -> str:
+    from opshelf.core.report import png_figure
 
-    plt.close(fig)
-    return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+    return png_figure(fig, caption)
 
 
 def _pyplot() -> Any:
-    import matplotlib
+    from opshelf.core.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _parity_plot(result: dict[str, Any], name: str) -> str | None:
-    """Energy and force parity of every data set the model was scored on."""
-    fig, (ax_e, ax_f) = _pyplot().subplots(1, 2, figsize=(9, 4))
+    """Energy parity relative to each data set's mean reference energy per atom (meV/atom:
+    absolute energies of Al, Cu and Si span 1400 eV/atom and hide meV errors), and force
+    parity, of every data set the model was scored on."""
+    fig, (ax_e, ax_f) = _pyplot().subplots(1, 2, figsize=(9.5, 4.2))
     for ds_name, data in result["accuracy"]["datasets"].items():
         if data["status"] != "succeeded":
             continue
-        ax_e.plot(*data["parity"]["energy_eV_per_atom"], "o", ms=4, label=ds_name)
+        ref, model = (np.asarray(v, dtype=float) for v in data["parity"]["energy_eV_per_atom"])
+        mean = ref.mean()
+        ax_e.plot(1000 * (ref - mean), 1000 * (model - mean), "o", ms=4, label=ds_name)
         ax_f.plot(*data["parity"]["force_eV_per_A"], ".", ms=3, label=ds_name)
-    for ax, what in ((ax_e, "energy (eV/atom, shifted)"), (ax_f, "force component (eV/Å)")):
+    for ax in (ax_e, ax_f):
         lims = [*ax.get_xlim(), *ax.get_ylim()]
         ax.plot([min(lims), max(lims)], [min(lims), max(lims)], "k-", lw=0.8)
-        ax.set_xlabel(f"reference {what}")
-        ax.set_ylabel(f"{name} {what}")
-    ax_e.legend(fontsize=7)
-    fig.suptitle(f"{name}: parity")
+    ax_e.set_xlabel("reference E − ⟨E_ref⟩ of its data set (meV/atom)")
+    ax_e.set_ylabel(f"{name} E − ⟨E_ref⟩ (meV/atom, shifted)")
+    ax_f.set_xlabel("reference force component (eV/Å)")
+    ax_f.set_ylabel(f"{name} force component (eV/Å)")
+    ax_e.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    return _png(fig)
+    return _img(fig, f"{name}: parity of energies per atom (each data set relative to its mean "
+                "reference energy, after the per-element shift) and forces")
 
 
 def _eos_plot(result: dict[str, Any], name: str) -> str | None:
@@ -157,15 +243,15 @@ def _eos_plot(result: dict[str, Any], name: str) -> str | None:
         e = np.array(d["energies_eV_per_atom"])
         grid = np.linspace(v.min(), v.max(), 100)
         ref = d["wien2k"]
-        ax.plot(v, e - d["e0_eV_per_atom"], "o", label=name)
-        ax.plot(grid, birchmurnaghan(grid, 0.0, ref["b0_GPa"] * GPa, ref["b0_prime"],
-                                     ref["v0_A3_per_atom"]), "k--", label="WIEN2k")
+        ax.plot(v, 1000 * (e - d["e0_eV_per_atom"]), "o", label=name)
+        ax.plot(grid, 1000 * birchmurnaghan(grid, 0.0, ref["b0_GPa"] * GPa, ref["b0_prime"],
+                                            ref["v0_A3_per_atom"]), "k--", label="WIEN2k")
         ax.set_title(f"{element}: Δ {d['delta_meV_per_atom']:.1f} meV/atom", fontsize=9)
         ax.set_xlabel("V (Å³/atom)")
-        ax.set_ylabel("E - E0 (eV/atom)")
+        ax.set_ylabel("E − E0 (meV/atom)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return _img(fig, f"{name}: equation of state against WIEN2k (Delta)")
 
 
 def _drift_plot(result: dict[str, Any], name: str) -> str | None:
@@ -176,11 +262,10 @@ def _drift_plot(result: dict[str, Any], name: str) -> str | None:
             e = np.array(run["energy_eV_per_atom"])
             ax.plot(run["times_ps"], 1000 * (e - e[0]), label=f"{label} ({run['status']})")
     ax.set_xlabel("time (ps)")
-    ax.set_ylabel("E_total - E_total(0) (meV/atom)")
-    ax.set_title(f"{name}: NVE energy drift")
+    ax.set_ylabel("E_total − E_total(0) (meV/atom)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return _img(fig, f"{name}: NVE total energy (M_IS)")
 
 
 #: the plot of each task's results, in report order
@@ -194,10 +279,10 @@ def _plots(result: dict[str, Any]) -> list[str]:
     return [image for image in images if image is not None]
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape("" if value is None else str(value))
+def _cell(value: Any, key: str = "") -> str:
+    from opshelf.core.report import fmt
+
+    return html.escape(fmt(value, DIGITS.get(key, 3)))
 
 
 #: per-data-set columns of the domain breakdown: (key, header)
@@ -235,40 +320,89 @@ def _breakdown_table(result: dict[str, Any]) -> str:
              *(h for _, h in DATASET_COLUMNS)]
     out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr>"]
     for row in rows:
-        cells = [row["domain"], row["domain_error"], row["dataset"], row["status"],
-                 *(row[k] for k, _ in DATASET_COLUMNS)]
-        out.append("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in cells) + "</tr>")
+        cells = [_cell(row["domain"]), _cell(row["domain_error"], "generalizability_error"),
+                 _cell(row["dataset"]), _cell(row["status"]),
+                 *(_cell(row[k], k) for k, _ in DATASET_COLUMNS)]
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return "<p>Accuracy per domain and data set:</p>" + "".join(out) + "</table>"
 
 
+def answer_text(board: dict[str, Any], results: Sequence[dict[str, Any]]) -> str:
+    """'sevennet-0 is the most accurate of 3 models (M_FF 0.294; ...). 5 of 57 tasks failed
+    (emt: 5).' The leaderboard's first row, and every failure counted."""
+    from opshelf.core.report import fmt
+
+    rows = [r for r in board["models"] if r.get("generalizability_error") is not None]
+    text = (f"{rows[0]['model']} is the most accurate of {len(board['models'])} model(s) on "
+            f"these data (M_FF {fmt(rows[0]['generalizability_error'])})."
+            if rows else f"{len(board['models'])} model(s) evaluated; none has an M_FF.")
+    failed = {r["model"]["name"]: len(failed_tasks(r)) for r in results}
+    total = sum(n_tasks(r) for r in results)
+    if any(failed.values()):
+        each = ", ".join(f"{name}: {n}" for name, n in failed.items() if n)
+        return f"{text} {sum(failed.values())} of {total} tasks failed ({each}), explained " \
+            "below."
+    return f"{text} All {total} tasks succeeded."
+
+
 def render_html(board: dict[str, Any], results: Sequence[dict[str, Any]]) -> str:
-    """One self-contained page (plots as base64 PNG): renders offline."""
+    """One self-contained page (plots as base64 PNG): renders offline. The leaderboard and
+    what each column means first, then each model's failures, breakdown and plots."""
+    from opshelf.core.report import answer, page
+
     headers = dict(COLUMNS)
-    table = ["<table><tr>" + "".join(f"<th>{html.escape(headers[k])}</th>"
-                                     for k in board["columns"]) + "</tr>"]
+    table = ["<table id='leaderboard'><tr>" + "".join(
+        f"<th>{html.escape(headers[k])}</th>" for k in board["columns"]) + "</tr>"]
     for row in board["models"]:
-        table.append("<tr>" + "".join(f"<td>{_cell(row.get(k))}</td>"
+        table.append("<tr>" + "".join(f"<td>{_cell(row.get(k), k)}</td>"
                                       for k in board["columns"]) + "</tr>")
     table.append("</table>")
+    definitions = "".join(f"<dt>{html.escape(headers[k])}</dt><dd>{html.escape(text)}</dd>"
+                          for k, text in DEFINITIONS.items() if k in board["columns"])
     prints = "".join(f"<li><code>{html.escape(n)}</code> sha256 {h[:16]}…</li>"
                      for n, h in board["data_fingerprints"].items())
     sections = []
     for result in results:
-        failures = []
-        for task in ("accuracy", "delta", "properties", "md"):
-            items = result.get(task, {})
-            for key in ("datasets", "elements", "runs"):
-                for label, item in items.get(key, {}).items():
-                    if isinstance(item, dict) and item.get("status") == "failed":
-                        failures.append(f"<li>{task} {html.escape(label)}: "
-                                        f"{html.escape(item['reason'])}</li>")
-        sections.append(f"<h2>{html.escape(result['model']['name'])}</h2>"
-                        + _breakdown_table(result) + "".join(_plots(result))
-                        + (f"<p>Failures:</p><ul>{''.join(failures)}</ul>" if failures else ""))
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "img{max-width:100%}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>opshelf lameval"
-            f"</title><style>{style}</style></head><body><h1>Large-atomic-model evaluation</h1>"
-            f"{''.join(table)}<p>Data fingerprints (runs compare when these match):</p>"
-            f"<ul>{prints}</ul>{''.join(sections)}</body></html>\n")
+        name = result["model"]["name"]
+        lines = failure_lines(result)
+        failures = (f"<p class='failed'>{len(failed_tasks(result))} of {n_tasks(result)} tasks "
+                    "failed:</p><ul>" + "".join(f"<li>{html.escape(line)}</li>"
+                                                 for line in lines) + "</ul>") if lines else ""
+        sections.append(f"<h3 id='model-{html.escape(name)}'>{html.escape(name)}</h3>"
+                        + failures + _breakdown_table(result)
+                        + "<div class='plots'>" + "".join(_plots(result)) + "</div>")
+    return page("opshelf lameval", [
+        "<h1>Large-atomic-model evaluation</h1>",
+        answer(answer_text(board, results), None),
+        "<h2 id='leaderboard-title'>Leaderboard</h2>", "".join(table),
+        "<p class='note'>Best first by M_FF; lower is better unless the header says "
+        "otherwise. Every digit is in leaderboard.csv/.json and results.json.</p>",
+        f"<h2 id='metrics'>What each column means</h2><dl>{definitions}</dl>",
+        f"<h2 id='models'>Per model</h2>{''.join(sections)}",
+        f"<h2 id='data'>Data</h2><p>Data fingerprints (leaderboards compare when these "
+        f"match):</p><ul>{prints}</ul>"], STYLE)
+
+
+def compare_runs(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Several runs side by side (`opshelf report RUN1 RUN2 ...`): one leaderboard of every
+    (run, model), best M_FF first, and whether the runs scored the same data."""
+    headers = dict(COLUMNS)
+    rows = []
+    prints = {}
+    for run, results in runs.items():
+        board = make_leaderboard(results)
+        prints[run] = board["data_fingerprints"]
+        rows += [{**row, "run": run} for row in board["models"]]
+    rows.sort(key=lambda r: (r["generalizability_error"] is None,
+                             r["generalizability_error"] or 0.0))
+    keys = [k for k, _ in COLUMNS]
+    head = "<tr><th>run</th>" + "".join(f"<th>{html.escape(headers[k])}</th>" for k in keys)
+    body = "".join("<tr><td>" + html.escape(r["run"]) + "</td>"
+                   + "".join(f"<td>{_cell(r.get(k), k)}</td>" for k in keys) + "</tr>"
+                   for r in rows)
+    same = len({json.dumps(p, sort_keys=True) for p in prints.values()}) == 1
+    note = ("The runs scored the same data sets (equal fingerprints): their numbers compare."
+            if same else "The runs scored different data sets (fingerprints differ): compare "
+            "their numbers with care.")
+    return (f"<h2 id='comparison'>Comparison</h2><table id='leaderboard'>{head}</tr>{body}"
+            f"</table><p class='note'>{note}</p>")
