@@ -109,12 +109,12 @@ def generate_frames(spec: GenerateFrames) -> list[Atoms]:
     return frames
 
 
-class LabelWorkflow(WorkflowPlugin):
+class LabelWorkflow(WorkflowPlugin[LabelConfig]):
     name = "label"
     description = "label frames (energies, forces, virials) with any engine"
     Config = LabelConfig
 
-    def step_names(self, config: StrictModel) -> list[str]:
+    def step_names(self, config: LabelConfig) -> list[str]:
         return [STEP_PREP, STEP_RUN, STEP_COLLECT]
 
     # -- inputs --------------------------------------------------------------------------
@@ -152,8 +152,7 @@ class LabelWorkflow(WorkflowPlugin):
         frames = [frame for path in files for frame in read_frames(path, config.frames_format)]
         return files, len(frames), union_type_map(frames)
 
-    def check(self, config: StrictModel, ctx: BuildContext) -> None:
-        assert isinstance(config, LabelConfig)
+    def check(self, config: LabelConfig, ctx: BuildContext) -> None:
         super().check(config, ctx)
         _, _, elements = self._frames(config, ctx, write=False)
         engine = load_engine(config.engine)
@@ -163,8 +162,7 @@ class LabelWorkflow(WorkflowPlugin):
         engine.check(elements, config.task)
 
     # -- workflow ------------------------------------------------------------------------
-    def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
-        assert isinstance(config, LabelConfig)
+    def build(self, config: LabelConfig, ctx: BuildContext) -> Workflow:
         from dflow import Workflow, upload_artifact
 
         from opshelf.core.fanout import fan_out_steps
@@ -183,13 +181,13 @@ class LabelWorkflow(WorkflowPlugin):
         return workflow
 
     # -- results -------------------------------------------------------------------------
-    def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
+    def results_inputs(self, config: LabelConfig, workflow: Workflow) -> dict[str, Any]:
         from opshelf.core.dflow_build import find_step
 
         collect = find_step(workflow, STEP_COLLECT)
         return {name: collect.outputs.artifacts[name] for name in ("data", "failures", "summary")}
 
-    def write_results(self, config: StrictModel, inputs: dict[str, Path],
+    def write_results(self, config: LabelConfig, inputs: dict[str, Path],
                       results_dir: Path) -> list[str]:
         results = results_dir
         results.mkdir(parents=True, exist_ok=True)
