@@ -48,10 +48,12 @@ def names_of(name: str) -> Names:
                         "module, a class and files)")
     words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).replace("-", "_").lower().split("_")
     snake = "_".join(words)
-    if keyword.iskeyword(snake) or keyword.issoftkeyword(snake) or snake in _TAKEN:
-        raise UserError(f"name {name!r}: {snake!r} is a Python keyword or a name the "
-                        f"generated code uses; choose another (e.g. {snake}-op)")
-    return Names(snake="_".join(words), camel="".join(w.capitalize() for w in words),
+    if snake in _TAKEN:
+        raise UserError(f"name {name!r}: {snake!r} would shadow a module the generated code "
+                        f"uses; choose another (e.g. {snake}-op)")
+    if keyword.iskeyword(snake) or keyword.issoftkeyword(snake):
+        snake += "_"  # PEP 8's way out: `class` -> module and function class_
+    return Names(snake=snake, camel="".join(w.capitalize() for w in words),
                  kebab="-".join(words))
 
 
