@@ -19,6 +19,7 @@ from opshelf.core.plugins import load_entry_point
 
 if TYPE_CHECKING:  # dflow is imported only when a workflow is built
     import argparse
+    from collections.abc import Sequence
 
     from dflow import Workflow
 
@@ -139,6 +140,12 @@ class WorkflowPlugin(ABC, Generic[ConfigT]):
         from opshelf.core.errors import UserError
 
         raise UserError(f"workflow {self.name!r} has no report")
+
+    def compare(self, run_dirs: Sequence[Path]) -> str:
+        """HTML that compares the answers of several finished runs of this workflow (a
+        table, a plot), shown above their reports side by side by `opshelf report RUN1
+        RUN2 ...`. Default: nothing (the reports alone)."""
+        return ""
 
     def add_cli_commands(self, commands: argparse._SubParsersAction) -> None:
         """Commands of this workflow, run as `opshelf <workflow> <command> ...` (importers

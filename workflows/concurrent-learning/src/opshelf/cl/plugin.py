@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -233,6 +234,11 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
         out = run_dir / "results" / "report.html"
         write_report(_workflow_dir(run_dir), out, title=f"concurrent learning: {run_dir.name}")
         return out
+
+    def compare(self, run_dirs: Sequence[Path]) -> str:
+        from opshelf.cl.report import compare_runs
+
+        return compare_runs({Path(d).name: history_json(Path(d)) for d in run_dirs})
 
 
 def history_json(run_dir: Path) -> dict[str, Any]:

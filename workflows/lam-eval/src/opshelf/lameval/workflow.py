@@ -13,6 +13,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,14 +137,8 @@ class LamEvalWorkflow(WorkflowPlugin[LamEvalConfig]):
         if results.exists():
             shutil.rmtree(results)
         shutil.copytree(outputs["leaderboard"], results)
-        board = json.loads((results / "leaderboard.json").read_text())
-        lines = [f"leaderboard of {len(board['models'])} model(s): {results / 'leaderboard.csv'}",
-                 f"report: {results / 'report.html'}"]
-        for row in board["models"]:
-            lines.append(f"  {row['model']}: M_FF {row['generalizability_error']}, "
-                         f"Delta {row['mean_delta_meV_per_atom']} meV/atom, "
-                         f"M_IS {row['instability']}, {row['us_per_atom_per_step']} us/atom/step")
-        return lines
+        return summary_lines(json.loads((results / "leaderboard.json").read_text()),
+                             json.loads((results / "results.json").read_text()), results)
 
     def report(self, run_dir: Path) -> Path:
         from opshelf.lameval.leaderboard import write_leaderboard
@@ -155,10 +150,37 @@ class LamEvalWorkflow(WorkflowPlugin[LamEvalConfig]):
         return write_leaderboard(json.loads((results / "results.json").read_text()),
                                  results)["html"]
 
+    def compare(self, run_dirs: Sequence[Path]) -> str:
+        from opshelf.lameval.leaderboard import compare_runs
+
+        return compare_runs({Path(d).name: json.loads(
+            (Path(d) / "results" / "results.json").read_text()) for d in run_dirs})
+
     def add_cli_commands(self, commands: argparse._SubParsersAction) -> None:
         """`opshelf lameval models`: the installed models (the `opshelf.models` group)."""
         parser = commands.add_parser("models", help="list the models installed for lameval")
         parser.set_defaults(func=list_models)
+
+
+def summary_lines(board: dict[str, Any], results: list[dict[str, Any]], where: Path
+                  ) -> list[str]:
+    """The run's last lines: the answer (failed tasks counted), where the files are, one
+    rounded line per model with its failures explained."""
+    from opshelf.core.report import fmt
+    from opshelf.lameval.leaderboard import answer_text, failure_lines
+
+    lines = [answer_text(board, results),
+             f"leaderboard of {len(board['models'])} model(s): {where / 'leaderboard.csv'}",
+             f"report: {where / 'report.html'}"]
+    by_name = {r["model"]["name"]: r for r in results}
+    for row in board["models"]:
+        lines.append(f"  {row['model']}: M_FF {fmt(row['generalizability_error'])}, "
+                     f"Delta {fmt(row['mean_delta_meV_per_atom'])} meV/atom, "
+                     f"M_IS {fmt(row['instability'], 2)}, "
+                     f"{fmt(row['us_per_atom_per_step'])} µs/atom/step, "
+                     f"{row.get('n_failed_tasks', 0)} failed tasks")
+        lines += [f"    {line}" for line in failure_lines(by_name.get(row["model"], {}))]
+    return lines
 
 
 def list_models(args: argparse.Namespace) -> int:
