@@ -18,8 +18,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from opshelf.core.bounds import DistanceA, FrameCount, LatticeConstantA, Seed, StepCount, Supercell
+from opshelf.core.bounds import DistanceA, FrameCount, Seed, StepCount
 from opshelf.core.config import StrictModel
+from opshelf.core.crystal import CrystalSpec
 from opshelf.core.engine import EngineSpec, Task
 from opshelf.core.execution import StepsConfig
 from opshelf.md.explore import ExploreGroup
@@ -64,17 +65,10 @@ class Substitution(StrictModel):
     by: dict[str, float] = Field(description="element -> fraction of the sites of `replace`")
 
 
-class LatticeConfs(StrictModel):
-    """Initial confs generated from a crystal: supercell, random substitutions, rattle."""
+class LatticeConfs(CrystalSpec):
+    """Initial confs generated from a crystal (core's CrystalSpec: fcc, bcc, hcp, diamond, sc;
+    hcp's conventional cell is orthorhombic): supercell, random substitutions, rattle."""
 
-    element: str = Field(description="chemical symbol of the host crystal")
-    crystal: Literal["fcc", "bcc", "hcp", "diamond", "sc"] = Field("fcc",
-                                                                   description="the lattice")
-    lattice_constant_A: LatticeConstantA | None = Field(None, description="a; ASE's reference value "
-                                             "for the element when unset")
-    supercell: Supercell = Field((2, 2, 2), description="repetitions of the cell "
-                                            "along a, b, c")
-    cubic: bool = Field(True, description="start from the conventional cubic cell (not for hcp)")
     n_confs: FrameCount = Field(1, description="how many configurations (they differ by their "
                          "random substitutions and rattle)")
     substitutions: list[Substitution] = Field(default_factory=list, description="random "

@@ -85,14 +85,7 @@ def write_init_data(config: ClConfig, base: Path, out: Path) -> int:
 
 def lattice_confs(spec: LatticeConfs) -> list[Any]:
     """`spec.n_confs` supercells with random substitutions and rattle (seeded)."""
-    from ase.build import bulk
-
-    try:
-        base = bulk(spec.element, spec.crystal, a=spec.lattice_constant_A,
-                    cubic=spec.cubic and spec.crystal != "hcp")
-    except (ValueError, KeyError, NotImplementedError) as exc:
-        raise ConfigError(f"generate: cannot build {spec.crystal} {spec.element}: {exc}") from None
-    base = base * spec.supercell
+    base = spec.atoms(where="generate")
     rng = np.random.default_rng(spec.seed)
     confs = []
     for _ in range(spec.n_confs):

@@ -17,12 +17,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 
 from opshelf.core.config import StrictModel
+from opshelf.core.crystal import CrystalSpec, Lattice, bulk
 from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.lameval import metrics
 from opshelf.lameval.data import (
@@ -86,15 +87,8 @@ class PropertiesTask(StrictModel):
         return run_properties(ctx.model, self, ctx.workdir / "properties", ctx.config_dir)
 
 
-class MdSystem(StrictModel):
-    """One crystal the NVE stability run starts from."""
-
-    element: str = Field(description="chemical symbol")
-    crystal: Literal["fcc", "bcc", "hcp", "diamond"] = Field("fcc", description="the lattice")
-    lattice_constant_A: float | None = Field(None, gt=0, description="a; ASE's reference value "
-                                             "for the element when unset")
-    supercell: tuple[int, int, int] = Field((2, 2, 2), description="repetitions of the "
-                                            "conventional cell")
+class MdSystem(CrystalSpec):
+    """One crystal the NVE stability run starts from (core's CrystalSpec)."""
 
 
 class MdTask(StrictModel):
@@ -119,7 +113,8 @@ class EfficiencyTask(StrictModel):
 
     enabled: bool = Field(True, description="run the efficiency task")
     element: str = Field("Cu", description="chemical symbol of the timed crystal")
-    crystal: Literal["fcc", "bcc", "hcp", "diamond"] = Field("fcc", description="the lattice")
+    crystal: Lattice = Field("fcc", description="the lattice (its conventional cell; "
+                             "orthorhombic for hcp)")
     supercells: list[tuple[int, int, int]] = Field(
         default_factory=lambda: [(2, 2, 2), (3, 3, 3), (4, 4, 4)],
         description="repeats of the conventional cell (fcc: 32, 108, 256 atoms)")
@@ -289,8 +284,6 @@ def run_properties(model: ModelSpec, params: PropertiesTask, workdir: Path, conf
                    ) -> dict[str, Any]:
     """Relax each reference structure, compute its properties through opshelf-props, compare
     every value the reference file gives (relative and absolute errors)."""
-    from ase.build import bulk
-
     from opshelf.props import compute_properties
 
     path = params.reference or PROPERTY_REFERENCE
@@ -307,7 +300,8 @@ def run_properties(model: ModelSpec, params: PropertiesTask, workdir: Path, conf
                               f"(it has {sorted(reference)})")
         entry = reference[element]
         s = entry["structure"]
-        atoms = bulk(element, s["crystal"], a=s.get("lattice_constant_A"), cubic=True)
+        atoms = bulk(element, s["crystal"], s.get("lattice_constant_A"),
+                     where=f"properties reference {element}")
         types = [{"type": name, **prop.get("params", {})}
                  for name, prop in entry["properties"].items()]
         try:
@@ -332,14 +326,6 @@ def run_properties(model: ModelSpec, params: PropertiesTask, workdir: Path, conf
 
 
 # -- MD stability ------------------------------------------------------------------------------------
-def _md_structure(system: MdSystem) -> Any:
-    from ase.build import bulk
-
-    return bulk(system.element, system.crystal, a=system.lattice_constant_A,
-                cubic=system.crystal != "hcp", orthorhombic=system.crystal == "hcp"
-                ) * system.supercell
-
-
 def nve_run(atoms: Any, calc: Any, params: MdTask) -> dict[str, Any]:
     """One NVE run (velocity Verlet) from a Maxwell-Boltzmann start at `temperature_K`.
     Failure: an exception, a non-finite energy or force, atoms closer than min_distance_A."""
@@ -394,7 +380,7 @@ def run_md(model: ModelSpec, params: MdTask) -> dict[str, Any]:
     for system in params.systems:
         label = f"{system.element}-{system.crystal}-{'x'.join(map(str, system.supercell))}"
         try:
-            runs[label] = nve_run(_md_structure(system),
+            runs[label] = nve_run(system.atoms(),
                                   load_calculator(model.calculator, **model.kwargs), params)
         except Exception as exc:  # building the structure or the calculator
             runs[label] = {**_failure(exc), "instability": metrics.FAILED_MD_PENALTY}
@@ -424,13 +410,10 @@ def time_force_calls(atoms: Any, calc: Any, n_warmup: int, n_steps: int, seed: i
 
 
 def run_efficiency(model: ModelSpec, params: EfficiencyTask) -> dict[str, Any]:
-    from ase.build import bulk
-
     from opshelf.core.models import load_calculator
 
     calc = load_calculator(model.calculator, **model.kwargs)
-    base = bulk(params.element, params.crystal, cubic=params.crystal != "hcp",
-                orthorhombic=params.crystal == "hcp")
+    base = bulk(params.element, params.crystal, where="efficiency")
     sizes = []
     for repeat in params.supercells:
         atoms = base * repeat

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from opshelf.core.bounds import DistanceA, FrameCount, LatticeConstantA, Seed, Supercell
+from opshelf.core.bounds import DistanceA, FrameCount, Seed
 from opshelf.core.config import StrictModel
+from opshelf.core.crystal import CrystalSpec
 from opshelf.core.engine import EngineSpec, Task, load_engine
 from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.core.execution import StepsConfig
@@ -37,16 +38,9 @@ GENERATED_FRAMES = "generated-frames.extxyz"
 PLOT_FILE = "labels.png"
 
 
-class GenerateFrames(StrictModel):
+class GenerateFrames(CrystalSpec):
     """Frames made from a perfect crystal: random strain, then random displacements."""
 
-    element: str = Field(description="chemical symbol, e.g. 'Cu'")
-    crystal: Literal["fcc", "bcc", "hcp", "diamond"] = Field("fcc", description="the lattice")
-    lattice_constant_A: LatticeConstantA | None = Field(
-        None, description="a; ASE's reference value for the element when unset")
-    supercell: Supercell = Field((2, 2, 2), description="repetitions of the cell "
-                                            "along a, b, c")
-    cubic: bool = Field(True, description="conventional cubic cell (orthorhombic for hcp)")
     n_frames: FrameCount = Field(24, description="how many strained and rattled copies")
     rattle_A: DistanceA = Field(0.05, description="standard deviation of the displacements")
     random_strain: float = Field(
@@ -86,15 +80,7 @@ class LabelConfig(StrictModel):
 
 def generate_frames(spec: GenerateFrames) -> list[Atoms]:
     """`spec.n_frames` strained and rattled copies of a crystal (deterministic by seed)."""
-    from ase.build import bulk
-
-    try:
-        base = bulk(spec.element, spec.crystal, a=spec.lattice_constant_A,
-                    cubic=spec.cubic and spec.crystal != "hcp",
-                    orthorhombic=spec.cubic and spec.crystal == "hcp")
-    except (ValueError, KeyError, NotImplementedError) as exc:
-        raise ConfigError(f"generate: cannot build {spec.crystal} {spec.element}: {exc}") from None
-    base = base * spec.supercell
+    base = spec.atoms(where="generate")
     rng = np.random.default_rng(spec.seed)
     frames = []
     for _ in range(spec.n_frames):
