@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -90,8 +89,15 @@ def test_argo_executor_in_local_mode_is_a_config_error() -> None:
 
 def test_dispatcher_step_polls_at_the_configured_interval(tmp_path: Path) -> None:
     """A real dpdispatcher job (Shell batch, LocalContext). dflow alone polls every 30 s
-    (FIELD-NOTES: a 2 s job took 31 s); with poll_interval_s=0.5 it must finish well
-    inside 30 s."""
+    (FIELD-NOTES: a 2 s job took 31 s); with poll_interval_s=0.5 the end of the job is seen
+    within a poll or two.
+
+    Timed from the job's own end (its output file's mtime) to dpdispatcher noticing it (its
+    log's 'finished' line), not over the whole workflow: under load, starting dflow and the
+    job's Python takes most of the time and says nothing about polling. Measured here (load
+    ~0.2): 1.2 s; with poll_interval_s=30 the same test measured 28.6 s and failed. (With
+    30 s polling the latency is 30 s minus the job's run time from submission: the 10 s bound
+    fails unless the job itself took over 20 s.)"""
     execution = StepExecution.model_validate({"executor": {
         "kind": "dispatcher", "poll_interval_s": 0.5,
         "machine": {"batch_type": "Shell", "context_type": "LocalContext",
@@ -107,9 +113,23 @@ def test_dispatcher_step_polls_at_the_configured_interval(tmp_path: Path) -> Non
 
     wf = Workflow("dispatch")
     wf.add(step)
-    start = time.monotonic()
     phase = run_locally(wf, tmp_path / "runs")
-    elapsed = time.monotonic() - start
     assert phase == "Succeeded", step_phases(tmp_path / "runs", "dispatch")
     assert output(tmp_path / "runs", "dispatch", "inc", "y") == 42
-    assert elapsed < 20, f"dispatcher step took {elapsed:.1f} s"
+    workdir = tmp_path / "runs" / "dispatch" / "inc" / "workdir"
+    job_done = (workdir / "tmp" / "outputs" / "parameters" / "y").stat().st_mtime
+    seen = _dispatcher_log_time(workdir / "dpdispatcher.log", " finished")
+    assert -1 < seen - job_done < 10, (  # -1: the log's clock is read in milliseconds
+        f"dpdispatcher saw the job's end {seen - job_done:.1f} s after it (polling every "
+        "0.5 s: expected under 10 s)")
+
+
+def _dispatcher_log_time(log: Path, marker: str) -> float:
+    """The time (epoch seconds) of the first line of dpdispatcher's log holding `marker`."""
+    import datetime as dt
+
+    for line in log.read_text(encoding="utf-8").splitlines():
+        if marker in line:
+            stamp = line.split(" - ", 1)[0]
+            return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    raise AssertionError(f"no line with {marker!r} in {log}")
