@@ -19,7 +19,8 @@ from opshelf.core.testing import argo_schema_errors
 def test_help_lists_every_command() -> None:
     res = opshelf("--help")
     assert res.returncode == 0, res.stderr
-    for cmd in ("run", "status", "resume", "rerun", "report", "schema", "export-argo", "list"):
+    for cmd in ("run", "status", "resume", "rerun", "report", "schema", "export-argo", "list",
+                "runs", "stop", "logs", "steps"):
         assert cmd in res.stdout
 
 

@@ -35,4 +35,6 @@ def test_core_alone_installs_and_its_cli_works(tmp_path: Path) -> None:
     entries = json.loads(listing.stdout)
     # only core's own entry points: nothing leaks in from the development venv
     assert set(entries["workflows"]) == {"label"} and set(entries["engines"]) == {"ase"}
-    assert set(entries["models"]) == {"emt"} and entries["ops"] == {}
+    assert set(entries["models"]) == {"emt"}
+    assert set(entries["ops"]) == {"prep-engine-tasks", "run-engine-task", "collect-labels",
+                                   "write-results"}

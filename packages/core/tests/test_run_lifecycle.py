@@ -111,7 +111,7 @@ def test_ctrl_c_stops_the_run_and_resume_refuses_while_it_runs(tmp_path: Path) -
             proc.kill()
     assert proc.returncode == 130, err
     record = run.read()
-    assert record.status == "killed" and "SIGINT" in (record.error or "")
+    assert record.status == "stopped" and "SIGINT" in (record.error or "")
     assert run.leftover_processes() == []
     res = opshelf("resume", "c1", runs_dir=tmp_path / "runs")
     assert res.returncode == 0, res.stderr

@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from opshelf.core.local.runner import run_status
+    from opshelf.core.local.runs import run_status
 
     report = run_status(_open_run(args))
     if args.json:
@@ -56,6 +56,47 @@ def cmd_status(args: argparse.Namespace) -> int:
                           "failed_steps": [f.key for f in report.failed]}, indent=2))
     else:
         print(report.format())
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from opshelf.core.local.runs import format_runs, list_runs
+
+    runs = list_runs(_runs_root(args))
+    if args.json:
+        print(json.dumps([asdict(r) for r in runs], indent=2))
+    elif runs:
+        print(format_runs(runs))
+    else:
+        print(f"opshelf: no runs in {_runs_root(args)}", file=sys.stderr)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from opshelf.core.local.runs import stop_run
+
+    print(f"opshelf: {stop_run(_open_run(args), grace_s=args.grace)}", file=sys.stderr)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from opshelf.core.local.runs import format_logs, step_logs
+
+    run = _open_run(args)
+    print(format_logs(run, step_logs(run, args.step), lines=args.tail))
+    return 0
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    from opshelf.core.local.runner import resolve_workflow
+
+    plugin = resolve_workflow(args.workflow)
+    names = plugin.step_names(plugin.load_config(args.config))
+    print(f"# step names of {plugin.name!r} for this config: keys of its `steps:` block "
+          "(`default` applies to every step)", file=sys.stderr)
+    print("\n".join(names))
     return 0
 
 
@@ -140,52 +181,69 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="opshelf",
-        description="Run opshelf workflows locally, resume them, inspect them, export them to Argo.",
-        epilog="A workflow may add commands of its own: opshelf WORKFLOW COMMAND ... "
-               "(see opshelf WORKFLOW --help).")
-    parser.add_argument("--version", action="version", version=f"opshelf-core {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback of an error")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def _with_runs_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--runs-dir", help="directory holding runs (default: $OPSHELF_RUNS_DIR "
+                   "or ./opshelf-runs)")
+    return p
 
-    def with_runs_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--runs-dir", help="directory holding runs (default: $OPSHELF_RUNS_DIR "
-                       "or ./opshelf-runs)")
-        return p
 
-    def with_watch(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--detach", action="store_true",
-                       help="start in the background and return at once")
-        p.add_argument("--no-progress", action="store_true", help="print no progress lines")
-        return p
+def _with_watch(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--detach", action="store_true",
+                   help="start in the background and return at once")
+    p.add_argument("--no-progress", action="store_true", help="print no progress")
+    return p
 
-    p = with_watch(with_runs_dir(sub.add_parser("run", help="start a workflow run")))
+
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
+    """run, resume, rerun, stop: starting and stopping runs."""
+    p = _with_watch(_with_runs_dir(sub.add_parser("run", help="start a workflow run")))
     p.add_argument("workflow", help="installed workflow name (see `opshelf list`) or module:Class")
     p.add_argument("config", help="the workflow's config file (YAML or JSON)")
     p.add_argument("--name", help="run name (default: <workflow>-<YYYYmmdd-HHMMSS>)")
     p.set_defaults(func=cmd_run)
 
-    p = with_runs_dir(sub.add_parser("status", help="state of a run: steps per phase, failures"))
-    p.add_argument("run", help="run directory or run name")
-    p.add_argument("--json", action="store_true", help="machine-readable summary")
-    p.set_defaults(func=cmd_status)
-
-    p = with_watch(with_runs_dir(sub.add_parser(
+    p = _with_watch(_with_runs_dir(sub.add_parser(
         "resume", help="continue a stopped or failed run; finished steps are not run again")))
     p.add_argument("run", help="run directory or run name")
     p.set_defaults(func=cmd_resume)
 
-    p = with_watch(with_runs_dir(sub.add_parser(
+    p = _with_watch(_with_runs_dir(sub.add_parser(
         "rerun", help="new run with a changed config, reusing every unchanged finished step")))
     p.add_argument("run", help="the earlier run (directory or name)")
     p.add_argument("config", help="the new config file")
     p.add_argument("--name", help="name of the new run")
     p.set_defaults(func=cmd_rerun)
 
-    p = with_runs_dir(sub.add_parser(
+    p = _with_runs_dir(sub.add_parser(
+        "stop", help="stop a running run cleanly (its steps end; `opshelf resume` continues it)"))
+    p.add_argument("run", help="run directory or run name")
+    p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                   help="time the run gets to stop before its processes are killed (default 30)")
+    p.set_defaults(func=cmd_stop)
+
+
+def _add_inspect_commands(sub: argparse._SubParsersAction) -> None:
+    """status, runs, logs, report, steps, schema: reading runs and workflows."""
+    p = _with_runs_dir(sub.add_parser("status", help="state of a run: steps per phase, "
+                                      "failures, the workflow's own table"))
+    p.add_argument("run", help="run directory or run name")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(func=cmd_status)
+
+    p = _with_runs_dir(sub.add_parser(
+        "runs", help="every run under the runs dir: workflow, status, steps done, age, size"))
+    p.add_argument("--json", action="store_true", help="machine-readable list")
+    p.set_defaults(func=cmd_runs)
+
+    p = _with_runs_dir(sub.add_parser(
+        "logs", help="the driver log of a run, or a step's log and its programs' logs"))
+    p.add_argument("run", help="run directory or run name")
+    p.add_argument("step", nargs="?", help="step key, or the start of keys (run-fp: every "
+                   "slice); see `opshelf status` (default: the driver log)")
+    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines of each log")
+    p.set_defaults(func=cmd_logs)
+
+    p = _with_runs_dir(sub.add_parser(
         "report", help="write the workflow's HTML report of a run; of several runs of one "
         "workflow, one file with them side by side"))
     p.add_argument("run", nargs="+", help="run directory or run name (several: compared)")
@@ -193,10 +251,17 @@ def make_parser() -> argparse.ArgumentParser:
                    "compare-RUN1-vs-RUN2....html beside the first run)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("steps", help="the step names a config's `steps:` block may set")
+    p.add_argument("workflow", help="installed workflow name or module:Class")
+    p.add_argument("config", help="the workflow's config file")
+    p.set_defaults(func=cmd_steps)
+
     p = sub.add_parser("schema", help="JSON Schema of a workflow's config")
     p.add_argument("workflow")
     p.set_defaults(func=cmd_schema)
 
+
+def _add_export_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-argo", help="write an Argo Workflow manifest (no server needed)")
     p.add_argument("workflow")
     p.add_argument("config")
@@ -215,6 +280,9 @@ def make_parser() -> argparse.ArgumentParser:
                    "steps, mounted at /etc/opshelf/ssh (default: $OPSHELF_ARGO_SSH_SECRET)")
     p.set_defaults(func=cmd_export_argo)
 
+
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """list, new-op, new-engine: what is installed, and scaffolds for contributors."""
     p = sub.add_parser("list", help="installed workflows, OPs, engines and models")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
@@ -225,6 +293,21 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("package", help="package folder, or its name under ./packages (e.g. fp)")
         p.add_argument("name", help="name of the new one, e.g. count-atoms or CountAtoms")
         p.set_defaults(func=cmd_new)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opshelf",
+        description="Run opshelf workflows locally, resume them, inspect them, export them to Argo.",
+        epilog="A workflow may add commands of its own: opshelf WORKFLOW COMMAND ... "
+               "(see opshelf WORKFLOW --help).")
+    parser.add_argument("--version", action="version", version=f"opshelf-core {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_run_commands, _add_inspect_commands, _add_export_command,
+                _add_plugin_commands):
+        add(sub)
     return parser
 
 
@@ -245,16 +328,16 @@ def workflow_parser(workflow: str) -> argparse.ArgumentParser:
 
 def _workflow_of(argv: Sequence[str], parser: argparse.ArgumentParser) -> str | None:
     """The workflow name when argv is `[--debug] <workflow> ...` and not a core command."""
-    from opshelf.core.plugins import names
-
     words = [a for a in argv if a != "--debug"]
     if not words or words[0].startswith("-"):
         return None
     core_commands = next(a for a in parser._actions
                          if isinstance(a, argparse._SubParsersAction)).choices
-    if words[0] in core_commands or words[0] not in names("opshelf.workflows"):
-        return None
-    return words[0]
+    if words[0] in core_commands:
+        return None  # without reading the installed entry points: `opshelf status` stays fast
+    from opshelf.core.plugins import names
+
+    return words[0] if words[0] in names("opshelf.workflows") else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

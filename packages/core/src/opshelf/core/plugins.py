@@ -25,6 +25,12 @@ def names(group: str) -> list[str]:
     return sorted(_entry_points(group))
 
 
+def entry_point_value(group: str, name: str) -> str | None:
+    """The `module:attr` that `name` in `group` points to (not imported), or None."""
+    ep = _entry_points(group).get(name)
+    return ep.value if ep is not None else None
+
+
 def describe(group: str) -> dict[str, str]:
     """name -> 'module:attr (distribution version)' for `opshelf list`."""
     out = {}

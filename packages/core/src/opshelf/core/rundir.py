@@ -13,19 +13,20 @@ No dflow import here: `opshelf status` must stay fast.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import re
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
-
-import psutil
-from filelock import FileLock
-from pydantic import BaseModel, Field
+from typing import TYPE_CHECKING, Literal, get_args
 
 from opshelf.core.errors import UserError
+
+if TYPE_CHECKING:  # imported where used: `opshelf status` stays fast
+    import psutil
+    from filelock import FileLock
 
 #: env var naming the default runs directory (else ./opshelf-runs)
 RUNS_DIR_ENV = "OPSHELF_RUNS_DIR"
@@ -34,7 +35,10 @@ DEFAULT_RUNS_DIR = "opshelf-runs"
 RUN_MARKER_ENV = "OPSHELF_RUN_DIR"
 
 #: 'unconverged': every step succeeded, the workflow's goal was not reached (WorkflowPlugin.outcome)
-RunStatus = Literal["created", "running", "succeeded", "unconverged", "failed", "killed"]
+#: 'stopped': the driver stopped on request (Ctrl-C, `opshelf stop`) and recorded it;
+#: 'killed': the driver died without recording it (SIGKILL, the OOM killer, a lost node)
+RunStatus = Literal["created", "running", "succeeded", "unconverged", "failed", "stopped",
+                    "killed"]
 #: statuses of a run that ran to its end: nothing left to resume
 FINISHED = ("succeeded", "unconverged")
 
@@ -50,40 +54,71 @@ def now_iso() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-class Attempt(BaseModel):
+@dataclass
+class Attempt:
     """One driver process: the first launch or a resume."""
 
     start: str
+    pid: int
     end: str | None = None
     #: driver exit code: 0 succeeded, 1 workflow failed, 3 unconverged, 130/143 interrupted;
     #: None while running or killed
     exit: int | None = None
-    pid: int
     resume: bool = False
 
 
-class RunRecord(BaseModel):
-    """Contents of run.json."""
+@dataclass
+class RunRecord:
+    """Contents of run.json. A plain dataclass read with `json` (no pydantic import):
+    `opshelf status` and `opshelf runs` read it and must answer in a fraction of a second."""
 
     workflow: str
     #: entry-point name or "module:Class" import path, as given to `opshelf run`
     workflow_ref: str
     run_id: str
     created: str
-    status: RunStatus = "created"
     #: the config file the user gave (the run uses its copy, config.yaml)
     source_config: str
+    status: RunStatus = "created"
     driver_pid: int | None = None
     #: the driver runs in its own session: its process group holds every step process
     driver_pgid: int | None = None
     #: psutil create_time of the driver, to tell it from a later process reusing the pid
     driver_create_time: float | None = None
-    attempts: list[Attempt] = Field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
     #: for `opshelf rerun`: the dflow workflow dir of the run whose finished steps may be reused
     reuse_from: str | None = None
     error: str | None = None
     #: the workflow's own one-line verdict on a finished run (WorkflowPlugin.outcome)
     outcome: str | None = None
+    #: `module:function` of the workflow's status table (its `opshelf.status` entry point),
+    #: found when the run was made: `opshelf status` imports it without a look at every
+    #: installed distribution's entry points
+    status_table: str | None = None
+
+    @classmethod
+    def from_json(cls, text: str, *, source: Path | str = "run.json") -> RunRecord:
+        """Parse run.json; a file that is not one (hand-edited, truncated) is a UserError
+        naming it."""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or not isinstance(data.get("attempts", []), list):
+                raise TypeError("not a JSON object with a list of attempts")
+            attempts = [Attempt(**a) for a in data.pop("attempts", [])]
+            record = cls(**data, attempts=attempts)
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"{source} is not an opshelf run record: {exc}") from None
+        wrong = [name for name in ("workflow", "workflow_ref", "run_id", "created",
+                                   "source_config") if not isinstance(getattr(record, name), str)]
+        if wrong or record.status not in get_args(RunStatus):
+            raise UserError(f"{source} is not an opshelf run record: "
+                            + (f"{', '.join(wrong)} must be text" if wrong else
+                               f"unknown status {record.status!r}; expected one of "
+                               f"{', '.join(get_args(RunStatus))}"))
+        return record
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
 
 
 @dataclass(frozen=True)
@@ -146,6 +181,7 @@ class RunDir:
         workflow_ref: str,
         config_file: Path,
         reuse_from: Path | None = None,
+        status_table: str | None = None,
     ) -> RunDir:
         """Make the run directory at `path` (from `new_path`) and its run.json."""
         path.mkdir(parents=True)
@@ -156,7 +192,7 @@ class RunDir:
         run.write(RunRecord(
             workflow=workflow, workflow_ref=workflow_ref, run_id=run.name, created=now_iso(),
             source_config=str(config_file.resolve()),
-            reuse_from=str(reuse_from) if reuse_from else None))
+            reuse_from=str(reuse_from) if reuse_from else None, status_table=status_table))
         return run
 
     @classmethod
@@ -176,19 +212,22 @@ class RunDir:
 
     # -- run.json -----------------------------------------------------------------------------
     def _lock(self) -> FileLock:
+        from filelock import FileLock
+
         return FileLock(str(self.path / ".run.json.lock"))
 
     def read(self) -> RunRecord:
-        return RunRecord.model_validate_json(self.record_path.read_text())
+        return RunRecord.from_json(self.record_path.read_text(encoding="utf-8", errors="replace"),
+                                   source=self.record_path)
 
     def write(self, record: RunRecord) -> None:
         tmp = self.record_path.with_suffix(".json.tmp")
-        tmp.write_text(record.model_dump_json(indent=2) + "\n")
+        tmp.write_text(record.to_json())
         os.replace(tmp, self.record_path)  # atomic: a reader never sees half a file
 
     def update(self, **changes: object) -> RunRecord:
         with self._lock():
-            record = self.read().model_copy(update=changes)
+            record = replace(self.read(), **changes)  # type: ignore[arg-type]
             self.write(record)
             return record
 
@@ -216,6 +255,8 @@ class RunDir:
     # -- live state ---------------------------------------------------------------------------
     def driver_process(self) -> psutil.Process | None:
         """The driver process of this run when it is alive (a zombie counts as dead)."""
+        import psutil
+
         record = self.read()
         if record.driver_pid is None:
             return None
@@ -241,6 +282,8 @@ class RunDir:
         """Processes left behind by this run's drivers: members of the driver's process group,
         and any process carrying the run's marker in its environment (programs started
         in a session of their own, e.g. through run_command, are found this way)."""
+        import psutil
+
         record = self.read()
         marker = str(self.path)
         born_after = (record.driver_create_time or 0.0) - 1.0

@@ -221,12 +221,9 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
         return Outcome(bool(state.get("converged")), str(state.get("reason", "")))
 
     def status_table(self, run_dir: Path) -> str | None:
-        from opshelf.cl.status import format_table, latest_state, status_rows
-        from opshelf.core.rundir import RunDir
+        from opshelf.cl.status import status_table
 
-        wfdir = _workflow_dir(run_dir)
-        return format_table(status_rows(wfdir, RunDir(run_dir).effective_status()),
-                            latest_state(wfdir))
+        return status_table(run_dir)
 
     def report(self, run_dir: Path) -> Path:
         from opshelf.cl.report import write_report

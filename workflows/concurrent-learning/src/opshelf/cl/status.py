@@ -137,3 +137,13 @@ def format_table(rows: list[dict[str, Any]], state: dict[str, Any] | None) -> st
     if state and state.get("done"):
         lines.append(f"loop finished: {state.get('reason', '')}")
     return "\n".join(lines)
+
+
+def status_table(run_dir: Path) -> str | None:
+    """`opshelf status`'s table of a cl run: a row per iteration (the `opshelf.status` entry
+    point of this package: no dflow import)."""
+    from opshelf.core.rundir import RunDir
+
+    run = RunDir(run_dir)
+    wfdir = run.workflow_dir()
+    return format_table(status_rows(wfdir, run.effective_status()), latest_state(wfdir))

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return drive(run, resume=args.resume)
     except _Stopped as stop:
         print(f"opshelf driver: stopped by {stop}", flush=True)
-        run.end_attempt(exit_code=128 + stop.signum, status="killed", error=f"stopped by {stop}")
+        run.end_attempt(exit_code=128 + stop.signum, status="stopped", error=f"stopped by {stop}")
         return 128 + stop.signum
     except UserError as exc:
         print(f"opshelf driver: error: {exc}", flush=True)

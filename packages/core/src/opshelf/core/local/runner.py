@@ -15,7 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TextIO
 
@@ -23,12 +24,13 @@ import psutil
 
 from opshelf.core.errors import MissingInputError, UserError
 from opshelf.core.execution import Mode
-from opshelf.core.process import tail
-from opshelf.core.rundir import FINISHED, RunDir, RunRecord, StepInfo, phase_counts
+from opshelf.core.local.progress import RunProgress, fmt_elapsed
+from opshelf.core.local.runs import format_counts, live_phases, status_table_ref
+from opshelf.core.rundir import FINISHED, RunDir, RunRecord, phase_counts
 from opshelf.core.workflow import BuildContext, resolve_workflow
 
-#: seconds between progress lines when stderr is not a terminal
-PROGRESS_EVERY_S = 10.0
+#: seconds between two looks at the driver and the steps while watching a run
+POLL_S = 0.5
 #: seconds the driver gets to stop after SIGINT/SIGTERM before its group is killed
 STOP_GRACE_S = 10.0
 
@@ -59,7 +61,8 @@ def create_run(
                        mode="local", workflow_id=path.name)
     plugin.check(config, ctx)
     return RunDir.create(path, workflow=plugin.name, workflow_ref=workflow,
-                         config_file=config_file, reuse_from=reuse_from)
+                         config_file=config_file, reuse_from=reuse_from,
+                         status_table=status_table_ref(plugin.name))
 
 
 # -- launching and watching --------------------------------------------------------------------
@@ -90,11 +93,10 @@ def launch(run: RunDir, *, resume: bool = False, detach: bool = False,
 
 def _watch(run: RunDir, proc: subprocess.Popen[bytes], *, progress: bool, out: TextIO) -> int:
     start = time.monotonic()
-    tty = out.isatty()
     stopping: list[float] = []  # times of Ctrl-C / SIGTERM received
 
     def forward(signum: int, _frame: object) -> None:
-        # The driver records 'killed' and stops its steps; a second signal kills the group.
+        # The driver records 'stopped' and stops its steps; a second signal kills the group.
         stopping.append(time.monotonic())
         sig = signum if len(stopping) == 1 else signal.SIGKILL
         try:
@@ -103,30 +105,12 @@ def _watch(run: RunDir, proc: subprocess.Popen[bytes], *, progress: bool, out: T
             pass
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    last_line = 0.0
     try:
-        while True:
-            try:
-                code = proc.wait(timeout=0.5)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if stopping and time.monotonic() - stopping[0] > STOP_GRACE_S:
-                forward(signal.SIGKILL, None)
-            now = time.monotonic()
-            if progress and (tty or now - last_line >= PROGRESS_EVERY_S):
-                line = _progress_line(run, now - start)
-                if tty:
-                    out.write("\r\033[K" + line)
-                    out.flush()
-                else:
-                    print(line, file=out, flush=True)
-                last_line = now
+        with RunProgress(run, out) if progress else nullcontext() as bar:
+            code = _wait(proc, bar, stopping, forward)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    if progress and tty:
-        out.write("\r\033[K")
     if code < 0:  # killed by a signal: report it the way a shell does
         code = 128 - code
     if code != 0 and run.read().status == "running":
@@ -137,23 +121,26 @@ def _watch(run: RunDir, proc: subprocess.Popen[bytes], *, progress: bool, out: T
     return code
 
 
-def _progress_line(run: RunDir, elapsed_s: float) -> str:
-    counts = phase_counts(run.step_phases())
-    return (f"[{run.name}] {_fmt_elapsed(elapsed_s)}  done {counts['Succeeded']}  "
-            f"running {counts['Running']}  failed {counts['Failed']}  pending {counts['Pending']}")
-
-
-def _fmt_elapsed(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h:d}:{m:02d}:{s:02d}"
+def _wait(proc: subprocess.Popen[bytes], bar: RunProgress | None, stopping: list[float],
+          forward: Callable[[int, object], None]) -> int:
+    """Wait for the driver, updating the progress every poll; SIGKILL its group when a
+    requested stop takes longer than STOP_GRACE_S."""
+    while True:
+        try:
+            return proc.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            pass
+        if stopping and time.monotonic() - stopping[0] > STOP_GRACE_S:
+            forward(signal.SIGKILL, None)
+        if bar is not None:
+            bar.update()
 
 
 def _final_summary(run: RunDir, code: int, elapsed_s: float) -> str:
     record = run.read()
-    counts = phase_counts(run.step_phases())
+    counts = phase_counts(live_phases(run, driver_alive=False))
     status = "finished, not converged" if record.status == "unconverged" else record.status
-    head = (f"opshelf: run {run.name} {status} after {_fmt_elapsed(elapsed_s)} "
+    head = (f"opshelf: run {run.name} {status} after {fmt_elapsed(elapsed_s)} "
             f"({counts['Succeeded']} steps done, {counts['Failed']} failed)")
     lines = [head]
     if record.status in FINISHED:
@@ -169,12 +156,13 @@ def _final_summary(run: RunDir, code: int, elapsed_s: float) -> str:
             lines.append("  " + record.error.strip().replace("\n", "\n  "))
         lines.append(f"  details: opshelf status {run.path}")
         lines.append(f"  log:     {run.log_path}")
-        if record.status in ("failed", "killed"):
+        lines.append(f"  steps:   {format_counts(dict(counts))}")
+        if record.status in ("failed", "stopped", "killed"):
             lines.append(f"  resume:  opshelf resume {run.path}")
     return "\n".join(lines)
 
 
-# -- resume, status, rerun ---------------------------------------------------------------------
+# -- resume, rerun -----------------------------------------------------------------------------
 
 def kill_leftovers(run: RunDir, *, timeout_s: float = 5.0) -> list[int]:
     """SIGKILL every process a dead driver left behind; returns their pids."""
@@ -219,66 +207,3 @@ def rerun(old_run: RunDir, new_config: str | Path, *, runs_root: Path | None = N
     new = create_run(record.workflow_ref, new_config, runs_root=runs_root or old_run.path.parent,
                      name=name, reuse_from=old_run.workflow_dir())
     return new, launch(new, detach=detach, progress=progress, stream=stream)
-
-
-@dataclass
-class FailedStep:
-    key: str
-    name: str
-    log_tail: str
-
-
-@dataclass
-class RunStatusReport:
-    run: RunDir
-    record: RunRecord
-    status: str
-    driver_pid: int | None
-    counts: dict[str, int]
-    failed: list[FailedStep] = field(default_factory=list)
-    table: str | None = None
-
-    def format(self) -> str:
-        r = self.record
-        lines = [f"run       {self.run.name}  ({self.run.path})",
-                 f"workflow  {r.workflow}",
-                 f"status    {self.status}"
-                 + (f"  (driver pid {self.driver_pid} alive)" if self.driver_pid else
-                    "  (no driver running)"),
-                 f"created   {r.created}",
-                 f"attempts  {len(r.attempts)}"]
-        for i, a in enumerate(r.attempts, 1):
-            lines.append(f"  {i}. {'resume' if a.resume else 'start '} {a.start} -> "
-                         f"{a.end or '...'}  exit {a.exit if a.exit is not None else '-'}")
-        if r.reuse_from:
-            lines.append(f"reuses    finished steps of {r.reuse_from}")
-        if r.error:
-            lines.append("error     " + r.error.strip().replace("\n", "\n          "))
-        if r.outcome:
-            lines.append(f"outcome   {r.outcome}")
-        order = ["Succeeded", "Running", "Pending", "Failed"]
-        phases = order + sorted(set(self.counts) - set(order))
-        lines.append("steps     " + "  ".join(f"{p.lower()} {self.counts.get(p, 0)}"
-                                               for p in phases))
-        for step in self.failed:
-            lines.append(f"failed step {step.key} ({step.name}); last lines of its log:")
-            lines += ["    " + line for line in (step.log_tail or "(empty log)").splitlines()]
-        if self.table:
-            lines += ["", self.table]
-        return "\n".join(lines)
-
-
-def run_status(run: RunDir, *, log_lines: int = 15) -> RunStatusReport:
-    record = run.read()
-    steps: dict[str, StepInfo] = run.step_phases()
-    failed = [FailedStep(info.key, info.name, tail(info.path / "log.txt", log_lines))
-              for info in sorted(steps.values(), key=lambda i: i.key) if info.phase == "Failed"]
-    driver = run.driver_process()
-    table = None
-    try:
-        table = resolve_workflow(record.workflow_ref).status_table(run.path)
-    except UserError as exc:  # plugin uninstalled since the run: the rest is still useful
-        table = f"(no workflow status table: {exc})"
-    return RunStatusReport(run=run, record=record, status=run.effective_status(),
-                           driver_pid=driver.pid if driver else None,
-                           counts=dict(phase_counts(steps)), failed=failed, table=table)
