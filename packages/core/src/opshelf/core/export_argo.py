@@ -50,7 +50,12 @@ import yaml
 from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.core.images import package_image, use_registry
 from opshelf.core.outputs import refuse_output_over_inputs
-from opshelf.core.secrets import SECRET_ENV, SENSITIVE_KEYS, scrub_step_script
+from opshelf.core.secrets import (
+    SECRET_ENV,
+    SENSITIVE_KEYS,
+    config_credentials,
+    scrub_step_script,
+)
 from opshelf.core.workflow import BuildContext
 
 ARGO_API_VERSION = "argoproj.io/v1alpha1"
@@ -65,12 +70,6 @@ IMAGE_GID = 10001
 DEFAULT_S3_SECRET = "opshelf-s3"
 #: environment variable of a step <- key in the S3 secret (dflow reads these variables)
 S3_SECRET_KEYS = {"DFLOW_S3_ACCESS_KEY": "accesskey", "DFLOW_S3_SECRET_KEY": "secretkey"}
-#: config keys whose string values are credentials (dispatcher remote_profile, ...)
-_SECRET_NAME = re.compile(r"(password|passwd|passphrase|secret|token|access_?key|private_?key|"
-                          r"ticket|credential)", re.IGNORECASE)
-#: a password on a command line (remote_profile.execute_command: ``sshpass -p PASSWORD ...``)
-_INLINE_PASSWORD = re.compile(r"(?:\bsshpass\s+(?:\S+\s+)*?-p\s*|--password[= ])"
-                              r"(?P<value>'[^']+'|\"[^\"]+\"|[^\s'\"]+)")
 # dflow's own placeholders (config.py defaults): not secrets, and common words
 _DFLOW_DEFAULTS = {"admin", "password"}
 
@@ -251,23 +250,7 @@ def secret_values(user_config: Any) -> dict[str, str]:
         if os.environ.get(name) and os.environ[name] not in _DFLOW_DEFAULTS:
             found[f"environment {name}"] = os.environ[name]
 
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                here = f"{path}.{key}" if path else str(key)
-                if isinstance(value, str) and _SECRET_NAME.search(str(key)) and value:
-                    found[f"config {here}"] = value
-                else:
-                    walk(value, here)
-        elif isinstance(node, list):
-            for index, value in enumerate(node):
-                walk(value, f"{path}[{index}]")
-        elif isinstance(node, str):
-            for match in _INLINE_PASSWORD.finditer(node):
-                found[f"config {path} (a password on its command line)"] = \
-                    match.group("value").strip("'\"")
-
-    walk(user_config, "")
+    found.update(config_credentials(user_config))
     return found
 
 
