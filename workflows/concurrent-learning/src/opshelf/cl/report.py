@@ -172,11 +172,11 @@ def _verdict(state: dict[str, Any]) -> str:
 #: the iterations table: (header, row key, format; a callable for derived cells)
 _ITERATION_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("iteration", "iteration", "d"), ("stage", "stage", "d"),
-    ("explored frames", "n_frames", "d"), ("accurate", "accurate_ratio", ".3f"),
+    ("explored", "n_frames", "d"), ("accurate", "accurate_ratio", ".3f"),
     ("candidate", "candidate_ratio", ".3f"), ("failed", "failed_ratio", ".3f"),
     ("selected", "n_selected", "d"), ("labelled", "n_labelled", "d"),
-    ("labelling failed", "n_fp_failed", "d"), ("trained on", "n_train_frames", "d"),
-    ("held-out force RMSE (eV/Å)", "test_force_rmse_eV_per_A", ".3f"))
+    ("fp failed", "n_fp_failed", "d"), ("trained on", "n_train_frames", "d"),
+    ("held-out F RMSE (eV/Å)", "test_force_rmse_eV_per_A", ".3f"))
 
 
 def iterations_table(rows: list[dict[str, Any]], state: dict[str, Any]) -> str:
@@ -196,7 +196,11 @@ def iterations_table(rows: list[dict[str, Any]], state: dict[str, Any]) -> str:
     end = (f"<p>loop finished: {html.escape(str(state.get('reason', '')))}</p>"
            if state.get("done") else "")
     return (f"<table class='iterations'><tr>{head}<th>converged</th><th class='l'>decision</th>"
-            f"</tr>{''.join(body)}</table>{end}")
+            f"</tr>{''.join(body)}</table><p class='note'>explored: frames of the "
+            "exploration; accurate, candidate, failed: their fractions by model deviation; "
+            "selected, labelled, fp failed: frames sent to, labelled by and failed in the "
+            "labelling engine; trained on: frames the iteration's models were trained on."
+            f"</p>{end}")
 
 
 def render_report(state: dict[str, Any], table_rows: list[dict[str, Any]],
@@ -214,7 +218,8 @@ def render_report(state: dict[str, Any], table_rows: list[dict[str, Any]],
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              "</title><style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;"
              "padding:0 1em}img{max-width:100%}td.l,th.l{text-align:left}"
-             ".iterations td.l{min-width:16em}"
+             ".iterations{font-size:.85em;width:100%}.iterations td.l{min-width:11em}"
+             ".note{color:#555;font-size:.9em}"
              "pre{background:#f4f4f4;padding:1em;overflow-x:auto}"
              ".verdict{font-size:1.2em;padding:.6em;border-left:6px solid #888}"
              ".ok{border-color:#2a2;background:#efe}.bad{border-color:#c22;background:#fee}"

@@ -1,0 +1,258 @@
+"""Every workflow's HTML report, built from recorded finished runs (tests/data/reports, see its
+README), opens with its answer and holds each section and plot; headless Chromium (Debian's
+`chromium`) renders each to a screenshot. With OPSHELF_SCREENSHOTS_DIR set the screenshots are
+also written there: `OPSHELF_SCREENSHOTS_DIR=docs/img .venv/bin/python -m pytest
+tests/test_reports.py` makes the pictures of the tutorial pages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from opshelf.core.report import chromium, fmt, screenshot
+from opshelf.core.testing import skip_or_fail
+
+DATA = Path(__file__).parent / "data" / "reports"
+#: the browser window's height (px): taller than every report here
+WINDOW_HEIGHT = 12000
+
+
+def sections(text: str) -> list[str]:
+    """The ids of the report's elements, in page order."""
+    return re.findall(r"\bid='([^']+)'", text)
+
+
+def n_plots(text: str) -> int:
+    """Inline plots: PNG data URIs and SVG figures."""
+    return text.count("src='data:image/png;base64,") + text.count("<svg")
+
+
+def assert_offline(text: str) -> None:
+    # nothing fetched from elsewhere: no src/href to a file or a URL
+    assert not re.search(r"(src|href)\s*=\s*['\"](?!#|data:)", text)
+
+
+@pytest.fixture(scope="module")
+def lameval_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from opshelf.lameval.leaderboard import write_leaderboard
+
+    results = json.loads((DATA / "lameval" / "results.json").read_text())
+    return write_leaderboard(results, tmp_path_factory.mktemp("lameval"))["html"]
+
+
+@pytest.fixture(scope="module")
+def alloy_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from opshelf.alloy.report import write_report
+
+    results = json.loads((DATA / "alloy" / "results.json").read_text())
+    out = tmp_path_factory.mktemp("alloy") / "report.html"
+    return write_report(results, DATA / "alloy", out)
+
+
+@pytest.fixture(scope="module")
+def cl_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import numpy as np
+
+    from opshelf.cl.report import render_report
+
+    run = json.loads((DATA / "cl" / "cu-cp2k.json").read_text())
+    curves = {int(k): [np.array(a) for a in v] for k, v in run["curves"].items()}
+    devis = {int(k): np.array(v) for k, v in run["devis"].items()}
+    out = tmp_path_factory.mktemp("cl") / "report.html"
+    return render_report(run["state"], run["rows"], curves, devis, out, "concurrent learning: "
+                         "cu-cp2k")
+
+
+def test_lameval_report_answers_first(lameval_report: Path) -> None:
+    text = lameval_report.read_text()
+    ids = sections(text)
+    assert ids[:4] == ["answer", "leaderboard-title", "leaderboard", "metrics"], ids
+    assert "model-emt" in ids and "model-sevennet-0" in ids and ids[-1] == "data"
+    answer = text[text.index("id='answer'"):text.index("id='leaderboard-title'")]
+    # the recorded run: EMT has no Si parameters, 4 Si data sets and Si's Delta fail
+    assert "sevennet-0 is the most accurate" in answer and "5 of 48 tasks failed" in answer
+    board = text[text.index("id='leaderboard'"):text.index("id='metrics'")]
+    assert "0.5837718213729031" not in text and ">0.584<" in board  # 3 significant digits
+    # parity, EOS and NVE plots per model (3 models)
+    assert n_plots(text) == 9
+    for metric in ("M_FF", "M_IS", "M_E", "Delta", "failed tasks"):
+        assert f"<dt>{metric}" in text, metric
+    # failures: one line per task kind with the reason and its effect, no exception class first
+    assert "accuracy on Si-eos, Si-rattled, Si-strained, Si-vacancy failed (No EMT-potential " \
+        "for Si (NotImplementedError)" in text
+    assert "scored as the dummy model (1) in M_FF" in text
+    assert "<li>accuracy Si-eos: NotImplementedError" not in text  # the raw form of before
+    assert "each data set relative to its mean reference energy" in text  # parity caption
+    assert_offline(text)
+
+
+def test_lameval_terminal_counts_failures() -> None:
+    from opshelf.lameval.leaderboard import make_leaderboard
+    from opshelf.lameval.workflow import summary_lines
+
+    results = json.loads((DATA / "lameval" / "results.json").read_text())
+    lines = summary_lines(make_leaderboard(results), results, Path("results"))
+    assert "5 of 48 tasks failed (emt: 5)" in lines[0]
+    emt = next(line for line in lines if line.startswith("  emt:"))
+    assert emt == "  emt: M_FF 0.584, Delta 10.2 meV/atom, M_IS 0, 579 µs/atom/step, " \
+        "5 failed tasks"
+
+
+def test_lameval_parity_is_relative_per_data_set() -> None:
+    """The energy parity plot's points: each data set relative to its mean reference energy
+    per atom, in meV/atom: within ±300 meV/atom for these near-equilibrium sets, where the
+    absolute energies span -1310..-56 eV/atom."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from opshelf.lameval import leaderboard
+
+    results = json.loads((DATA / "lameval" / "results.json").read_text())
+    figures = []
+    original = leaderboard._img
+    leaderboard._img = lambda fig, caption: figures.append(fig) or ""  # keep the figure
+    try:
+        leaderboard._parity_plot(results[2], "sevennet-0")
+    finally:
+        leaderboard._img = original
+    ax_e = figures[0].axes[0]
+    xs = [x for line in ax_e.lines[:-1] for x in line.get_xdata()]
+    assert len(xs) == 33 and max(abs(x) for x in xs) < 300  # 11 sets * 3 points (some 1-5)
+
+
+def test_alloy_report_answers_first(alloy_report: Path) -> None:
+    text = alloy_report.read_text()
+    ids = sections(text)
+    assert ids[:2] == ["answer", "properties"] and ids[-1] == "settings", ids
+    assert "15 of 15 properties computed" in text
+    properties = text[text.index("id='properties'"):text.index("cu: details")]
+    # surfaces in the table; B to 0.1 GPa (the recorded 138.02852826104404 reads 138.0)
+    assert "surface (111) (J/m²)" in properties and "<td>138.0</td>" in properties
+    assert "138.028" not in text
+    # EOS, surface bars, stacking fault, phonon bands + DOS
+    assert n_plots(text) == 4
+    phonon = text[text.index("phonon bands and density"):]
+    assert "DOS (states/THz)" in text and "wave vector" in text
+    for label in ("Γ", "X", "K|U", "L"):
+        assert f">{label}<" in text or label in phonon, label
+    assert "{'potential'" not in text and "<code>potential.files.Cu</code>" in text
+    assert_offline(text)
+
+
+def test_alloy_one_interaction_has_no_relative_difference(tmp_path: Path) -> None:
+    from opshelf.alloy.report import render_report
+
+    results = json.loads((DATA / "alloy" / "results.json").read_text())
+    results["interactions"] = {"eam": results["interactions"]["eam"]}
+    results["results"]["cu"] = {"eam": results["results"]["cu"]["eam"]}
+    text = render_report(results, DATA / "alloy")
+    assert "relative difference" not in text and "(reference)" not in text
+    assert "6 of 6 properties computed for 1 structure with 1 interaction" in text
+
+
+def test_cl_report_answers_first(cl_report: Path) -> None:
+    text = cl_report.read_text()
+    answer = text[text.index("id='answer'"):text.index("Held-out error by iteration")]
+    # the recorded cu-cp2k run stopped unconverged; its last models' held-out error
+    assert "Stopped at max iterations, not converged" in answer
+    assert "force RMSE 0.098 eV/Å" in answer and "on 4 held-out frames" in answer
+    # held-out plot, learning curves, deviations, ratios
+    assert n_plots(text) == 4
+    table = text[text.index("class='iterations'"):]
+    assert "max iterations, move on</td>" in table  # the decision column, whole
+    assert "<pre" not in text
+    assert_offline(text)
+
+
+def test_integer_iteration_axes() -> None:
+    """The ratio and held-out plots of cl tick iterations and frame counts at integers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from opshelf.core.report import integer_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [1, 2, 3])
+    integer_axis(ax)
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    plt.close(fig)
+
+
+def test_fmt_digits() -> None:
+    # the issue's example: B printed as 138.4395 reads 138.4 at 4 significant digits
+    assert fmt(138.4395, 4) == "138.4" and fmt(0.5837718213729031) == "0.584"
+    assert fmt(42466.927) == "42\u2009467" and fmt(None) == "–" and fmt(0.0) == "0"
+
+
+@pytest.mark.parametrize("name", ["lameval", "alloy", "cl"])
+def test_screenshot(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Chromium renders each report: a page of the expected width, not blank, as tall as the
+    content (the lameval and alloy pages run past one screen)."""
+    from PIL import Image
+
+    if chromium() is None:
+        skip_or_fail("chromium not installed (Debian: apt-get install chromium)")
+    report = request.getfixturevalue(f"{name}_report")
+    png = screenshot(report, tmp_path / f"report-{name}.png", height=WINDOW_HEIGHT)
+    with Image.open(png) as image:
+        width, height = image.size
+        colours = len(image.convert("RGB").getcolors(1 << 20) or [])
+        target = os.environ.get("OPSHELF_SCREENSHOTS_DIR")
+        if target:  # for the docs: half size, 256 colours (a page is ~0.2 MB, not ~1 MB)
+            small = image.convert("RGB").resize((width // 2, height // 2), Image.LANCZOS)
+            small.quantize(256).save(Path(target) / f"report-{name}.png", optimize=True)
+    # the whole page: cut below its content, above the window's bottom
+    assert width == 1280 and 1200 < height < WINDOW_HEIGHT, (width, height)
+    assert colours > 50  # text, tables and plots, not a blank page
+
+
+def test_side_by_side_refuses_mixed_workflows(tmp_path: Path) -> None:
+    from opshelf.core.errors import UserError
+    from opshelf.core.report import side_by_side, write_comparison
+    from opshelf.core.rundir import RunDir
+
+    page = side_by_side("cl: a vs b", "<h2 id='comparison'>x</h2>",
+                        [("a", "<p>'a' & b</p>"), ("b", "<p>b</p>")])
+    assert page.count("<iframe") == 2 and "srcdoc=\"&lt;p&gt;&#x27;a&#x27; &amp; b" in page
+    runs = []
+    for name, workflow in (("one", "alloy"), ("two", "lameval")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps(
+            {"workflow": workflow, "workflow_ref": workflow, "run_id": name,
+             "created": "2026-12-05T21:00:00+00:00", "source_config": "config.yaml"}))
+        runs.append(RunDir.open(name, tmp_path))
+    with pytest.raises(UserError, match="runs of different workflows"):
+        write_comparison(runs)
+
+
+def test_report_of_two_runs_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:
+    """`opshelf report A B`: two finished lameval runs (the recorded results, one with EMT
+    left out) in one offline file: the comparison leaderboard of every (run, model), then
+    each run's report in its own column."""
+    from opshelf.core.cli import main
+
+    results = json.loads((DATA / "lameval" / "results.json").read_text())
+    for name, models in (("a", results), ("b", results[1:])):
+        (tmp_path / name / "results").mkdir(parents=True)
+        (tmp_path / name / "results" / "results.json").write_text(json.dumps(models))
+        (tmp_path / name / "run.json").write_text(json.dumps(
+            {"workflow": "lameval", "workflow_ref": "lameval", "run_id": name,
+             "created": "2026-12-05T21:00:00+00:00", "source_config": "config.yaml"}))
+    assert main(["report", "a", "b", "--runs-dir", str(tmp_path)]) == 0
+    out = Path(capsys.readouterr().out.strip())
+    assert out == tmp_path / "compare-a-vs-b.html"
+    text = out.read_text()
+    comparison = text[text.index("id='comparison'"):text.index("<iframe")]
+    assert comparison.count("<tr>") == 1 + 3 + 2  # header, a's 3 models, b's 2
+    assert "The runs scored the same data sets" in comparison
+    assert text.count("<iframe") == 2
+    assert_offline(text.replace("src='data:", "src='#"))
