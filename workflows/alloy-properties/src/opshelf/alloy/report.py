@@ -326,13 +326,13 @@ def failures_section(failures: list[dict[str, Any]]) -> str:
         return ""
     items = "".join(
         f"<li><b>{html.escape(f['structure'])} / {html.escape(f['interaction'])} / "
-        f"{html.escape(f['property'])}</b>: {html.escape(_first_line(f['reason']))}"
+        f"{html.escape(f['property'])}</b>: {html.escape(first_line(f['reason']))}"
         f"<details><summary>log</summary><pre>{html.escape(f['reason'])}</pre></details></li>"
         for f in failures)
     return f"<h2 class='bad' id='failures'>Failures ({len(failures)})</h2><ul>{items}</ul>"
 
 
-def _first_line(reason: str) -> str:
+def first_line(reason: str) -> str:
     """The line that says why: the last error line of a log tail, else its last line."""
     lines = [line.strip() for line in reason.splitlines() if line.strip()]
     errors = [line for line in lines if "Error" in line or "error:" in line]

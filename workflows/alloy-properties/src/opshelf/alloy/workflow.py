@@ -297,7 +297,7 @@ def write_alloy_results(config: AlloyConfig, config_dir: Path, structures: dict[
     """`results_dir`: each block's results folder as <structure>/<interaction>/<block>/,
     results.json and the report. `blocks`: (structure, interaction, block) -> its results
     folder, None for a block without one (`reason_of(<block key>)` says why)."""
-    from opshelf.alloy.report import write_report
+    from opshelf.alloy.report import answer_line, first_line, write_report
     from opshelf.alloy.results import assemble_results
 
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -317,12 +317,11 @@ def write_alloy_results(config: AlloyConfig, config_dir: Path, structures: dict[
     results = assemble_results(config, config_dir, structures, found, failures)
     (results_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1, sort_keys=True))
     report = write_report(results, results_dir, results_dir / REPORT_FILE)
-    lines = [f"{len(found)} results of {len(config.structures)} structure(s) x "
-             f"{len(config.interactions)} interaction(s) -> {results_dir / RESULTS_FILE}",
-             f"report: {report}"]
+    lines = [answer_line(results)[0],
+             f"results: {results_dir / RESULTS_FILE}", f"report: {report}"]
     for failure in failures:
         lines.append(f"FAILED {failure['structure']} / {failure['interaction']} / "
-                     f"{failure['property']}: {failure['reason'].splitlines()[-1:] or ''}")
+                     f"{failure['property']}: {first_line(failure['reason'])}")
     return lines
 
 
