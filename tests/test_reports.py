@@ -159,7 +159,7 @@ def test_cl_report_answers_first(cl_report: Path) -> None:
     text = cl_report.read_text()
     answer = text[text.index("id='answer'"):text.index("Held-out error by iteration")]
     # the recorded cu-cp2k run stopped unconverged; its last models' held-out error
-    assert "Stopped at max iterations, not converged" in answer
+    assert "stopped at max iterations, not converged" in answer
     assert "force RMSE 0.098 eV/Å" in answer and "on 4 held-out frames" in answer
     # held-out plot, learning curves, deviations, ratios
     assert n_plots(text) == 4

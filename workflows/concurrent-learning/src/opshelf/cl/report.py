@@ -150,7 +150,7 @@ def verdict_text(state: dict[str, Any]) -> str:
     else:
         reason = str(state.get("reason", ""))
         said = "converged" in reason.lower()  # the scheduler's reason names the verdict
-        head = reason[:1].upper() + reason[1:] if said else (
+        head = reason if said else (
             ("Converged" if state.get("converged") else "Not converged") + f": {reason}")
     scored = [r for r in state.get("history", [])
               if r.get("test_force_rmse_eV_per_A") is not None]
