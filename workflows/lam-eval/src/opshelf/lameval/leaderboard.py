@@ -404,5 +404,6 @@ def compare_runs(runs: dict[str, list[dict[str, Any]]]) -> str:
     note = ("The runs scored the same data sets (equal fingerprints): their numbers compare."
             if same else "The runs scored different data sets (fingerprints differ): compare "
             "their numbers with care.")
-    return (f"<h2 id='comparison'>Comparison</h2><table id='leaderboard'>{head}</tr>{body}"
+    return (f"<style>{STYLE}</style><h2 id='comparison'>Comparison</h2>"
+            f"<table id='leaderboard'>{head}</tr>{body}"
             f"</table><p class='note'>{note}</p>")
