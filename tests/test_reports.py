@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from opshelf.core.report import chromium, fmt, screenshot
+from opshelf.core.report import chromium, screenshot
 from opshelf.core.testing import skip_or_fail
 
 DATA = Path(__file__).parent / "data" / "reports"
@@ -169,29 +169,6 @@ def test_cl_report_answers_first(cl_report: Path) -> None:
     assert_offline(text)
 
 
-def test_integer_iteration_axes() -> None:
-    """The ratio and held-out plots of cl tick iterations and frame counts at integers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from opshelf.core.report import integer_axis
-
-    fig, ax = plt.subplots()
-    ax.plot([0, 1, 2], [1, 2, 3])
-    integer_axis(ax)
-    fig.canvas.draw()
-    assert all(float(t).is_integer() for t in ax.get_xticks())
-    plt.close(fig)
-
-
-def test_fmt_digits() -> None:
-    # the issue's example: B printed as 138.4395 reads 138.4 at 4 significant digits
-    assert fmt(138.4395, 4) == "138.4" and fmt(0.5837718213729031) == "0.584"
-    assert fmt(42466.927) == "42\u2009467" and fmt(None) == "–" and fmt(0.0) == "0"
-
-
 @pytest.mark.parametrize("name", ["lameval", "alloy", "cl"])
 def test_screenshot(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Chromium renders each report: a page of the expected width, not blank, as tall as the
@@ -218,25 +195,6 @@ def check_screenshot(report: Path, png: Path, min_height: int) -> None:
             small.quantize(256).save(Path(target) / png.name, optimize=True)
     assert width == 1280 and min_height < height < WINDOW_HEIGHT, (width, height)
     assert colours > 50  # text, tables and plots, not a blank page
-
-
-def test_side_by_side_refuses_mixed_workflows(tmp_path: Path) -> None:
-    from opshelf.core.errors import UserError
-    from opshelf.core.report import side_by_side, write_comparison
-    from opshelf.core.rundir import RunDir
-
-    page = side_by_side("cl: a vs b", "<h2 id='comparison'>x</h2>",
-                        [("a", "<p>'a' & b</p>"), ("b", "<p>b</p>")])
-    assert page.count("<iframe") == 2 and "srcdoc=\"&lt;p&gt;&#x27;a&#x27; &amp; b" in page
-    runs = []
-    for name, workflow in (("one", "alloy"), ("two", "lameval")):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "run.json").write_text(json.dumps(
-            {"workflow": workflow, "workflow_ref": workflow, "run_id": name,
-             "created": "2026-12-05T21:00:00+00:00", "source_config": "config.yaml"}))
-        runs.append(RunDir.open(name, tmp_path))
-    with pytest.raises(UserError, match="runs of different workflows"):
-        write_comparison(runs)
 
 
 def test_report_of_two_runs_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -130,13 +130,6 @@ def svg_figure(fig: Any, caption: str) -> str:
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
-def integer_axis(ax: Any) -> None:
-    """Ticks of an iteration axis at whole numbers only."""
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
 def page(title: str, body: Sequence[str], style: str = "") -> str:
     """A whole HTML document: `body` parts joined (empty parts dropped)."""
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
