@@ -182,6 +182,10 @@ def test_progress_bar_on_a_terminal_names_running_steps_and_estimates(tmp_path: 
 
     out = Tty()
     with RunProgress(RunDir(tmp_path / "r1"), out) as bar:
+        assert bar.done_before == 1  # done before this attempt: not in its rate
+        bar.update()
+        assert "estimating" in out.getvalue()
+        bar.done_before = 0  # as if a-000 finished in this attempt
         bar.start -= 30  # 30 s elapsed, 1 of 3 done: 60 s left at that rate
         bar.update()
         rendered = out.getvalue()
@@ -196,3 +200,12 @@ def test_group_state_and_sizes() -> None:
     assert group_state(Counter({"Succeeded": 1, "Failed": 1, "Running": 1})).startswith("failed")
     assert group_state(Counter({"Pending": 2})) == "pending (0/2 steps done)"
     assert [human_size(n) for n in (512, 2048, 3 * 1024**3)] == ["512 B", "2.0 KiB", "3.0 GiB"]
+
+
+def test_bar_says_what_the_run_does_before_and_after_its_known_steps(tmp_path: Path) -> None:
+    from opshelf.core.local.progress import bar_text
+    from opshelf.core.rundir import StepInfo
+
+    assert bar_text({}, 5.0, 0) == "starting: the driver builds the workflow"
+    done = {"a": StepInfo("a", "a", "Succeeded", tmp_path)}
+    assert bar_text(done, 5.0, 1).startswith("finishing")

@@ -75,11 +75,7 @@ def run_command(
     group on purpose: killing a run's group (opshelf resume after a crash) must reach it. With check=True a non-zero exit raises CommandError; with check=False the
     result carries the return code.
     """
-    if isinstance(argv, (str, bytes)):
-        raise TypeError("run_command takes an argv list, not a shell string")
-    args = [os.fspath(a) for a in argv]
-    if not args:
-        raise ValueError("run_command: empty argv")
+    args = _argv_list(argv)
     workdir = Path(cwd)
     workdir.mkdir(parents=True, exist_ok=True)
     full_env = dict(os.environ)
@@ -87,30 +83,54 @@ def run_command(
         full_env.update(env)
     out_path = workdir / f"{log_name}.out"
     err_path = workdir / f"{log_name}.err"
-
     exe = args[0]
     if os.sep not in exe and shutil.which(exe, path=full_env.get("PATH")) is None:
         raise CommandError(
             f"cannot start {exe!r}: not found on PATH (cwd {workdir})",
             argv=args, cwd=str(workdir), returncode=None, log_tail="",
         )
-
     start = time.monotonic()
+    returncode = _run_logged(args, workdir, full_env, (out_path, err_path), stdin_path,
+                             timeout, tail_lines)
+    result = CommandResult(args, workdir, returncode, out_path, err_path, time.monotonic() - start)
+    if check and returncode != 0:
+        how = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
+        raise CommandError(
+            f"{args[0]!r} failed ({how}) in {workdir}",
+            argv=args, cwd=str(workdir), returncode=returncode,
+            log_tail=_log_tail(out_path, err_path, tail_lines),
+        )
+    return result
+
+
+def _argv_list(argv: Sequence[str | os.PathLike[str]]) -> list[str]:
+    if isinstance(argv, (str, bytes)):
+        raise TypeError("run_command takes an argv list, not a shell string")
+    args = [os.fspath(a) for a in argv]
+    if not args:
+        raise ValueError("run_command: empty argv")
+    return args
+
+
+def _run_logged(args: list[str], workdir: Path, env: dict[str, str], logs: tuple[Path, Path],
+                stdin_path: str | os.PathLike[str] | None, timeout: float | None,
+                tail_lines: int) -> int:
+    """Start the program with its stdout/stderr to `logs` and wait for it: its return code.
+    A timeout or an interruption kills it and everything it started."""
+    out_path, err_path = logs
     stdin = open(stdin_path, "rb") if stdin_path is not None else subprocess.DEVNULL
     try:
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             try:
-                proc = subprocess.Popen(
-                    args, cwd=workdir, env=full_env, stdout=out, stderr=err,
-                    stdin=stdin,
-                )
+                proc = subprocess.Popen(args, cwd=workdir, env=env, stdout=out, stderr=err,
+                                        stdin=stdin)
             except OSError as exc:
                 raise CommandError(
                     f"cannot start {args[0]!r}: {exc}", argv=args, cwd=str(workdir),
                     returncode=None, log_tail="",
                 ) from exc
             try:
-                returncode = proc.wait(timeout=timeout)
+                return proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _kill_tree(proc)
                 raise CommandError(
@@ -125,15 +145,6 @@ def run_command(
     finally:
         if stdin is not subprocess.DEVNULL:
             stdin.close()
-    result = CommandResult(args, workdir, returncode, out_path, err_path, time.monotonic() - start)
-    if check and returncode != 0:
-        how = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
-        raise CommandError(
-            f"{args[0]!r} failed ({how}) in {workdir}",
-            argv=args, cwd=str(workdir), returncode=returncode,
-            log_tail=_log_tail(out_path, err_path, tail_lines),
-        )
-    return result
 
 
 def _log_tail(out_path: Path, err_path: Path, lines: int) -> str:

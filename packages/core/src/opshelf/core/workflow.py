@@ -132,7 +132,10 @@ class WorkflowPlugin(ABC, Generic[ConfigT]):
         return None
 
     def status_table(self, run_dir: Path) -> str | None:
-        """An optional workflow-specific status table (e.g. per iteration)."""
+        """An optional workflow-specific status table (e.g. per iteration). `opshelf status`
+        calls it only for a workflow given as `module:Class`; an installed workflow
+        registers a function of the run dir in the `opshelf.status` entry-point group
+        instead (in a module without dflow or science imports: status answers at once)."""
         return None
 
     def report(self, run_dir: Path) -> Path:

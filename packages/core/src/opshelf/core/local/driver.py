@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -68,6 +69,11 @@ def _report_leftovers() -> None:
               flush=True)
 
 
+def _since_start() -> float:
+    """Seconds since this process started (its interpreter's start and imports included)."""
+    return time.time() - psutil.Process().create_time()
+
+
 def drive(run: RunDir, *, resume: bool) -> int:
     from opshelf.core.local import run_locally
     from opshelf.core.local.runner import build_context, resolve_workflow
@@ -76,7 +82,10 @@ def drive(run: RunDir, *, resume: bool) -> int:
     plugin = resolve_workflow(record.workflow_ref)
     config = plugin.load_config(run.config_path)
     ctx = build_context(run, record)
-    plugin.check(config, ctx)
+    if not resume:
+        # a resumed run's config is the copy checked when the run was made; the checks
+        # (alloy's: a phonopy symmetry search per structure) cost a resume seconds
+        plugin.check(config, ctx)
     from opshelf.core.local import use_local_mode
 
     use_local_mode(run.dflow_dir)
@@ -89,16 +98,20 @@ def drive(run: RunDir, *, resume: bool) -> int:
     if record.reuse_from:
         reuse.enable(Path(record.reuse_from))
     print(f"opshelf driver: running {record.workflow} as {record.run_id}"
-          f"{' (resume)' if resume else ''}", flush=True)
+          f"{' (resume)' if resume else ''}; built {_since_start():.1f} s after the driver "
+          "started", flush=True)
     phase = run_locally(workflow, str(run.dflow_dir), resume=resume)
     print(f"opshelf driver: workflow finished: {phase}", flush=True)
     _report_leftovers()
     if phase != "Succeeded":
         run.end_attempt(exit_code=1, status="failed", error=f"workflow phase {phase}")
         return 1
+    collect_start = time.monotonic()
     lines = plugin.collect(config, ctx, workflow)
     run.results_dir.mkdir(exist_ok=True)
     (run.results_dir / "summary.txt").write_text("".join(f"{line}\n" for line in lines))
+    print(f"opshelf driver: results collected in {time.monotonic() - collect_start:.1f} s",
+          flush=True)
     verdict = plugin.outcome(config, ctx)
     if verdict is not None and not verdict.reached:
         print(f"opshelf driver: {verdict.summary}", flush=True)

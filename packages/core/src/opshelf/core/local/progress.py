@@ -45,6 +45,29 @@ def running_names(steps: dict[str, StepInfo], shown: int = SHOWN_RUNNING) -> str
     return text + (f" +{len(keys) - shown} more" if len(keys) > shown else "")
 
 
+def bar_text(steps: dict[str, StepInfo], elapsed: float, done: int, done_before: int = 0
+             ) -> str:
+    """What the bar says after the elapsed time: what the run is doing and the estimate
+    (from the rate of the steps done since this attempt started: `done_before` were
+    done already)."""
+    if not steps:
+        return "starting: the driver builds the workflow"
+    if done == len(steps):
+        return "finishing: next steps or the results being written"
+    left = estimate_left(elapsed, done - done_before, len(steps) - done_before)
+    running = running_names(steps)
+    return ((f"~{fmt_elapsed(left)} left" if left is not None else "estimating")
+            + (f"  running: {running}" if running else ""))
+
+
+def _changed_at(item: tuple[str, StepInfo]) -> tuple[float, str]:
+    """When the step's phase file was written (events print in the order they happened)."""
+    try:
+        return (item[1].path / "phase").stat().st_mtime, item[0]
+    except FileNotFoundError:
+        return float("inf"), item[0]
+
+
 class RunProgress:
     """Call `update()` every poll; use as a context manager (the bar is cleared on exit)."""
 
@@ -55,10 +78,15 @@ class RunProgress:
         self.start = time.monotonic()
         self.last_line = self.start
         self.phases: dict[str, str] = {}
+        self.done_before = 0
         self.bar: Progress | None = None
         self.task: int | None = None
 
     def __enter__(self) -> RunProgress:
+        # a resumed run's finished steps are no news, and its estimate counts only the
+        # steps this attempt finishes
+        self.phases = {k: i.phase for k, i in self.run.step_phases().items()}
+        self.done_before = sum(p == "Succeeded" for p in self.phases.values())
         if self.tty:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -81,12 +109,9 @@ class RunProgress:
         elapsed = time.monotonic() - self.start
         done = sum(i.phase == "Succeeded" for i in steps.values())
         if self.bar is not None and self.task is not None:
-            left = estimate_left(elapsed, done, len(steps))
-            eta = f"~{fmt_elapsed(left)} left" if left is not None else "estimating"
-            running = running_names(steps)
-            self.bar.update(self.task, total=max(len(steps), 1), completed=done,
-                            description=f"{fmt_elapsed(elapsed)} elapsed, {eta}"
-                            + (f"  running: {running}" if running else ""))
+            self.bar.update(self.task, total=len(steps) or None, completed=done,
+                            description=f"{fmt_elapsed(elapsed)} elapsed, "
+                            + bar_text(steps, elapsed, done, self.done_before))
             self.bar.refresh()
             return
         for line in self.events(steps, elapsed, done):
@@ -99,10 +124,10 @@ class RunProgress:
     def events(self, steps: dict[str, StepInfo], elapsed: float, done: int) -> list[str]:
         """A line per step whose phase changed to Running, Succeeded or Failed since the
         last call."""
+        changed = [(key, info) for key, info in steps.items()
+                   if self.phases.get(key) != info.phase and info.phase != "Pending"]
         lines = []
-        for key, info in sorted(steps.items()):
-            if self.phases.get(key) == info.phase or info.phase == "Pending":
-                continue
+        for key, info in sorted(changed, key=_changed_at):
             self.phases[key] = info.phase
             verb = {"Running": "started", "Succeeded": "done", "Failed": "FAILED"}.get(
                 info.phase, info.phase.lower())
@@ -112,7 +137,7 @@ class RunProgress:
 
     def summary_line(self, steps: dict[str, StepInfo], elapsed: float, done: int) -> str:
         running = running_names(steps)
-        left = estimate_left(elapsed, done, len(steps))
+        left = estimate_left(elapsed, done - self.done_before, len(steps) - self.done_before)
         return (f"[{self.run.name}] {fmt_elapsed(elapsed)}  {done}/{len(steps)} steps done"
                 + (f", ~{fmt_elapsed(left)} left" if left is not None else "")
                 + (f"; running: {running}" if running else ""))

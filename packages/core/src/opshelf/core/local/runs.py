@@ -110,12 +110,14 @@ def run_status(run: RunDir, *, log_lines: int = 15) -> RunStatusReport:
 
 def status_table(record: RunRecord, run_dir: Path) -> str | None:
     """The workflow's own table: the function run.json names (found when the run was made),
-    else its `opshelf.status` entry point, else its plugin's `status_table` (slower: the
-    plugin module's imports)."""
+    else its `opshelf.status` entry point; for a workflow given as `module:Class` (not
+    installed), its plugin's `status_table` (slower: the plugin module's imports)."""
     ref = record.status_table or status_table_ref(record.workflow_ref)
     if ref is not None:
         module, _, attr = ref.partition(":")
         return getattr(importlib.import_module(module), attr)(run_dir)
+    if ":" not in record.workflow_ref:
+        return None  # an installed workflow registers its table as an entry point, or has none
     from opshelf.core.workflow import resolve_workflow
 
     try:

@@ -1,0 +1,125 @@
+"""What `opshelf status` and `opshelf resume` cost of their own.
+
+- status_s: median wall time of `opshelf status RUN` (a new process, as a user types it)
+  over --repeats calls, on a finished run of core's `label` workflow (9 steps) and, with
+  --status-run, on another run too (an alloy or cl run: their tables read step outputs).
+- resume_overhead_s: `opshelf resume` of a run SIGKILLed with 2 steps left, minus the time
+  in which at least one step was running (the union of the steps' [start, end] intervals,
+  from the launcher.json each step writes: wall_s and its time of writing). What is left is
+  the resume's own cost: the driver's start and imports, the workflow's check and build,
+  the fork server, dflow's walk over the finished steps, collect and exit.
+
+The run: examples/label-cu-emt (24 Cu frames, EMT, 6 run-task slices), killed once 6 of
+its 8 steps succeeded. Runs go to --workdir (default a temporary directory).
+
+Measurements on the 2-core development machine, shared with other people's jobs (the
+1-minute load average as printed; the machine was never idle):
+
+    2026-12-05 21:20  load 7.3   status_s=0.214  resume_overhead_s=6.30  (resume still
+                                 checked the config)
+    2026-12-05 21:27  load 1.7   status_s=0.170  resume_overhead_s=4.23
+    2026-12-05 21:28  load 1.1-1.5, four runs: resume_overhead_s 3.49, 3.81, 4.58, 4.76
+                                 (resume wall 3.8-4.9 s; 3 steps run)
+
+  Before this benchmark existed `opshelf status` took 1.35-2.99 s (alloy, lameval, cl runs,
+  load 0.4-5). Where a label resume's own 3.5-4.8 s went at load ~1.5 (driver.log): the
+  driver's interpreter, imports and build 1.7 s, the fork server's start ~1 s, the results
+  (label's plot) 0.7 s, the launcher's start and the leftover scan ~0.6 s. Not yet under the
+  3 s target: see the issue note. The alloy example's resume under load 12-14 spent 16 s in
+  the config check (phonopy symmetry searches; a resume no longer checks) and 9 s in its
+  build (opshelf-props counting each property's tasks runs phonopy again).
+
+Usage: python benchmarks/run_management.py [--repeats 5] [--status-run RUN_DIR] [--workdir DIR]
+Last line: status_s=<x> resume_overhead_s=<y> load=<1-min load average at the end>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from opshelf.core.rundir import RunDir
+from opshelf.core.testing.runs import sigkill_after_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "examples" / "label-cu-emt" / "config.yaml"
+OPSHELF = [sys.executable, "-m", "opshelf.core.cli"]
+#: steps of the label run: prep-tasks, 6 run-task slices, collect-labels
+N_STEPS = 8
+
+
+def time_status(run: Path, repeats: int) -> float:
+    walls = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([*OPSHELF, "status", str(run)], check=True, capture_output=True)
+        walls.append(time.perf_counter() - start)
+    return statistics.median(walls)
+
+
+def steps_busy_s(run: RunDir, since: float) -> float:
+    """Seconds between `since` and now in which at least one step was running."""
+    intervals = []
+    for info in run.step_phases().values():
+        record = info.path / "launcher.json"
+        if record.is_file() and record.stat().st_mtime >= since:
+            end = record.stat().st_mtime
+            intervals.append((end - json.loads(record.read_text())["wall_s"], end))
+    busy, reach = 0.0, since
+    for start, end in sorted(intervals):
+        start = max(start, reach)
+        if end > start:
+            busy += end - start
+            reach = end
+    return busy
+
+
+def resume_overhead(workdir: Path) -> tuple[float, float, int]:
+    """(overhead s, resume wall s, steps the resume ran)."""
+    runs = workdir / "runs"
+    env = {**os.environ, "OPSHELF_RUNS_DIR": str(runs)}
+    run = sigkill_after_steps([*OPSHELF, "run", "label", str(CONFIG), "--name", "bench",
+                               "--no-progress"], runs / "bench", N_STEPS - 2, env=env)
+    time.sleep(1.0)  # launcher.json mtimes of the killed attempt fall before `since`
+    since = time.time()
+    start = time.perf_counter()
+    res = subprocess.run([*OPSHELF, "resume", str(run.path), "--no-progress"],
+                         capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if res.returncode != 0:
+        raise SystemExit(f"resume failed ({res.returncode}):\n{res.stderr[-3000:]}")
+    ran = sum(1 for i in run.step_phases().values()
+              if (i.path / "launcher.json").is_file()
+              and (i.path / "launcher.json").stat().st_mtime >= since)
+    return wall - steps_busy_s(run, since), wall, ran
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--status-run", type=Path, help="also time `opshelf status` on this run")
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="opshelf-bench-runs-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        overhead, wall, ran = resume_overhead(workdir)
+        print(f"resume: {wall:.2f} s wall, {ran} step(s) run, {overhead:.2f} s of its own")
+        status_s = time_status(workdir / "runs" / "bench", args.repeats)
+        print(f"status of the label run: {status_s:.3f} s (median of {args.repeats})")
+        if args.status_run is not None:
+            other = time_status(args.status_run, args.repeats)
+            print(f"status of {args.status_run.name}: {other:.3f} s (median of {args.repeats})")
+            status_s = max(status_s, other)
+    load = os.getloadavg()[0]
+    print(f"status_s={status_s:.3f} resume_overhead_s={overhead:.2f} load={load:.2f}")
+
+
+if __name__ == "__main__":
+    main()
