@@ -218,3 +218,34 @@ def test_report_of_two_runs_side_by_side(tmp_path: Path, capsys: pytest.CaptureF
     assert_offline(text.replace("src='data:", "src='#"))
     if chromium() is not None:  # the picture of the lameval tutorial
         check_screenshot(out, tmp_path / "report-lameval-compare.png", min_height=1000)
+
+
+def test_alloy_comparison_puts_every_run_interaction_in_one_table() -> None:
+    """Two alloy runs (the recorded cu-compare run and one with EAM only): one column per
+    'run: interaction', relative differences to the first column."""
+    from opshelf.alloy.report import compare_runs
+
+    full = json.loads((DATA / "alloy" / "results.json").read_text())
+    eam_only = json.loads(json.dumps(full))
+    eam_only["interactions"] = {"eam": full["interactions"]["eam"]}
+    eam_only["results"]["cu"] = {"eam": full["results"]["cu"]["eam"]}
+    text = compare_runs({"cmp": full, "eam": eam_only})
+    heads = re.findall(r"<th>([^<]+)", text)
+    assert heads == ["cmp: chgnet (reference)", "cmp: eam", "cmp: emt", "eam: eam"], heads
+    # the same EAM numbers in both runs: 0.0 % from each other, CHGNet's B 136.7 is the base
+    bulk = text[text.index("B (GPa), EOS"):].split("</tr>")[0]
+    assert "<td>136.7</td>" in bulk and "138.0 <span class=\"diff\">(+0.9 %)</span>" in bulk
+
+
+def test_cl_comparison_tables_each_runs_verdict_and_error() -> None:
+    """The recorded cu-cp2k run beside the same run cut after its second iteration."""
+    from opshelf.cl.report import compare_runs
+
+    state = json.loads((DATA / "cl" / "cu-cp2k.json").read_text())["state"]
+    early = {**state, "done": False, "history": state["history"][:2]}
+    text = compare_runs({"cu-cp2k": state, "cut": early})
+    rows = text[text.index("<table>"):text.index("</table>")].split("</tr>")
+    assert "<td class='l'>cu-cp2k</td><td class='l'>not converged</td><td>3</td>" in rows[1]
+    assert "<td>0.098</td>" in rows[1] and "<td>0.083</td>" in rows[2]  # eV/Å, 3 digits
+    assert "<td class='l'>not finished</td>" in rows[2]
+    assert n_plots(text) == 1

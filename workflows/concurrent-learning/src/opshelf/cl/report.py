@@ -322,8 +322,9 @@ def compare_runs(states: dict[str, dict[str, Any]]) -> str:
             if state.get("done") else "not finished"
         rows.append([name, verdict, len(history), sum(r.get("n_labelled", 0) for r in history),
                      last.get("n_train_frames"), last.get("test_n_frames"),
-                     last.get("test_force_rmse_eV_per_A"),
-                     None if not last else 1000 * last["test_energy_rmse_eV_per_atom"],
+                     # the digits of the report's own held-out table
+                     f"{last['test_force_rmse_eV_per_A']:.3f}" if last else None,
+                     f"{1000 * last['test_energy_rmse_eV_per_atom']:.1f}" if last else None,
                      str(state.get("reason", ""))])
         if scored:
             ax.plot([r["n_train_frames"] for r in scored],
