@@ -103,6 +103,21 @@ def test_lameval_terminal_counts_failures() -> None:
         "5 failed tasks"
 
 
+def test_lameval_verdict_counts_failed_tasks(tmp_path: Path) -> None:
+    """The run's verdict (its last line, kept in run.json for `opshelf status` and `runs`)
+    counts the failed tasks beside the leader."""
+    from opshelf.core.workflow import BuildContext
+    from opshelf.lameval.leaderboard import write_leaderboard
+    from opshelf.lameval.workflow import LamEvalWorkflow
+
+    write_leaderboard(json.loads((DATA / "lameval" / "results.json").read_text()),
+                      tmp_path / "results")
+    verdict = LamEvalWorkflow().outcome(None, BuildContext(run_dir=tmp_path, config_dir=tmp_path))
+    assert verdict.reached
+    assert verdict.summary == "sevennet-0 is the most accurate of 3 model(s) on these data " \
+        "(M_FF 0.294). 5 of 48 tasks failed (emt: 5)."
+
+
 def test_lameval_parity_is_relative_per_data_set(monkeypatch: pytest.MonkeyPatch) -> None:
     """The energy parity plot's points: each data set relative to its mean reference energy
     per atom, in meV/atom: within ±300 meV/atom for these near-equilibrium sets, where the

@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import MissingInputError
 from opshelf.core.execution import StepsConfig
-from opshelf.core.workflow import BuildContext, WorkflowPlugin
+from opshelf.core.workflow import BuildContext, Outcome, WorkflowPlugin
 from opshelf.lameval.data import DatasetSpec, reference_datasets
 from opshelf.lameval.predict import ModelSpec
 from opshelf.lameval.tasks import TasksConfig
@@ -139,6 +139,17 @@ class LamEvalWorkflow(WorkflowPlugin[LamEvalConfig]):
         shutil.copytree(outputs["leaderboard"], results)
         return summary_lines(json.loads((results / "leaderboard.json").read_text()),
                              json.loads((results / "results.json").read_text()), results)
+
+    def outcome(self, config: LamEvalConfig, ctx: BuildContext) -> Outcome:
+        """Every model evaluated: the goal is reached. The verdict line (the run's last, and
+        in `opshelf status`/`runs`) names the leader and counts the failed tasks, so that
+        "0 failed" steps never stands alone when a model could not do some tasks."""
+        from opshelf.lameval.leaderboard import answer_text
+
+        results = ctx.run_dir / "results"
+        return Outcome(True, answer_text(
+            json.loads((results / "leaderboard.json").read_text()),
+            json.loads((results / "results.json").read_text())).replace(", explained below", ""))
 
     def report(self, run_dir: Path) -> Path:
         from opshelf.lameval.leaderboard import write_leaderboard
