@@ -143,7 +143,7 @@ def _final_summary(run: RunDir, code: int, elapsed_s: float) -> str:
     counts = phase_counts(live_phases(run, driver_alive=False))
     status = "finished, not converged" if record.status == "unconverged" else record.status
     head = (f"opshelf: run {run.name} {status} after {fmt_elapsed(elapsed_s)} "
-            f"({counts['Succeeded']} steps done, {counts['Failed']} failed)")
+            f"({counts['Succeeded']} steps done, {counts['Failed']} steps failed)")
     lines = [head]
     if record.status in FINISHED:
         lines.append(f"  results: {run.results_dir}")
