@@ -5,7 +5,8 @@
   --status-run, on another run too (an alloy or cl run: their tables read step outputs).
 - resume_overhead_s: `opshelf resume` of a run SIGKILLed with 2 steps left, minus the time
   in which at least one step was running (the union of the steps' [start, end] intervals,
-  from the launcher.json each step writes: wall_s and its time of writing). What is left is
+  from the launcher.json each step writes: wall_s less server_wait_s, the time it waited for
+  the fork server's imports, and its time of writing). What is left is
   the resume's own cost: the driver's start and imports, the workflow's check and build,
   the fork server, dflow's walk over the finished steps, collect and exit.
 
@@ -13,23 +14,29 @@ The run: examples/label-cu-emt (24 Cu frames, EMT, 6 run-task slices), killed on
 its 8 steps succeeded. Runs go to --workdir (default a temporary directory).
 
 Measurements on the 2-core development machine, shared with other people's jobs (the
-1-minute load average as printed; the machine was never idle):
+1-minute load average as printed; the machine was never idle). "old"/"new" interleaved in
+one session: the fork server waited for before the workflow starts (old) or started
+alongside dflow's start (new); the wait of a step for the server is not counted as step time.
 
-    2026-12-05 21:20  load 7.3   status_s=0.214  resume_overhead_s=6.30  (resume still
+    2026-12-05 21:20  load 7.3   label: status_s=0.214  resume_overhead_s=6.30 (resume still
                                  checked the config)
-    2026-12-05 21:27  load 1.7   status_s=0.170  resume_overhead_s=4.23
-    2026-12-05 21:28  load 1.1-1.5, four runs: resume_overhead_s 3.49, 3.81, 4.58, 4.76
-                                 (resume wall 3.8-4.9 s; 3 steps run)
+    2026-12-05 21:40  load 0.6-0.9, label, 3 rounds:
+                      old resume_overhead_s 3.59, 2.93, 3.30  (wall 3.66, 3.09, 3.51 s)
+                      new resume_overhead_s 2.80, 3.03, 2.80  (wall 2.99, 3.21, 2.98 s)
+                      status_s 0.10-0.16
+    2026-12-05 21:41  load 1.0-1.2, alloy cu-eam (24 steps, killed with 2 left; 5-6 steps ran
+                      again): old resume_overhead_s=11.55, new 10.17; status_s 0.08
 
   Before this benchmark existed `opshelf status` took 1.35-2.99 s (alloy, lameval, cl runs,
-  load 0.4-5). Where a label resume's own 3.5-4.8 s went at load ~1.5 (driver.log): the
-  driver's interpreter, imports and build 1.7 s, the fork server's start ~1 s, the results
-  (label's plot) 0.7 s, the launcher's start and the leftover scan ~0.6 s. Not yet under the
-  3 s target: see the issue note. The alloy example's resume under load 12-14 spent 16 s in
-  the config check (phonopy symmetry searches; a resume no longer checks) and 9 s in its
-  build (opshelf-props counting each property's tasks runs phonopy again).
+  load 0.4-5). Where a resume's own time goes (driver.log, cProfile of the alloy driver at
+  load ~1): the driver's imports and build 2.4-3.3 s (alloy: 1.3 s of it opshelf-props
+  counting tasks, which runs phonopy's symmetry search), dflow's submit over the finished
+  steps ~5 s for alloy (deep copies of every template in dflow's Step and Steps.run), the
+  results (label's plot 0.7 s, alloy's report 1.7 s), the launcher ~0.2 s. Under load
+  12-14 the alloy check alone took 16 s: a resume no longer checks.
 
 Usage: python benchmarks/run_management.py [--repeats 5] [--status-run RUN_DIR] [--workdir DIR]
+       [--workflow alloy --config examples/cu-eam/config.yaml --steps 46]  (a real workflow)
 Last line: status_s=<x> resume_overhead_s=<y> load=<1-min load average at the end>
 """
 
@@ -71,7 +78,10 @@ def steps_busy_s(run: RunDir, since: float) -> float:
         record = info.path / "launcher.json"
         if record.is_file() and record.stat().st_mtime >= since:
             end = record.stat().st_mtime
-            intervals.append((end - json.loads(record.read_text())["wall_s"], end))
+            launched = json.loads(record.read_text())
+            # a step that waited for the fork server to finish its imports did not run yet
+            intervals.append((end - launched["wall_s"] + launched.get("server_wait_s", 0.0),
+                              end))
     busy, reach = 0.0, since
     for start, end in sorted(intervals):
         start = max(start, reach)
@@ -81,12 +91,15 @@ def steps_busy_s(run: RunDir, since: float) -> float:
     return busy
 
 
-def resume_overhead(workdir: Path) -> tuple[float, float, int]:
-    """(overhead s, resume wall s, steps the resume ran)."""
+def resume_overhead(workdir: Path, workflow: str = "label", config: Path = CONFIG,
+                    n_steps: int = N_STEPS) -> tuple[float, float, int]:
+    """(overhead s, resume wall s, steps the resume ran) of a run of `workflow` on `config`
+    (`n_steps` steps in all) killed once all but 2 of its steps succeeded."""
     runs = workdir / "runs"
     env = {**os.environ, "OPSHELF_RUNS_DIR": str(runs)}
-    run = sigkill_after_steps([*OPSHELF, "run", "label", str(CONFIG), "--name", "bench",
-                               "--no-progress"], runs / "bench", N_STEPS - 2, env=env)
+    run = sigkill_after_steps([*OPSHELF, "run", workflow, str(config), "--name", "bench",
+                               "--no-progress"], runs / "bench", n_steps - 2, env=env,
+                              timeout_s=1800)
     time.sleep(1.0)  # launcher.json mtimes of the killed attempt fall before `since`
     since = time.time()
     start = time.perf_counter()
@@ -106,13 +119,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--status-run", type=Path, help="also time `opshelf status` on this run")
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--workflow", default="label", help="workflow of the resumed run")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="its config")
+    parser.add_argument("--steps", type=int, default=N_STEPS,
+                        help="the number of steps of that run (alloy cu-eam: 46)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="opshelf-bench-runs-") as tmp:
         workdir = args.workdir or Path(tmp)
-        overhead, wall, ran = resume_overhead(workdir)
+        overhead, wall, ran = resume_overhead(workdir, args.workflow, args.config, args.steps)
         print(f"resume: {wall:.2f} s wall, {ran} step(s) run, {overhead:.2f} s of its own")
         status_s = time_status(workdir / "runs" / "bench", args.repeats)
-        print(f"status of the label run: {status_s:.3f} s (median of {args.repeats})")
+        print(f"status of the resumed run: {status_s:.3f} s (median of {args.repeats})")
         if args.status_run is not None:
             other = time_status(args.status_run, args.repeats)
             print(f"status of {args.status_run.name}: {other:.3f} s (median of {args.repeats})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -289,7 +290,13 @@ def test_step_runs_under_this_interpreter_not_python3_on_path(tmp_path: Path,
 
 def test_without_fork_server_steps_run_in_fresh_interpreters(tmp_path: Path,
                                                              monkeypatch) -> None:
-    monkeypatch.setattr(local_run.ForkServerProcess, "start", classmethod(lambda *a: None))
+    def dead_server(cls, modules, log_path, env):  # a server that died while importing
+        proc = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE)
+        proc.wait()
+        return cls(proc, str(log_path.with_name("never.sock")), None, log_path)
+
+    monkeypatch.setattr(local_run.ForkServerProcess, "launch", classmethod(dead_server))
     assert run_locally(chain("fresh", 2), tmp_path) == "Succeeded"
     assert output(tmp_path, "fresh", "inc-001", "y") == 2
     assert launch_record(tmp_path, "fresh", "inc-001")["via"] == "subprocess"

@@ -28,6 +28,8 @@ import sys
 import time
 
 SOCKET_ENV = "OPSHELF_FORKSERVER"
+#: "<pid>:<seconds>" while the run's fork server may still be importing: wait for it
+STARTING_ENV = "OPSHELF_FORKSERVER_STARTING"
 #: Seconds between SIGTERM and SIGKILL when a step runs past its timeout.
 KILL_GRACE_S = 5.0
 #: Exit status of a step killed for its timeout (as coreutils' timeout).
@@ -88,15 +90,57 @@ def _forward_signals(child):
         signal.signal(sig, lambda signum, frame: child.kill(signum))
 
 
+def _starting_server():
+    """(pid, seconds) of a fork server still importing when the step began, else None."""
+    value = os.environ.get(STARTING_ENV, "")
+    pid, _, wait = value.partition(":")
+    try:
+        return int(pid), float(wait)
+    except ValueError:
+        return None
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _connect(sock_path):
+    """A socket connected to the server. The driver starts the server while dflow walks
+    the workflow: a step that comes before the server serves waits for it (while it lives,
+    at most the start timeout)."""
+    starting = _starting_server()
+    deadline = time.monotonic() + (starting[1] if starting else 0.0)
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(sock_path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if starting is None or time.monotonic() > deadline or not _alive(starting[0]):
+                raise
+            time.sleep(0.02)
+        except OSError:
+            sock.close()
+            raise
+
+
 def _run_via_server(sock_path, script, timeout, record):
     """Returns the exit status, or None when no server answers (nothing ran)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    start = time.monotonic()
     try:
-        sock.connect(sock_path)
+        sock = _connect(sock_path)
     except OSError as exc:
-        sock.close()
+        record["server_wait_s"] = round(time.monotonic() - start, 4)
         record["server_error"] = f"cannot connect to {sock_path}: {exc}"
         return None
+    record["server_wait_s"] = round(time.monotonic() - start, 4)
     payload = json.dumps({"script": script, "cwd": os.getcwd(),
                           "env": dict(os.environ)}).encode()
     socket.send_fds(sock, [struct.pack("!I", len(payload))], [0, 1, 2])

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from opshelf.core.errors import UserError
 from opshelf.core.local import forkserver, patches
-from opshelf.core.local.launcher_client import SOCKET_ENV
+from opshelf.core.local.launcher_client import SOCKET_ENV, STARTING_ENV
 from opshelf.core.local.stepmain import SYSPATH_ENV
 
 if TYPE_CHECKING:
@@ -221,6 +221,13 @@ class ForkServerProcess:
               ) -> ForkServerProcess | None:
         """Start it and wait until it serves. None (after a logged warning naming the
         log) when it cannot start: steps then run in fresh interpreters, slower."""
+        return cls.launch(modules, log_path, env).ready()
+
+    @classmethod
+    def launch(cls, modules: list[str], log_path: Path, env: Mapping[str, str]
+               ) -> ForkServerProcess:
+        """Start it without waiting: a step launched before it serves waits for it
+        (`launcher_client`'s STARTING_ENV); `ready()` waits here instead."""
         # AF_UNIX paths are limited to 107 bytes: beside the log when the path is short
         # enough (nothing is left behind in /tmp by a killed run), else a private tmp dir
         # (one per driver process: two runs may share a directory)
@@ -242,7 +249,11 @@ class ForkServerProcess:
             )
         finally:
             log.close()
-        server = cls(proc, socket_path, sock_dir, log_path)
+        return cls(proc, socket_path, sock_dir, log_path)
+
+    def ready(self) -> ForkServerProcess | None:
+        """Wait until it serves: itself, or None (after a logged warning) when it cannot."""
+        server, log_path = self, self.log_path
         ready = server._wait_ready()
         if not ready:
             logger.warning("opshelf fork server did not start (see %s); local steps run in "
@@ -264,9 +275,16 @@ class ForkServerProcess:
         return line == forkserver.READY_LINE
 
     def stop(self) -> None:
-        """Close its stdin (it stops serving and reaps its children), then wait."""
+        """Close its stdin (it stops serving and reaps its children), then wait. A server
+        still importing (the workflow ended before any step needed it) served nothing and
+        is killed."""
+        if not os.path.exists(self.socket_path) and self.proc.poll() is None:
+            logger.info("opshelf fork server %s stopped before it served", self.proc.pid)
+            self.proc.kill()
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             self.proc.stdin.close()
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
+            self.proc.stdout.close()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -474,10 +492,12 @@ def run_locally(workflow: Workflow, workdir: str | os.PathLike[str], *, resume: 
     }
     server = None
     if os.environ.get(FORKSERVER_SWITCH_ENV, "1") != "0":
-        server = ForkServerProcess.start(preload_modules(workflow), workdir / "forkserver.log",
-                                         {**os.environ, **step_env})
-    if server is not None:
+        # not waited for: its imports overlap dflow's start (a resume's walk over the
+        # finished steps); the first steps wait for it in the launcher client
+        server = ForkServerProcess.launch(preload_modules(workflow), workdir / "forkserver.log",
+                                          {**os.environ, **step_env})
         step_env[SOCKET_ENV] = server.socket_path
+        step_env[STARTING_ENV] = f"{server.proc.pid}:{SERVER_START_TIMEOUT_S}"
     try:
         with _dflow_debug_config(workdir, copy_method), _environ(step_env), \
                 _progress_reporter(progress, workdir, workflow.id, progress_interval_s):
