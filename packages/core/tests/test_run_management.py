@@ -66,15 +66,17 @@ def test_runs_lists_every_run_with_workflow_status_steps_age_and_size(tmp_path: 
 
 def test_stop_ends_a_detached_run_cleanly_and_resume_finishes_it(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    cfg, config = _config(tmp_path, chain=3, fanout=2, sleep_s=1.0)
+    cfg, config = _config(tmp_path, chain=2, fanout=1, sleep_s=3.0)
     res = opshelf("run", LEDGER_WF, str(cfg), "--name", "s1", "--detach", runs_dir=runs)
     assert res.returncode == 0, res.stderr
     run = _wait_for_running(runs / "s1")
     try:
+        live = json.loads(opshelf("status", "s1", "--json", runs_dir=runs).stdout)
         stop = opshelf("stop", "s1", runs_dir=runs)
     finally:
         if run.driver_process() is not None:  # the test failed: leave nothing behind
             os.killpg(run.read().driver_pgid or 0, signal.SIGKILL)
+    assert live["status"] == "running" and live["running_steps"] == ["chain-000"]
     assert stop.returncode == 0, stop.stderr
     assert "stopped run s1" in stop.stderr and "opshelf resume" in stop.stderr
     record = run.read()

@@ -52,7 +52,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({"run": report.run.name, "path": str(report.run.path),
                           "status": report.status, "outcome": report.record.outcome,
                           "driver_pid": report.driver_pid,
-                          "steps": report.counts,
+                          "steps": report.counts, "running_steps": report.running,
                           "failed_steps": [f.key for f in report.failed]}, indent=2))
     else:
         print(report.format())

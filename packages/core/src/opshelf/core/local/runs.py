@@ -59,6 +59,8 @@ class RunStatusReport:
     counts: dict[str, int]
     failed: list[FailedStep] = field(default_factory=list)
     table: str | None = None
+    #: keys of the steps running now
+    running: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         r = self.record
@@ -79,6 +81,8 @@ class RunStatusReport:
         if r.outcome:
             lines.append(f"outcome   {r.outcome}")
         lines.append("steps     " + format_counts(self.counts))
+        if self.running:
+            lines.append("running   " + ", ".join(self.running))
         for step in self.failed:
             lines.append(f"failed step {step.key} ({step.name}); last lines of its log:")
             lines += ["    " + line for line in (step.log_tail or "(empty log)").splitlines()]
@@ -105,7 +109,8 @@ def run_status(run: RunDir, *, log_lines: int = 15) -> RunStatusReport:
     return RunStatusReport(run=run, record=record, status=run.effective_status(),
                            driver_pid=driver.pid if driver else None,
                            counts=dict(phase_counts(steps)), failed=failed,
-                           table=status_table(record, run.path))
+                           table=status_table(record, run.path),
+                           running=sorted(k for k, i in steps.items() if i.phase == "Running"))
 
 
 def status_table(record: RunRecord, run_dir: Path) -> str | None:
