@@ -498,6 +498,44 @@ sys.exit(1 if problems else 0)
 """
 
 
+def _build_wheels(session: nox.Session, shorts: Sequence[str], dist: Path) -> dict[str, Path]:
+    """`uv build --wheel` of each package (short names) into `dist`, emptied first: one flat
+    folder of wheels, a wheelhouse pip reads with --find-links."""
+    if dist.exists():
+        shutil.rmtree(dist)
+    wheels: dict[str, Path] = {}
+    for short in shorts:
+        package = PACKAGES[short]
+        out = dist / ".build" / short
+        session.run(nox.virtualenv.UV, "build", "--quiet", "--wheel", "--out-dir", str(out),
+                    str(package.path), external=True)
+        found = sorted(out.glob("*.whl"))
+        if len(found) != 1:
+            session.error(f"{package.rel}: expected one wheel in {out}, found {found}")
+        wheels[short] = Path(shutil.move(found[0], dist / found[0].name))
+    shutil.rmtree(dist / ".build")
+    return wheels
+
+
+#: where `./dev wheels` (nox -s wheels) writes the wheelhouse (dist/ is git-ignored)
+WHEELHOUSE = ROOT / "dist" / "wheelhouse"
+
+
+@nox.session(venv_backend="none")
+def wheels(session: nox.Session) -> None:
+    """Write every package's wheel into dist/wheelhouse (args: short names, default all);
+    then `pip install --find-links dist/wheelhouse opshelf-fp` installs one package with its
+    local dependencies from it."""
+    wanted = list(session.posargs) or list(PACKAGES)
+    unknown = sorted(set(wanted) - set(PACKAGES))
+    if unknown:
+        session.error(f"unknown package(s) {unknown}; known: {sorted(PACKAGES)}")
+    needed = {dep.short_name for short in wanted for dep in dependency_closure(PACKAGES[short])}
+    built = _build_wheels(session, sorted(needed), WHEELHOUSE)
+    session.log(f"wheelhouse {WHEELHOUSE}: {', '.join(w.name for w in built.values())}")
+    session.log(f"install one package: pip install --find-links {WHEELHOUSE} opshelf-fp")
+
+
 @nox.session(venv_backend="none")
 def build(session: nox.Session) -> None:
     """Build every package's wheel (uv build) and install each alone (+ its local deps' wheels)
@@ -508,20 +546,8 @@ def build(session: nox.Session) -> None:
         session.error(f"unknown package(s) {unknown}; known: {sorted(PACKAGES)}")
     uv = nox.virtualenv.UV  # the uv nox itself uses (found next to nox, else on PATH)
     work = ROOT / ".nox" / "build"
-    dist = work / "dist"
-    if dist.exists():
-        shutil.rmtree(dist)
-    wheels: dict[str, Path] = {}
     needed = {dep.short_name for short in wanted for dep in dependency_closure(PACKAGES[short])}
-    for short in sorted(needed):
-        package = PACKAGES[short]
-        out = dist / short
-        session.run(uv, "build", "--quiet", "--wheel", "--out-dir", str(out), str(package.path),
-                    external=True)
-        found = sorted(out.glob("*.whl"))
-        if len(found) != 1:
-            session.error(f"{package.rel}: expected one wheel in {out}, found {found}")
-        wheels[short] = found[0]
+    wheels = _build_wheels(session, sorted(needed), work / "dist")
     importer = work / "import_every_module.py"
     importer.write_text(_IMPORT_EVERY_MODULE, encoding="utf-8")
     failed: list[str] = []

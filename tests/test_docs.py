@@ -100,9 +100,15 @@ def _check_pip_install(command: str) -> list[str]:
 def _check_install_block(body: str) -> list[str]:
     problems = []
     for line in body.splitlines():
-        line = line.strip()
+        line = line.split("#", 1)[0].strip()
         if line.startswith("pip install"):
             problems += _check_pip_install(line)
+        elif line.startswith("./dev wheels"):  # the nox session `wheels`, args: short names
+            shorts = line.removeprefix("./dev wheels").removeprefix(" --").split()
+            problems += [f"{line!r}: no package {s!r}" for s in shorts
+                         if not (ROOT / "packages" / s / "pyproject.toml").is_file()]
+            if "def wheels(" not in (ROOT / "noxfile.py").read_text(encoding="utf-8"):
+                problems.append(f"{line!r}: noxfile.py has no `wheels` session")
         elif line.startswith("./dev"):
             if line != "./dev" or not os.access(ROOT / "dev", os.X_OK):
                 problems.append(f"{line!r}: expected ./dev, this checkout's script")
