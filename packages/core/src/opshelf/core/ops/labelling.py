@@ -277,12 +277,33 @@ def _run_attempt(loaded: tuple[Engine, Task, dpdata.System], task_dir: Path, wor
             "status": "failed", "reason": exc.message, "log_tail": exc.log_tail,
             "returncode": exc.returncode, "timed_out": exc.timed_out})
     system = result.system
+    labels = {"n_frames": system.get_nframes(), "info": result.info,
+              "energy_eV_per_atom": [float(e) / system.get_natoms() for e in system["energies"]],
+              "max_force_eV_per_A": [float(np.linalg.norm(f, axis=1).max())
+                                     for f in system["forces"]]}
+    absurd = absurd_label_reason(labels["max_force_eV_per_A"])
+    if absurd is not None:  # recorded as a failure: never merged, never trained on
+        return report.model_copy(update={"status": "failed", "reason": absurd, **labels})
     system.to("deepmd/npy", str(labelled_dir))
-    return report.model_copy(update={
-        "n_frames": system.get_nframes(), "info": result.info,
-        "energy_eV_per_atom": [float(e) / system.get_natoms() for e in system["energies"]],
-        "max_force_eV_per_A": [float(np.linalg.norm(f, axis=1).max())
-                               for f in system["forces"]]})
+    return report.model_copy(update=labels)
+
+
+#: the largest force a label may hold: eV/Å. Condensed matter near equilibrium or in MD up to
+#: melting stays under ~20 eV/Å; EMT Cu with two atoms 1.0 Å apart gives 230 eV/Å, and the
+#: 1e9 K MD of issue 19 wrote 1919 eV/Å. Such frames teach a model nothing it should know.
+MAX_LABEL_FORCE_EV_PER_A = 100.0
+
+
+def absurd_label_reason(max_forces: Sequence[float]) -> str | None:
+    """Why a task's labels are absurd (a frame's largest force above
+    MAX_LABEL_FORCE_EV_PER_A), or None when they are not."""
+    worst = max(max_forces, default=0.0)
+    if worst <= MAX_LABEL_FORCE_EV_PER_A:
+        return None
+    frame = list(max_forces).index(worst)
+    return (f"absurd label: frame {frame} has a force of {worst:.4g} eV/Å (accepted: <= "
+            f"{MAX_LABEL_FORCE_EV_PER_A:g} eV/Å): overlapping atoms or a diverged run; "
+            "not used as a label")
 
 
 def run_task_report(task_dir: Path, work_dir: Path, labelled_dir: Path,
