@@ -26,9 +26,30 @@ EXECUTION_KEYS = ("dflow_config", "dflow_s3_config", "bohrium_config", "lebesgue
                   "upload_python_packages", "name", "default_config", "workflow_name")
 BAR_IN_GPA = 1e-4
 PS_IN_FS = 1000.0
-#: DPGEN2's lmp-md defaults (dpgen2/exploration/task/lmp: dt 0.001 ps, tau_t 0.1, tau_p 0.5).
-DEFAULT_DT_PS, DEFAULT_TAU_T_PS, DEFAULT_TAU_P_PS = 0.001, 0.1, 0.5
-ENSEMBLES = {"nvt": "nvt", "nve": "nve", "npt": "npt", "npt-i": "npt", "npt-iso": "npt"}
+#: DPGEN2's task-group arguments (dpgen2/exploration/task/make_task_group_from_config.py):
+#: canonical key -> the aliases DPGEN2 accepts, and the defaults it fills in.
+MD_ALIASES = {"conf_idx": ("sys_idx",), "temps": ("Ts",), "press": ("Ps",),
+              "ens": ("ensemble",), "trj_freq": ("t_freq", "traj_freq")}
+MD_DEFAULTS: dict[str, Any] = {"ens": "nve", "dt": 1e-3, "nsteps": 100, "trj_freq": 10,
+                               "tau_t": 5e-2, "tau_p": 5e-1}
+#: lmp-md keys whose non-default value changes the run in a way opshelf-md cannot do
+MD_UNSUPPORTED: dict[str, Any] = {"pka_e": None, "neidelay": None, "no_pbc": False,
+                                  "use_clusters": False, "relative_f_epsilon": None,
+                                  "relative_v_epsilon": None}
+TEMPLATE_ALIASES = {"conf_idx": ("sys_idx",), "lmp_template_fname": ("lmp_template", "lmp"),
+                    "plm_template_fname": ("plm_template", "plm"),
+                    "traj_freq": ("t_freq", "trj_freq")}
+TEMPLATE_DEFAULTS: dict[str, Any] = {"revisions": {}, "traj_freq": 10}
+#: DPGEN2's ensembles (LAMMPS fix nve/nvt/npt iso) -> opshelf-md's; npt-a (anisotropic) and
+#: npt-t (triclinic) have no opshelf equivalent
+ENSEMBLES = {"nvt": "nvt", "nve": "nve", "npt": "npt"}
+#: DPGEN2's report defaults: fixed-levels (explore.conv_accuracy) and adaptive-lower
+#: (dpgen2/exploration/report/report_adaptive_lower.py)
+CONV_ACCURACY_DEFAULT = 0.9
+ADAPTIVE_LOWER_DEFAULTS: dict[str, Any] = {"level_f_hi": 0.5, "numb_candi_f": 200,
+                                           "rate_candi_f": 0.01, "numb_candi_v": 0,
+                                           "rate_candi_v": 0.0, "n_checked_steps": 2,
+                                           "conv_tolerance": 0.05}
 
 
 @dataclass
@@ -66,10 +87,62 @@ class _Paths:
         return self.out_dir / path
 
 
+#: dpgen2 v0.0.5's flat input (examples/almg/input-v005.json): key -> (section, key) of
+#: the later layout; the `*_config` step settings are execution keys
+V005_KEYS: dict[str, tuple[str, ...]] = {
+    "type_map": ("inputs", "type_map"), "mass_map": ("inputs", "mass_map"),
+    "init_data_prefix": ("inputs", "init_data_prefix"),
+    "init_data_sys": ("inputs", "init_data_sys"),
+    "train_style": ("train", "type"), "numb_models": ("train", "numb_models"),
+    "default_training_param": ("train", "template_script"), "train_config": ("train", "config"),
+    "explore_style": ("explore", "type"), "lmp_config": ("explore", "config"),
+    "max_numb_iter": ("explore", "max_numb_iter"), "conv_accuracy": ("explore", "conv_accuracy"),
+    "fatal_at_max": ("explore", "fatal_at_max"),
+    "model_devi_f_trust_lo": ("explore", "f_trust_lo"),
+    "model_devi_f_trust_hi": ("explore", "f_trust_hi"),
+    "model_devi_v_trust_lo": ("explore", "v_trust_lo"),
+    "model_devi_v_trust_hi": ("explore", "v_trust_hi"),
+    "sys_configs_prefix": ("explore", "configuration_prefix"),
+    "sys_configs": ("explore", "configurations"),
+    "fp_style": ("fp", "type"), "fp_config": ("fp", "config"), "fp_task_max": ("fp", "task_max"),
+    "fp_pp_files": ("fp", "pp_files"), "fp_incar": ("fp", "incar"),
+    "fp_kspacing": ("fp", "kspacing"), "fp_kgamma": ("fp", "kgamma")}
+V005_EXECUTION = ("run_train_config", "run_explore_config", "run_fp_config",
+                  "select_confs_config", "collect_data_config", "cl_step_config",
+                  "prep_train_config", "prep_explore_config", "prep_fp_config")
+
+
+def is_v005_layout(data: dict[str, Any]) -> bool:
+    """dpgen2 v0.0.5's flat layout: no `inputs` section, its flat keys instead."""
+    return "inputs" not in data and bool({"train_style", "model_devi_jobs",
+                                          "default_training_param"} & set(data))
+
+
+def from_v005(data: dict[str, Any], result: Dpgen2Import) -> dict[str, Any]:
+    """The later (sectioned) layout of a v0.0.5 input: each `model_devi_jobs` entry is one
+    stage of one lmp-md group, as v0.0.5's scheduler made it."""
+    out: dict[str, Any] = {"inputs": {}, "train": {}, "explore": {}, "fp": {}}
+    for key, value in _public(data).items():
+        if key in V005_KEYS:
+            section, name = V005_KEYS[key]
+            out[section][name] = value
+        elif key == "model_devi_jobs":
+            out["explore"]["stages"] = [[job] for job in value]
+        elif key in V005_EXECUTION or key in EXECUTION_KEYS:
+            out.setdefault("default_step_config", {})  # reported once as execution
+        else:
+            result.warn(key, "not mapped (dpgen2 v0.0.5 key unknown to this importer)")
+    return out
+
+
 def import_dpgen2(data: dict[str, Any], input_dir: Path, out_dir: Path) -> Dpgen2Import:
-    """Map a DPGEN2 input (parsed JSON) to an opshelf cl config dict."""
+    """Map a DPGEN2 input (parsed JSON; the sectioned layout or v0.0.5's flat one) to an
+    opshelf cl config dict."""
     result = Dpgen2Import()
     paths = _Paths(input_dir, out_dir)
+    if is_v005_layout(data):
+        result.warn("train_style", "dpgen2 v0.0.5's flat layout: read as the sectioned one")
+        data = from_v005(data, result)
     for key in sorted(set(data) & set(EXECUTION_KEYS)):
         result.warn(key, "execution settings are not mapped; set the `steps` block "
                     "(local by default; dispatcher or argo per step)")
@@ -109,19 +182,27 @@ def _inputs(inputs: dict[str, Any], config: dict[str, Any], result: Dpgen2Import
                 result.error("inputs.mass_map", f"{element} mass {mass} differs from the "
                              f"standard {standard:.2f}; opshelf uses the standard masses")
     systems = inputs.get("init_data_sys")
+    if isinstance(systems, str):  # DPGEN2 accepts one path as a string
+        systems = [systems]
     if not systems:
         result.error("inputs.init_data_sys", "no initial data")
         systems = []
     prefix = inputs.get("init_data_prefix")
     config["init_data"] = [{"path": paths(s, prefix)} for s in systems]
+    if inputs.get("mixed_type"):
+        result.warn("inputs.mixed_type", "mixed-type (deepmd/npy/mixed) data is read as it "
+                    "is; train it with a model that takes it (se_atten, DPA-2/3: "
+                    "train.dp.backend pytorch)")
+    if inputs.get("do_finetune"):
+        result.error("inputs.do_finetune", "fine-tuning a pretrained model in the loop is "
+                     "not in opshelf cl's config yet (opshelf-train's FinetuneOptions is)")
+    if "multi_init_data" in inputs:
+        result.error("inputs.multi_init_data", "multi-task initial data (one data set per "
+                     "head) is not supported by opshelf cl")
     for key in sorted(set(inputs) - {"type_map", "mass_map", "init_data_sys",
-                                     "init_data_prefix"}):
-        if key == "mixed_type" and inputs[key]:
-            result.error(f"inputs.{key}", "mixed-type data: convert to deepmd/npy first")
-        elif key not in ("mixed_type", "do_finetune"):
-            result.warn(f"inputs.{key}", "not mapped")
-        elif inputs[key]:
-            result.error(f"inputs.{key}", "fine-tuning is not supported")
+                                     "init_data_prefix", "mixed_type", "do_finetune",
+                                     "multi_init_data"}):
+        result.warn(f"inputs.{key}", "not mapped")
 
 
 def _train(train: dict[str, Any], result: Dpgen2Import, paths: _Paths) -> dict[str, Any]:
@@ -150,7 +231,11 @@ def _train(train: dict[str, Any], result: Dpgen2Import, paths: _Paths) -> dict[s
         section["dp"] = {"command": shlex.split(str(options.pop("command")))}
     for key in sorted(options):
         result.warn(f"train.config.{key}", "not mapped")
-    for key in sorted(set(train) - {"type", "template_script", "numb_models", "config"}):
+    if train.get("init_models_paths"):
+        result.error("train.init_models_paths", "starting the first iteration from given "
+                     "models is not in opshelf cl's config yet")
+    for key in sorted(set(train) - {"type", "template_script", "numb_models", "config",
+                                    "init_models_paths"}):
         result.warn(f"train.{key}", "not mapped")
     return section
 
@@ -164,7 +249,7 @@ def _levels(explore: dict[str, Any], result: Dpgen2Import) -> tuple[dict[str, An
     trust: dict[str, Any] = {"style": style}
     convergence: dict[str, Any] = {}
     f_hi = get("level_f_hi", "f_trust_hi")
-    if f_hi is None:
+    if f_hi is None and style != "adaptive-lower":  # adaptive-lower: DPGEN2's 0.5
         result.error(f"{where}.level_f_hi", "missing upper force trust level")
     trust["f_hi"] = f_hi
     if style in ("fixed-levels", "fixed-levels-max-select"):
@@ -172,21 +257,18 @@ def _levels(explore: dict[str, Any], result: Dpgen2Import) -> tuple[dict[str, An
         v_lo, v_hi = get("level_v_lo", "v_trust_lo"), get("level_v_hi", "v_trust_hi")
         if v_lo is not None and v_hi is not None:
             trust.update(v_lo=v_lo, v_hi=v_hi)
-        convergence = {"style": "accurate-ratio",
-                       "min_accurate_ratio": get("conv_accuracy", "conv_accuracy")}
-        if convergence["min_accurate_ratio"] is None:
-            result.error(f"{where}.conv_accuracy", "missing")
+        accuracy = get("conv_accuracy", "conv_accuracy")
+        convergence = {"style": "accurate-ratio", "min_accurate_ratio":
+                       CONV_ACCURACY_DEFAULT if accuracy is None else accuracy}
     elif style == "adaptive-lower":
+        conv = {**ADAPTIVE_LOWER_DEFAULTS, **conv}  # DPGEN2's defaults, written out
+        trust["f_hi"] = conv["level_f_hi"]
         for key in ("numb_candi_f", "rate_candi_f", "numb_candi_v", "rate_candi_v"):
-            if key in conv:
-                trust[key] = conv[key]
+            trust[key] = conv[key]
         if conv.get("level_v_hi") is not None:
             trust["v_hi"] = conv["level_v_hi"]
-        convergence = {"style": "adaptive-lower"}
-        if "conv_tolerance" in conv:
-            convergence["level_tolerance"] = conv["conv_tolerance"]
-        if "n_checked_steps" in conv:
-            convergence["n_checked"] = conv["n_checked_steps"]
+        convergence = {"style": "adaptive-lower", "level_tolerance": conv["conv_tolerance"],
+                       "n_checked": conv["n_checked_steps"]}
     else:
         result.error(f"{where}.type", f"{style!r}: opshelf knows fixed-levels, "
                      "fixed-levels-max-select and adaptive-lower")
@@ -230,10 +312,12 @@ def _explore(explore: dict[str, Any], config: dict[str, Any], result: Dpgen2Impo
         if not isinstance(groups, list) or not groups:
             result.error(where, "a stage is a non-empty list of task groups")
             continue
-        used = sorted({i for g in groups for i in (g.get("conf_idx") or [])})
+        # conf_idx or its alias sys_idx: which configurations the stage explores
+        used = sorted({i for g in groups for i in (g.get("conf_idx", g.get("sys_idx")) or [])})
         confs, offsets = _stage_confs(used, configurations, prefix, where, result, paths)
+        n_confs = _n_stage_confs(confs, offsets)
         stage = {"name": f"stage-{s}", "confs": confs, "convergence": dict(convergence),
-                 "groups": [_group(g, offsets, used, f"{where}[{k}]", result, paths)
+                 "groups": [_group(g, offsets, used, f"{where}[{k}]", result, paths, n_confs)
                             for k, g in enumerate(groups)]}
         section["stages"].append(stage)
     config["explore"] = section
@@ -245,6 +329,15 @@ def _explore(explore: dict[str, Any], config: dict[str, Any], result: Dpgen2Impo
         if key == "output_nopbc" and not explore[key]:
             continue
         result.warn(f"explore.{key}", "not mapped")
+
+
+def _n_stage_confs(confs: dict[str, Any], offsets: dict[int, list[int]]) -> int | None:
+    """How many confs a stage explores, when known here."""
+    if "generate" in confs:
+        return int(confs["generate"]["n_confs"])
+    if offsets and all(offsets.values()):
+        return sum(len(v) for v in offsets.values())
+    return None
 
 
 def _stage_confs(used: list[int], configurations: list[dict[str, Any]], prefix: str | None,
@@ -333,60 +426,119 @@ def _lattice(entry: dict[str, Any], key: str, result: Dpgen2Import) -> dict[str,
     return {"generate": generate}
 
 
+def normalize_group(group: dict[str, Any], key: str, result: Dpgen2Import) -> dict[str, Any]:
+    """A DPGEN2 task group as DPGEN2 reads it: `lmp-npt` is `lmp-md`, aliases (`sys_idx`,
+    `Ts`, `Ps`, `ensemble`, `t_freq`, `lmp`, ...) under their canonical names, DPGEN2's
+    defaults filled in (lmp-md: ens nve, nsteps 100, dt 0.001 ps, tau_t 0.05 ps, ...). Two
+    names of one key in a group are an error (DPGEN2 would keep one of them silently)."""
+    out = _public(group)
+    kind = {"lmp-npt": "lmp-md"}.get(out.get("type", "lmp-md"), out.get("type", "lmp-md"))
+    out["type"] = kind
+    aliases, defaults = {"lmp-md": (MD_ALIASES, MD_DEFAULTS),
+                         "lmp-template": (TEMPLATE_ALIASES, TEMPLATE_DEFAULTS)}.get(kind, ({}, {}))
+    for canonical, names in aliases.items():
+        given = [n for n in (canonical, *names) if n in out]
+        if len(given) > 1:
+            result.error(f"{key}.{given[1]}", f"given with {given[0]!r}: two names of "
+                         f"DPGEN2's {canonical!r}; keep one")
+        if given:
+            out[canonical] = out.pop(given[0])
+            for extra in given[1:]:
+                out.pop(extra)
+    return {**defaults, **out}
+
+
+def _md_group(group: dict[str, Any], key: str, result: Dpgen2Import) -> dict[str, Any]:
+    """An opshelf-md `md` group computing what DPGEN2's lmp-md group computes."""
+    ensemble = str(group["ens"]).lower()
+    if ensemble not in ENSEMBLES:
+        result.error(f"{key}.ens", f"{ensemble!r}: opshelf-md has nve, nvt and npt "
+                     "(isotropic); DPGEN2's npt-a/npt-t (anisotropic/triclinic box) are not")
+    temps = [float(t) for t in group.get("temps") or []]
+    if not temps:
+        result.error(f"{key}.temps", "missing (DPGEN2 requires it)")
+    out: dict[str, Any] = {
+        "kind": "md", "ensemble": ENSEMBLES.get(ensemble, "nve"), "temperatures_K": temps,
+        "n_steps": int(group["nsteps"]), "timestep_fs": float(group["dt"]) * PS_IN_FS,
+        "dump_every": int(group["trj_freq"]),
+        "thermostat_tau_fs": float(group["tau_t"]) * PS_IN_FS,
+        "barostat_tau_fs": float(group["tau_p"]) * PS_IN_FS}
+    press = group.get("press")
+    if ensemble == "npt":
+        if not press:
+            result.error(f"{key}.press", "missing: an npt group needs its pressures (bar)")
+        else:
+            out["pressures_GPa"] = [float(p) * BAR_IN_GPA for p in press]
+    elif press and len(press) > 1:
+        # DPGEN2 runs every (temperature, pressure) pair; without a barostat the pressure
+        # is unused, so each temperature is run len(press) times with different seeds
+        out["n_samples"] = len(press)
+        result.warn(f"{key}.press", f"{len(press)} pressures in an {ensemble} group: DPGEN2 "
+                    f"runs each temperature {len(press)} times (pressure unused): "
+                    f"n_samples {len(press)}")
+    for name, default in MD_UNSUPPORTED.items():
+        if group.get(name, default) != default:
+            result.error(f"{key}.{name}", f"{group[name]!r}: not supported by opshelf-md; "
+                         "the exploration would differ")
+    known = {"type", "conf_idx", "n_sample", *MD_DEFAULTS, "temps", "press", *MD_UNSUPPORTED}
+    for extra in sorted(set(group) - known):
+        result.error(f"{key}.{extra}", "not a DPGEN2 lmp-md key (DPGEN2 would ignore it): "
+                     "check the spelling")
+    return out
+
+
+def _template_group(group: dict[str, Any], key: str, result: Dpgen2Import,
+                    paths: _Paths) -> dict[str, Any]:
+    template = group.get("lmp_template_fname")
+    if not template:
+        result.error(f"{key}.lmp_template_fname", "missing LAMMPS template")
+    if group.get("plm_template_fname"):
+        result.error(f"{key}.plm_template_fname", "PLUMED is not supported by opshelf-md")
+    for extra in sorted(set(group) - {"type", "conf_idx", "n_sample", "lmp_template_fname",
+                                      "plm_template_fname", *TEMPLATE_DEFAULTS}):
+        result.error(f"{key}.{extra}", "not a DPGEN2 lmp-template key (DPGEN2 would ignore "
+                     "it): check the spelling")
+    return {"kind": "lmp-template", "template": paths(template) if template else "",
+            "revisions": group["revisions"], "dump_every": int(group["traj_freq"])}
+
+
 def _group(group: dict[str, Any], offsets: dict[int, list[int]], used: list[int], key: str,
-           result: Dpgen2Import, paths: _Paths) -> dict[str, Any]:
-    group = _public(group)
-    kind = group.get("type", "lmp-md")
+           result: Dpgen2Import, paths: _Paths, n_stage_confs: int | None) -> dict[str, Any]:
+    group = normalize_group(group, key, result)
     idx = group.get("conf_idx") or []
-    out: dict[str, Any]
-    if kind in ("lmp-md", "lmp-npt"):
-        ensemble = str(group.get("ensemble", "nvt")).lower()
-        if ensemble not in ENSEMBLES:
-            result.error(f"{key}.ensemble", f"{ensemble!r}: opshelf-md has nvt, npt "
-                         "(isotropic) and nve")
-        out = {"kind": "md", "ensemble": ENSEMBLES.get(ensemble, "nvt"),
-               "temperatures_K": [float(t) for t in group.get("temps") or []],
-               "n_steps": int(group.get("nsteps", 1000)),
-               "timestep_fs": float(group.get("dt", DEFAULT_DT_PS)) * PS_IN_FS,
-               "dump_every": int(group.get("trj_freq", 10)),
-               "thermostat_tau_fs": float(group.get("tau_t", DEFAULT_TAU_T_PS)) * PS_IN_FS,
-               "barostat_tau_fs": float(group.get("tau_p", DEFAULT_TAU_P_PS)) * PS_IN_FS}
-        if not out["temperatures_K"]:
-            result.error(f"{key}.temps", "missing")
-        if group.get("press") is not None and out["ensemble"] == "npt":
-            out["pressures_GPa"] = [float(p) * BAR_IN_GPA for p in group["press"]]
-        mapped = {"type", "ensemble", "temps", "press", "nsteps", "dt", "trj_freq", "tau_t",
-                  "tau_p", "conf_idx", "n_sample"}
-        wrong = {"pka_e", "use_clusters", "relative_f_epsilon", "relative_v_epsilon",
-                 "neidelay", "no_pbc", "model_devi_time_step"}
-    elif kind == "lmp-template":
-        template = group.get("lmp") or group.get("lmp_template_fname")
-        out = {"kind": "lmp-template", "template": paths(template) if template else "",
-               "revisions": group.get("revisions") or {},
-               "dump_every": int(group.get("trj_freq", group.get("traj_freq", 10)))}
-        if not template:
-            result.error(f"{key}.lmp", "missing LAMMPS template")
-        mapped = {"type", "lmp", "lmp_template_fname", "revisions", "trj_freq", "traj_freq",
-                  "conf_idx", "n_sample"}
-        wrong = {"plm", "plm_template_fname"}
+    if group["type"] == "lmp-md":
+        out = _md_group(group, key, result)
+    elif group["type"] == "lmp-template":
+        out = _template_group(group, key, result, paths)
     else:
-        result.error(f"{key}.type", f"{kind!r}: opshelf maps lmp-md and lmp-template groups")
+        result.error(f"{key}.type", f"{group['type']!r}: opshelf maps lmp-md (lmp-npt) and "
+                     "lmp-template groups")
         return {"kind": "md", "temperatures_K": [0.0]}
+    n_confs = n_stage_confs
     if offsets and set(idx) != set(used):
         if any(not offsets.get(i) for i in idx):
             result.error(f"{key}.conf_idx", "the group uses some of the stage's conf files "
                          "and they cannot be read here to count their frames")
         out["confs"] = [c for i in idx for c in offsets.get(i, [])]
-    if "n_sample" in group:
-        result.warn(f"{key}.n_sample", "every conf of conf_idx is explored (opshelf samples "
-                    "no subset)")
-    for extra in sorted(set(group) - mapped):
-        if extra in wrong:
-            result.error(f"{key}.{extra}", "not supported by opshelf-md; the exploration "
-                         "would differ")
-        else:
-            result.warn(f"{key}.{extra}", "not mapped")
+        n_confs = len(out["confs"])
+    _n_sample(group.get("n_sample"), n_confs, key, result)
     return out
+
+
+def _n_sample(n_sample: int | None, n_confs: int | None, key: str,
+              result: Dpgen2Import) -> None:
+    """DPGEN2 draws `n_sample` of the group's confs at random; opshelf explores them all:
+    the same only when n_sample covers every conf."""
+    if n_sample is None:
+        return
+    if n_confs is None:
+        result.error(f"{key}.n_sample", f"{n_sample}: the group's confs cannot be counted "
+                     "here, so whether DPGEN2 would draw a subset is unknown; opshelf "
+                     "explores every conf (remove n_sample, or make the conf files readable)")
+    elif int(n_sample) < n_confs:
+        result.error(f"{key}.n_sample", f"{n_sample} of the group's {n_confs} confs drawn at "
+                     "random: opshelf explores every conf (no subsampling); select the confs "
+                     "in the files or remove n_sample")
 
 
 def _fp(fp: dict[str, Any], config: dict[str, Any], result: Dpgen2Import,

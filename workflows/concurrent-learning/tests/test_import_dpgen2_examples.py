@@ -1,0 +1,161 @@
+"""`opshelf cl import-dpgen2` read as DPGEN2 reads its input: DPGEN2's own defaults and key
+aliases (dpgen2/exploration/task/make_task_group_from_config.py, report_adaptive_lower.py),
+the v0.0.5 flat layout, and DPGEN2's real example inputs (tests/data/dpgen2-examples, LGPL-3.0,
+see PROVENANCE.md there). What opshelf cannot represent is an error naming the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DATA
+
+from opshelf.cl.config import ClConfig
+from opshelf.cl.dpgen2 import Dpgen2Import, import_dpgen2
+
+EXAMPLES = DATA / "dpgen2-examples"
+FIXTURES = DATA / "dpgen2"
+
+
+def base() -> dict[str, Any]:
+    """The repository's old-layout Al-Mg fixture (5 generated confs, one lmp-md group)."""
+    return json.loads((FIXTURES / "almg-vasp-old-layout.json").read_text())
+
+
+def with_group(group: dict[str, Any]) -> Dpgen2Import:
+    data = base()
+    data["explore"]["stages"] = [[{"conf_idx": [0], **group}]]
+    return import_dpgen2(data, FIXTURES, FIXTURES)
+
+
+def only_group(result: Dpgen2Import) -> Any:
+    assert result.errors == []
+    (stage,) = ClConfig.model_validate(result.config).explore.stages
+    (group,) = stage.groups
+    return group
+
+
+def test_an_lmp_md_group_gets_dpgen2s_defaults_not_opshelfs() -> None:
+    """DPGEN2: ens nve, nsteps 100, dt 0.001 ps, trj_freq 10, tau_t 0.05 ps, tau_p 0.5 ps."""
+    group = only_group(with_group({"type": "lmp-md", "temps": [300]}))
+    assert (group.ensemble, group.n_steps, group.dump_every) == ("nve", 100, 10)
+    assert group.timestep_fs == pytest.approx(1.0)
+    assert group.thermostat_tau_fs == pytest.approx(50.0)
+    assert group.barostat_tau_fs == pytest.approx(500.0)
+
+
+def test_dpgen2_aliases_are_read_as_their_keys() -> None:
+    group = only_group(with_group({"type": "lmp-npt", "Ts": [100, 200], "Ps": [1.0, 10.0],
+                                   "ens": "npt", "t_freq": 5}))
+    assert group.ensemble == "npt" and group.temperatures_K == [100.0, 200.0]
+    assert group.pressures_GPa == pytest.approx([1e-4, 1e-3], rel=1e-12)  # bar -> GPa
+    assert group.dump_every == 5
+    data = base()
+    data["explore"]["stages"] = [[{"type": "lmp-template", "sys_idx": [0],
+                                   "lmp_template": "in.lammps", "traj_freq": 7}]]
+    template = only_group(import_dpgen2(data, FIXTURES, FIXTURES))
+    assert template.kind == "lmp-template" and template.dump_every == 7
+    assert template.template == "in.lammps"
+
+
+def test_two_names_of_one_key_npt_without_press_and_anisotropic_npt_are_errors() -> None:
+    for group, key in (({"temps": [1], "ens": "nvt", "ensemble": "npt"}, ".ensemble"),
+                       ({"temps": [1], "ens": "npt"}, ".press"),
+                       ({"temps": [1], "ens": "npt-t", "press": [1]}, ".ens"),
+                       ({"temps": [1], "use_clusters": True}, ".use_clusters"),
+                       ({"temps": [1], "tempz": [2]}, ".tempz")):
+        result = with_group(group)
+        assert any(f"'explore.stages[0][0]{key}'" in e for e in result.errors), (group,
+                                                                               result.errors)
+
+
+def test_pressures_of_an_nvt_group_multiply_its_runs_as_in_dpgen2() -> None:
+    """DPGEN2 runs every (temperature, pressure) pair; nvt ignores the pressure."""
+    result = with_group({"ens": "nvt", "temps": [300], "press": [1, 2, 3]})
+    group = only_group(result)
+    assert group.n_samples == 3 and group.pressures_GPa == [0.0]
+    assert any("n_samples 3" in w for w in result.warnings)
+
+
+def test_n_sample_covering_every_conf_maps_and_a_subset_is_refused() -> None:
+    only_group(with_group({"temps": [300], "n_sample": 5}))  # the stage makes 5 confs
+    result = with_group({"temps": [300], "n_sample": 4})
+    assert any("n_sample" in e and "4 of the group's 5 confs" in e for e in result.errors)
+
+
+def test_adaptive_lower_gets_dpgen2s_defaults() -> None:
+    """report_adaptive_lower: level_f_hi 0.5, numb_candi_f 200, rate_candi_f 0.01,
+    n_checked_steps 2, conv_tolerance 0.05 (opshelf's own default tolerance is 0.005)."""
+    data = json.loads((FIXTURES / "cu-cp2k-new-layout.json").read_text())
+    data["explore"]["convergence"] = {"type": "adaptive-lower"}
+    result = import_dpgen2(data, FIXTURES, FIXTURES)
+    assert result.errors == []
+    config = ClConfig.model_validate(result.config)
+    trust = config.select.trust
+    assert (trust.f_hi, trust.numb_candi_f, trust.rate_candi_f) == (0.5, 200, 0.01)
+    convergence = config.explore.stages[0].convergence
+    assert (convergence.level_tolerance, convergence.n_checked) == (0.05, 2)
+
+
+def test_a_string_init_data_sys_is_one_path_and_mixed_type_is_read() -> None:
+    data = base()
+    data["inputs"]["init_data_sys"] = "al"  # under the fixture's init_data_prefix "init"
+    data["inputs"]["mixed_type"] = True
+    result = import_dpgen2(data, FIXTURES, FIXTURES)
+    assert result.errors == []
+    assert [d.path for d in ClConfig.model_validate(result.config).init_data] == ["init/al"]
+    assert any("'inputs.mixed_type'" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("inputs", "do_finetune", True), ("inputs", "multi_init_data", {"a": {}}),
+    ("train", "init_models_paths", ["model.pb"])])
+def test_what_opshelf_cl_lacks_is_refused_naming_the_key(section: str, key: str,
+                                                         value: object) -> None:
+    data = base()
+    data[section][key] = value
+    result = import_dpgen2(data, FIXTURES, FIXTURES)
+    assert any(f"dpgen2 key '{section}.{key}'" in e for e in result.errors), result.errors
+
+
+def test_the_v005_flat_layout_is_read(tmp_path: Path) -> None:
+    """examples/almg/input-v005.json with what opshelf cannot represent changed (one
+    composition, n_sample removed, a POTCAR library): it maps, jobs as stages."""
+    data = json.loads((EXAMPLES / "almg" / "input-v005.json").read_text())
+    data["sys_configs"][0]["concentration"] = [[0.5, 0.5]]
+    del data["model_devi_jobs"][0]["n_sample"]
+    data["fp_pp_files"] = {"Al": "potcars/Al/POTCAR", "Mg": "potcars/Mg/POTCAR"}
+    result = import_dpgen2(data, tmp_path, tmp_path)
+    assert result.errors == []
+    config = ClConfig.model_validate(result.config)
+    (stage,) = config.explore.stages
+    (group,) = stage.groups
+    assert (group.ensemble, group.n_steps, group.temperatures_K) == ("nvt", 20, [50.0, 100.0])
+    assert group.n_samples == 2  # two pressures of an nvt job
+    assert config.select.trust.f_lo == 0.05 and config.select.max_select == 2
+    assert stage.confs.generate.n_confs == 30 and config.train.numb_models == 4
+    assert config.fp.engine.settings["incar_file"] == "vasp/INCAR"
+
+
+#: example -> the DPGEN2 keys its import is refused for (all of them, in order)
+EXPECTED_REFUSALS = {
+    "almg/input-v005.json": ["explore.configurations[0].concentration",
+                             "explore.stages[0][0].n_sample", "fp.inputs_config.pp_files"],
+    "chno/input.json": ["inputs.mass_map", "train.init_models_paths",
+                        "explore.stages[0][0].n_sample"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_REFUSALS))
+def test_dpgen2_examples_are_refused_for_what_opshelf_lacks(name: str) -> None:
+    path = EXAMPLES / name
+    result = import_dpgen2(json.loads(path.read_text()), path.parent, path.parent)
+    keys = [e.split("'")[1] for e in result.errors]
+    assert keys == EXPECTED_REFUSALS[name], result.errors
+
+
+def test_almg_input_as_published_is_not_json() -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json.loads((EXAMPLES / "almg" / "input.json").read_text())
