@@ -74,7 +74,7 @@ class PrepExplore(OP):
         per_batch = int(ip["tasks_per_batch"])
         if per_batch < 1:
             raise ConfigError(f"tasks_per_batch must be >= 1, got {per_batch}")
-        config = validate_into(ExploreConfig, ip["explore"], where="input 'explore'")
+        config = self.explore_config(ip)
         names, paths, type_map = prepare_explore_tasks(
             [Path(p) for p in ip["confs"]], ip["fmt"], config, Path("tasks"),
             type_map=ip["type_map"])
@@ -88,6 +88,11 @@ class PrepExplore(OP):
             batch_paths.append(batch)
         return OPIO({"batch_names": batch_names, "batch_paths": batch_paths,
                      "type_map": type_map, "n_tasks": len(names)})
+
+    def explore_config(self, ip: OPIO) -> ExploreConfig:
+        """The exploration of this step: input `explore`, validated (a subclass may
+        transform it, typed: cl fills in the ensemble it just trained)."""
+        return validate_into(ExploreConfig, ip["explore"], where="input 'explore'")
 
 
 class RunExplore(OP):

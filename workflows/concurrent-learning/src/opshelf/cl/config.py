@@ -129,8 +129,12 @@ class Stage(StrictModel):
                                      description="when the stage is done")
 
 
+#: the exploration engines cl fills the trained ensemble into (``opshelf.cl.inputs.with_models``)
+ExploreEngine = Literal["lammps", "ase-ensemble"]
+
+
 class ExploreSection(StrictModel):
-    engine: Literal["lammps", "ase-ensemble"] = Field(
+    engine: ExploreEngine = Field(
         "lammps", description="lammps (pair_style deepmd) or ase-ensemble (any ASE "
         "calculators as the ensemble)")
     settings: dict[str, Any] = Field(

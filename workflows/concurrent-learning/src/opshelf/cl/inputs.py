@@ -7,13 +7,19 @@ steps receive into `<run>/inputs/`. Every problem is a UserError naming the file
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from opshelf.cl.config import ClConfig, ConfSource, DataSource, LatticeConfs
+from opshelf.cl.config import ClConfig, ConfSource, DataSource, ExploreEngine, LatticeConfs
+from opshelf.core.engine import EngineSpec
 from opshelf.core.errors import ConfigError, MissingInputError
+from opshelf.md.ase_ensemble import CalculatorSpec
+from opshelf.md.explore import ExploreConfig
+from opshelf.md.lammps import DeepmdPotential
 
 INIT_DATA_DIR = "init-data"
 TEST_DATA_DIR = "test-data"
@@ -129,13 +135,14 @@ def stage_confs(source: ConfSource, base: Path) -> list[Any]:
 
 
 def write_stage_confs(config: ClConfig, base: Path, out: Path | None
-                      ) -> tuple[list[Path], list[dict[str, Any]]]:
+                      ) -> tuple[list[Path], list[ExploreConfig]]:
     """Every stage's confs into one extxyz per stage under `out` (not written when None);
-    returns (files, the explore dict of each stage with conf indices made global)."""
+    returns (files, each stage's exploration: opshelf-md's ExploreConfig, without the models
+    (``with_models``), its groups' conf indices made global)."""
     import ase.io
 
     files: list[Path] = []
-    explores = []
+    explores: list[ExploreConfig] = []
     offset = 0
     for i, stage in enumerate(config.explore.stages):
         atoms = stage_confs(stage.confs, base)
@@ -149,20 +156,48 @@ def write_stage_confs(config: ClConfig, base: Path, out: Path | None
             files.append(path)
         groups = []
         for g, group in enumerate(stage.groups):
-            data = group.model_dump(mode="json")
             local = group.confs if group.confs is not None else list(range(len(atoms)))
             wrong = [c for c in local if not 0 <= c < len(atoms)]
             if wrong:
                 raise ConfigError(f"explore.stages[{i}].groups[{g}].confs: {wrong} out of "
                                   f"range; the stage has {len(atoms)} confs")
-            data["confs"] = [offset + c for c in local]
-            groups.append(data)
+            groups.append(group.model_copy(update={"confs": [offset + c for c in local]}))
         offset += len(atoms)
-        explores.append({"engine": {"name": config.explore.engine,
-                                    "settings": dict(config.explore.settings),
-                                    "profile": dict(config.explore.profile)},
-                         "groups": groups})
+        try:
+            explores.append(ExploreConfig(engine=EngineSpec(
+                name=config.explore.engine, settings=config.explore.settings,
+                profile=config.explore.profile), groups=groups))
+        except ValidationError as exc:
+            raise ConfigError(f"explore.stages[{i}]: {exc}") from None
     return files, explores
+
+
+def _deepmd_potential(models: list[str]) -> dict[str, Any]:
+    return {"potential": DeepmdPotential(style="deepmd", models=models).model_dump(mode="json")}
+
+
+def _deepmd_calculators(models: list[str]) -> dict[str, Any]:
+    return {"calculators": [CalculatorSpec(calculator="deepmd", kwargs={"model": m}
+                                           ).model_dump(mode="json") for m in models]}
+
+
+#: how each exploration engine takes the trained ensemble: the settings it adds
+ENSEMBLE_SETTINGS: dict[ExploreEngine, Callable[[list[str]], dict[str, Any]]] = {
+    "lammps": _deepmd_potential,        # pair_style deepmd with every model
+    "ase-ensemble": _deepmd_calculators,  # one DeePMD calculator per model
+}
+
+
+def with_models(explore: ExploreConfig, models: list[str]) -> ExploreConfig:
+    """`explore` with the ensemble `models` as its potential (typed: the engine's settings
+    gain the engine's own DeePMD entry; nothing else changes)."""
+    engine = explore.engine
+    if engine.name not in ENSEMBLE_SETTINGS:
+        raise ConfigError(f"explore.engine {engine.name!r}: cl explores with "
+                          f"{sorted(ENSEMBLE_SETTINGS)}")
+    ensemble = ENSEMBLE_SETTINGS[engine.name](models)  # type: ignore[index]
+    return explore.model_copy(update={"engine": EngineSpec(
+        name=engine.name, settings={**engine.settings, **ensemble}, profile=engine.profile)})
 
 
 def load_template(config: ClConfig, base: Path) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 and in `opshelf.cl.scheduler`).
 
 - `PrepExploreCl`: opshelf-md's PrepExplore, with the ensemble just trained filled into the
-  exploration engine (LAMMPS `pair_style deepmd` or ASE DeePMD calculators).
+  exploration engine (LAMMPS `pair_style deepmd` or ASE DeePMD calculators: `with_models`,
+  a typed ExploreConfig -> ExploreConfig).
 - `PrepFpCl`: opshelf-fp's PrepFp that accepts an empty selection (no task).
 - `CollectFpCl`: core's CollectLabels that accepts zero tasks (nothing selected).
 - `CollectIterData`: the labelled data of every iteration so far, one folder per iteration.
@@ -19,32 +20,21 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, List
+from typing import List
 
 from dflow.python import OP, OPIO, Artifact, BigParameter, FatalError, OPIOSign, Parameter
 
+from opshelf.cl.inputs import with_models
 from opshelf.cl.scheduler import LoopState, StageFailed, advance, iteration_inputs
 from opshelf.core.config import validate_into
 from opshelf.core.errors import UserError
 from opshelf.core.ops import CollectLabels
 from opshelf.fp.ops import PrepFp
+from opshelf.md.explore import ExploreConfig
 from opshelf.md.ops import PrepExplore
 
 #: file of the loop state written by the scheduler (also its output parameter `state`)
 STATE_FILE = "loop-state.json"
-
-
-def with_models(explore: dict[str, Any], models: list[str]) -> dict[str, Any]:
-    """The exploration config with the ensemble `models` as its potential."""
-    out = json.loads(json.dumps(explore))
-    engine = out.setdefault("engine", {})
-    settings = engine.setdefault("settings", {})
-    if engine.get("name") == "ase-ensemble":
-        settings["calculators"] = [{"calculator": "deepmd", "kwargs": {"model": m}}
-                                   for m in models]
-    else:
-        settings["potential"] = {"style": "deepmd", "models": models}
-    return out
 
 
 def has_systems(paths: list[Path]) -> bool:
@@ -61,13 +51,10 @@ class PrepExploreCl(PrepExplore):
         sign["models"] = Artifact(List[Path])
         return sign
 
-    @OP.exec_sign_check
-    def execute(self, ip: OPIO) -> OPIO:
+    def explore_config(self, ip: OPIO) -> ExploreConfig:
         # opshelf-md gives models of the same file name (all `frozen_model.pb`) distinct names
         models = [str(Path(m).resolve()) for m in ip["models"]]
-        inner = OPIO({k: v for k, v in ip.items() if k != "models"})
-        inner["explore"] = with_models(ip["explore"], models)
-        return PrepExplore.execute.__wrapped__(self, inner)  # type: ignore[attr-defined]
+        return with_models(super().explore_config(ip), models)
 
 
 class PrepFpCl(PrepFp):

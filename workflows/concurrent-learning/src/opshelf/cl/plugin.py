@@ -15,6 +15,7 @@ from opshelf.cl.inputs import (
     INIT_DATA_DIR,
     TEST_DATA_DIR,
     load_template,
+    with_models,
     write_init_data,
     write_labelled,
     write_stage_confs,
@@ -62,14 +63,8 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
             write_stage_confs(config, ctx.config_dir, None)
             return  # mocked OPs: no engine needs to exist
         _, explores = write_stage_confs(config, ctx.config_dir, None)
-        from opshelf.cl.ops import with_models
-        from opshelf.md.explore import ExploreConfig
-
-        for i, explore in enumerate(explores):
-            try:
-                ExploreConfig.model_validate(with_models(explore, ["model.pb"]))
-            except ValueError as exc:
-                raise ConfigError(f"explore.stages[{i}]: {exc}") from None
+        for explore in explores:
+            with_models(explore, ["model.pb"])
         engine = load_engine(config.fp.engine)
         if not engine.supports(config.fp.task):
             raise ConfigError(f"fp.engine {engine.name!r} cannot run task kind "
@@ -112,7 +107,8 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
             n_init_frames=n_init,
             stage_names=[s.name or "" for s in config.explore.stages],
             n_test_sample=config.test.n_frames if config.test.sampled else 0)
-        first = iteration_inputs(state, explores, select, config.seed)
+        stages_explore = [explore.model_dump(mode="json") for explore in explores]
+        first = iteration_inputs(state, stages_explore, select, config.seed)
         ops = self.ops or ClOps.real()
         loop = ClLoop("cl-loop", ops, config.steps, mode=ctx.mode,
                       numb_models=config.train.numb_models)
@@ -133,7 +129,7 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
             "state": state.model_dump(mode="json"),
             "convergence": [s.convergence.model_dump(mode="json")
                             for s in config.explore.stages],
-            "stages_explore": explores, "seed": config.seed,
+            "stages_explore": stages_explore, "seed": config.seed,
             "max_iterations": config.max_iterations,
         }
         artifacts = {"init_data": upload_artifact([init_dir]),
