@@ -27,6 +27,19 @@ where failures counts opshelf runs that did not succeed (stock failures are list
 the table above it). The machine is shared and noisy: compare sides of the same run.
 
 Usage: python benchmarks/local_overhead.py [--repeats 3] [--workdir DIR]
+
+Last measurement (2026-12-05, after issue 17's fan-out builder and labelling-path changes;
+2 cores shared by six people's jobs, load average 12.8 at the start and 9.5 at the end,
+12.6 min wall; these steps are plain dflow Steps, so the figures time the local runner, not
+the builder; under such load only the opshelf/stock ratio of the same run means anything):
+
+    case          opshelf   stock  (medians of 3, s)
+    step1            1.52    2.14
+    chain20          4.51   27.21
+    fanout100       55.68  131.59
+    fanout100_g10    4.52   16.36
+    fanout1000_auto  3.08     nan
+    per_step_s=0.157 stock_per_step_s=1.319 fanout100_s=55.68 stock_fanout100_s=131.59 fanout1000_s=3.08 failures=0
 """
 
 from __future__ import annotations
