@@ -159,3 +159,68 @@ def test_model_threads_apply_while_it_is_evaluated(tmp_path: Path,
     assert seen == [before + 1]
     assert result["torch_threads"] == before + 1
     assert torch.get_num_threads() == before
+
+
+def test_pool_gives_the_ase_loops_numbers_in_order() -> None:
+    """Worker processes (spawned, one model each) return what the loop in this process gives,
+    structure by structure in the input's order (EMT is float64 and deterministic: 1e-10),
+    each worker on the usable cores divided among the workers."""
+    from opshelf.core.models import load_calculator
+    from opshelf.lameval.pool import usable_cores
+
+    frames = [f for d in al_datasets() for f in load_frames(d.path, d.fmt).atoms]
+    assert len(frames) > 2 * 4, "too few frames to split into several chunks per worker"
+    want = AseLoopPredictor(load_calculator("emt")).predict(frames)
+    with make_predictor(ModelSpec(name="emt", calculator="emt", workers=2)) as pool:
+        assert pool.worker_threads == [max(1, usable_cores() // 2)] * 2
+        got = pool.predict(frames)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.energy_eV == pytest.approx(w.energy_eV, abs=1e-10)
+        np.testing.assert_allclose(g.forces_eV_per_A, w.forces_eV_per_A, atol=1e-10)
+        np.testing.assert_allclose(g.stress_eV_per_A3, w.stress_eV_per_A3, atol=1e-12)
+
+
+def test_pool_failure_is_recorded_like_the_loops() -> None:
+    """A structure the model cannot do (EMT has no Si) raises in a worker; the accuracy task
+    records that data set as failed, with the worker's reason, and goes on to the next."""
+    datasets = [d for d in reference_datasets() if d.name in ("Si-rattled", "Al-rattled")]
+    result = run_accuracy(ModelSpec(name="emt", calculator="emt", workers=2), datasets,
+                          AccuracyTask())
+    assert result["workers"] == 2
+    assert result["datasets"]["Si-rattled"]["status"] == "failed"
+    assert "Si" in result["datasets"]["Si-rattled"]["reason"]
+    assert result["datasets"]["Al-rattled"]["status"] == "succeeded"
+
+
+def test_pool_plan_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`workers: null`: one per usable core for the large models on a CPU, one thread each;
+    EMT in this process; batches (a GPU) in this process; `threads` overrides the split."""
+    import opshelf.lameval.models as models
+    import opshelf.lameval.pool as pool
+
+    monkeypatch.setattr(pool, "usable_cores", lambda: 4)
+    monkeypatch.setattr(models, "torch_device", lambda device="auto": "cpu")
+    assert ModelSpec(name="c", calculator="chgnet").pool_plan() == (4, 1)
+    assert ModelSpec(name="c", calculator="chgnet", workers=2).pool_plan() == (2, 2)
+    assert ModelSpec(name="c", calculator="chgnet", workers=2, threads=1).pool_plan() == (2, 1)
+    assert ModelSpec(name="e", calculator="emt").pool_plan() == (1, 4)
+    assert ModelSpec(name="c", calculator="chgnet", batched=True).pool_plan()[0] == 1
+    monkeypatch.setattr(models, "torch_device", lambda device="auto": "cuda")
+    assert ModelSpec(name="s", calculator="sevennet").pool_plan()[0] == 1
+
+
+def test_chgnet_pool_equals_ase_loop() -> None:
+    """CHGNet in two single-thread workers gives the in-process loop's numbers (float32
+    model, different thread counts sum in another order: 1e-3 eV, 1e-3 eV/A, as batches)."""
+    require_package("chgnet")
+    from opshelf.core.models import load_calculator
+
+    frames = [f for d in al_datasets() for f in load_frames(d.path, d.fmt).atoms]
+    want = AseLoopPredictor(load_calculator("chgnet")).predict(frames)
+    with make_predictor(ModelSpec(name="chgnet", calculator="chgnet", workers=2)) as pool:
+        got = pool.predict(frames)
+    for g, w in zip(got, want, strict=True):
+        assert g.energy_eV == pytest.approx(w.energy_eV, abs=1e-3)
+        np.testing.assert_allclose(g.forces_eV_per_A, w.forces_eV_per_A, atol=1e-3)
+        np.testing.assert_allclose(g.stress_eV_per_A3, w.stress_eV_per_A3, atol=1e-4)

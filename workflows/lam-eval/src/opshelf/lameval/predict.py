@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from pydantic import Field
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 GPA_TO_EV_PER_A3 = 1 / 160.21766208
 #: calculators with a batched evaluation here
 BATCHED = ("chgnet", "sevennet")
+#: calculators spread over one worker process per core on a CPU by default (`workers: null`)
+POOLED = ("chgnet", "sevennet", "deepmd")
 
 
 class ModelSpec(StrictModel):
@@ -48,6 +50,12 @@ class ModelSpec(StrictModel):
         "it is evaluated; null: torch's default, every core. Set it to the cores a shared "
         "node gives you: on 2 busy cores (load ~8) a CHGNet job took 166 s with torch's "
         "default and 22 s with 1 thread")
+    workers: int | None = Field(
+        None, ge=1, description="worker processes that share a data set's structures on a "
+        "CPU (the accuracy task), each with its own copy of the model and `threads` torch "
+        "threads (unset: the usable cores divided among the workers, one each by default); "
+        f"1: this process alone. null (default): one per usable core (the process's CPU "
+        f"affinity) for {', '.join(POOLED)} on a CPU, else 1; never with batches")
 
     def uses_batches(self) -> bool:
         """Whether this model is evaluated in batches here (resolves `batched: null`)."""
@@ -58,6 +66,25 @@ class ModelSpec(StrictModel):
         from opshelf.lameval.models import torch_device
 
         return torch_device(self.kwargs.get("device", "auto")).startswith("cuda")
+
+    def pool_plan(self) -> tuple[int, int]:
+        """(worker processes, torch threads in each) of this model's evaluation; (1, ...)
+        means in this process. Batches (a GPU) always run in this process."""
+        from opshelf.lameval.pool import usable_cores
+
+        cores = usable_cores()
+        if self.uses_batches():
+            return 1, self.threads or cores
+        workers = self.workers
+        if workers is None:
+            workers = cores if self.calculator in POOLED and self._on_cpu() else 1
+        return workers, self.threads or max(1, cores // workers)
+
+    def _on_cpu(self) -> bool:
+        from opshelf.lameval.models import torch_device
+
+        device = self.kwargs.get("device", "auto")
+        return device == "cpu" or (device == "auto" and torch_device("auto") == "cpu")
 
 
 @dataclass
@@ -106,6 +133,9 @@ class AseLoopPredictor:
             out.append(Prediction(energy, forces, stress))
         return out
 
+    def close(self) -> None:
+        """Nothing to release (the pool's counterpart shuts its workers down)."""
+
 
 def _chunks(frames: Sequence[Atoms], size: int) -> Iterator[Sequence[Atoms]]:
     for start in range(0, len(frames), size):
@@ -123,6 +153,9 @@ class ChgnetBatchPredictor:
         self.model = load_chgnet_model(kwargs.get("model_name", "0.3.0"),
                                        kwargs.get("device", "auto"))
         self.batch_size = batch_size
+
+    def close(self) -> None:
+        """Nothing to release (the model stays cached for the process)."""
 
     def predict(self, frames: Sequence[Atoms]) -> list[Prediction]:
         from pymatgen.io.ase import AseAtomsAdaptor
@@ -145,6 +178,9 @@ class SevennetBatchPredictor:
 
         self.calc = sevennet(**kwargs)
         self.batch_size = batch_size
+
+    def close(self) -> None:
+        """Nothing to release (the calculator stays cached for the process)."""
 
     def predict(self, frames: Sequence[Atoms]) -> list[Prediction]:
         import sevenn._keys as KEY
@@ -180,12 +216,17 @@ class SevennetBatchPredictor:
         return out
 
 
-def make_predictor(spec: ModelSpec) -> AseLoopPredictor | ChgnetBatchPredictor | \
-        SevennetBatchPredictor:
+def make_predictor(spec: ModelSpec) -> Predictor:
     """The batched predictor of a model that has one (see `ModelSpec.uses_batches`), else the
-    ASE loop."""
+    ASE loop: in worker processes when `spec.pool_plan()` asks for more than one, else here.
+    Close it (`predictor.close()`) when done: a pool's workers hold a model each."""
     if spec.uses_batches():
         return BATCH_PREDICTORS[spec.calculator](spec.kwargs, spec.batch_size)
+    workers, threads = spec.pool_plan()
+    if workers > 1:
+        from opshelf.lameval.pool import PoolPredictor
+
+        return PoolPredictor(spec, workers, threads)
     return AseLoopPredictor(load_calculator(spec.calculator, **spec.kwargs))
 
 
@@ -193,3 +234,13 @@ def make_predictor(spec: ModelSpec) -> AseLoopPredictor | ChgnetBatchPredictor |
 BATCH_PREDICTORS: dict[str, type[ChgnetBatchPredictor] | type[SevennetBatchPredictor]] = {
     "chgnet": ChgnetBatchPredictor, "sevennet": SevennetBatchPredictor}
 assert set(BATCH_PREDICTORS) == set(BATCHED), "a batched calculator without its predictor"
+
+
+class Predictor(Protocol):
+    """What `make_predictor` returns: labels for a list of structures, in their order."""
+
+    batched: bool
+
+    def predict(self, frames: Sequence[Atoms]) -> list[Prediction]: ...
+
+    def close(self) -> None: ...

@@ -33,7 +33,7 @@ from opshelf.lameval.data import (
     fingerprint,
     load_frames,
 )
-from opshelf.lameval.predict import ModelSpec, make_predictor
+from opshelf.lameval.predict import ModelSpec, Predictor, make_predictor
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,19 @@ def dataset_errors(frames: LabelledFrames, predictions: Sequence[Any], shift: bo
 def run_accuracy(model: ModelSpec, datasets: Sequence[DatasetSpec], params: AccuracyTask
                  ) -> dict[str, Any]:
     predictor = make_predictor(model)
+    try:
+        per_dataset, normalised = _accuracy_per_dataset(model, datasets, params, predictor)
+    finally:
+        predictor.close()
+    m_ff, per_domain = metrics.generalizability_error(normalised)
+    return {"datasets": per_dataset, "generalizability_error": m_ff,
+            "domain_errors": per_domain, "batched": predictor.batched,
+            "workers": getattr(predictor, "workers", 1)}
+
+
+def _accuracy_per_dataset(model: ModelSpec, datasets: Sequence[DatasetSpec],
+                          params: AccuracyTask, predictor: Predictor
+                          ) -> tuple[dict[str, Any], dict[str, dict[str, list[float]]]]:
     per_dataset: dict[str, Any] = {}
     normalised: dict[str, dict[str, list[float]]] = {}
     for spec in datasets:
@@ -219,9 +232,7 @@ def run_accuracy(model: ModelSpec, datasets: Sequence[DatasetSpec], params: Accu
             if value is None:
                 continue
             normalised.setdefault(spec.domain, {}).setdefault(kind, []).append(value)
-    m_ff, per_domain = metrics.generalizability_error(normalised)
-    return {"datasets": per_dataset, "generalizability_error": m_ff,
-            "domain_errors": per_domain, "batched": predictor.batched}
+    return per_dataset, normalised
 
 
 # -- EOS and the Delta gauge ---------------------------------------------------------------------
