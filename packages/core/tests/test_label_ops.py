@@ -134,3 +134,34 @@ def test_collect_labels_conforms(tmp_path: Path) -> None:
                     BadInput({"labeled_data": [tmp_path / "tasks"]}, match=r"opshelf-report.json")],
         workdir=tmp_path / "conf")
     assert result.parameters["n_frames"] == 1
+
+
+def test_a_task_loads_its_engine_once_and_a_prep_reads_each_file_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wiring (issue 17): run_task_report loads the engine of a task once, with retries and
+    kept files asked for (opshelf-fp's RunFp loaded it three times: check, run, keep-files);
+    PrepEngineTasks reads each frame file once (PrepFp read it twice)."""
+    import opshelf.core.engine as engine_module
+    import opshelf.core.ops.engine_tasks as engine_tasks
+    from opshelf.core.ops.labelling import run_task_report
+
+    frames = write_frames(tmp_path / "frames.extxyz", 2)
+    _, paths, _ = prepare_engine_tasks([frames], "auto", load_engine(EMT), Task(),
+                                       tmp_path / "tasks")
+    loads: list[str] = []
+    real_load = engine_module.load_engine
+    monkeypatch.setattr(engine_module, "load_engine",
+                        lambda spec: loads.append("load") or real_load(spec))
+    report = run_task_report(paths[0], tmp_path / "run", tmp_path / "lab", program_retries=2,
+                             keep_files=[])
+    assert report.ok and report.attempts == 1 and "opshelf-task.json" in report.raw_files
+    assert loads == ["load"]
+
+    reads: list[Path] = []
+    real_read = engine_tasks.read_frames
+    monkeypatch.setattr(engine_tasks, "read_frames",
+                        lambda path, fmt: reads.append(Path(path)) or real_read(path, fmt))
+    monkeypatch.chdir(tmp_path)
+    PrepEngineTasks().execute({"frames": [frames], "fmt": "auto", "engine": EMT, "task": {},
+                               "type_map": []})
+    assert reads == [frames]
