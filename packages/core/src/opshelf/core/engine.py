@@ -40,7 +40,7 @@ from opshelf.core.bounds import (
     TimestepFs,
 )
 from opshelf.core.config import StrictModel, validate_into
-from opshelf.core.errors import ConfigError, MissingInputError
+from opshelf.core.errors import CommandError, ConfigError, MissingInputError
 from opshelf.core.process import run_command
 
 
@@ -172,6 +172,9 @@ class Engine(ABC):
     #: Modules a local run's fork server imports when a workflow names this engine (the
     #: libraries `run`/`read_results` import lazily), so that each step does not pay them.
     preload_modules: ClassVar[tuple[str, ...]] = ()
+    #: `run_many` shares one program start among several tasks (LAMMPS: one process,
+    #: `clear` between them), so a workflow may pack many cheap tasks into one step.
+    packs_tasks: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -248,6 +251,19 @@ class Engine(ABC):
             timeout=self.profile.timeout_s, log_name=self.name,
         )
         return self.read_results(task_dir, task, frame)
+
+    def run_many(self, tasks: Sequence[tuple[Path, Task, dpdata.System]]
+                 ) -> list[EngineResult | TaskFailed | CommandError]:
+        """Run several tasks whose inputs are written; a failed task's TaskFailed or
+        CommandError is returned in its place and the others go on. Default: `run` each in
+        turn; an engine with `packs_tasks` runs them in one program start."""
+        out: list[EngineResult | TaskFailed | CommandError] = []
+        for task_dir, task, frame in tasks:
+            try:
+                out.append(self.run(task_dir, task, frame))
+            except (TaskFailed, CommandError) as exc:
+                out.append(exc)
+        return out
 
     def raw_files(self, task_dir: Path) -> list[Path]:
         found: list[Path] = []

