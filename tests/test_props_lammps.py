@@ -164,3 +164,32 @@ def test_relaxed_stacking_fault_matches_ase_eam(cu_results: dict[str, dict[str, 
         # the lowering by relaxation agrees closer (measured ~1e-6 J/m^2): tolerance 1e-4
         assert rigid[index] - relaxed_sf["gsfe_J_per_m2"][index] == pytest.approx(
             ase_rigid - ase_relaxed, abs=1e-4)
+
+
+def test_packed_tasks_give_what_one_process_per_task_gives(tmp_path: Any,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """LAMMPS runs a property's tasks in one process (issue 21: `Engine.run_many`, `clear`
+    between tasks): the relaxed vacancy tasks (ions relaxed in a fixed cell) give the same
+    energies and structures as one LAMMPS process per task, to LAMMPS' %.12g dump (1e-9)."""
+    require_engine(CU_EAM, ["Cu"])
+    from opshelf.md.lammps import LammpsEngine
+    from opshelf.props import compute_property
+
+    params = {"type": "vacancy", "supercell": [2, 2, 2]}
+    structure = bulk("Cu", "fcc", a=3.615, cubic=True)
+    packed = compute_property(params, structure, CU_EAM, tmp_path / "packed")
+    # packed: the tasks were written as one batch, and no task ran its own LAMMPS (whose
+    # stdout would be the task's lammps.out); each task's LAMMPS log is in its run dir
+    assert sorted(p.name for p in (tmp_path / "packed" / "tasks" / "packed").iterdir()) == \
+        ["bulk", "vacancy-000-Cu"]
+    for task in ("bulk", "vacancy-000-Cu"):
+        assert (tmp_path / "packed" / "run" / task / "log.lammps").is_file()
+        assert not (tmp_path / "packed" / "run" / task / "lammps.out").exists()
+    monkeypatch.setattr(LammpsEngine, "packs_tasks", False)
+    single = compute_property(params, structure, CU_EAM, tmp_path / "single")
+    assert (tmp_path / "single" / "run" / "bulk" / "lammps.out").is_file()
+    assert packed["formation_energy_eV"] == pytest.approx(single["formation_energy_eV"],
+                                                          rel=1e-9)
+    assert packed["bulk_energy_eV_per_atom"] == pytest.approx(
+        single["bulk_energy_eV_per_atom"], rel=1e-9)

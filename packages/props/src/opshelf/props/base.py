@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import dpdata
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import Engine, Task
@@ -51,11 +52,27 @@ class PropertyTask:
     task: Task
 
 
+class PropertyContext(BaseModel):
+    """What `post` needs from `make`, written as context.json by `make_property` and read
+    back typed: each property's subclass fixes `type` (the discriminator of
+    `opshelf.props.registry.PropertyContextRecord`), its params model and its own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    #: the params `make` ran with (resolved for the engine)
+    params: Any
+    #: every task `make` wrote, in order
+    task_names: list[str]
+
+
 @dataclass
 class Made:
     """What `make` returns: the tasks and what `post` needs to know about them."""
 
     tasks: list[PropertyTask]
+    #: the property's own fields of its Context record (type, params and task names are
+    #: added by `make_property`)
     context: dict[str, Any] = field(default_factory=dict)
     #: extra files for post (name -> text), written into the context dir
     files: dict[str, str] = field(default_factory=dict)
@@ -80,6 +97,8 @@ class Property(ABC):
 
     type: ClassVar[str]
     Params: ClassVar[type[StrictModel]]
+    #: the typed record of what `post` reads (a PropertyContext subclass)
+    Context: ClassVar[type[PropertyContext]]
     #: the result keys a reader looks for first (printed by the runner)
     headline: ClassVar[tuple[str, ...]] = ()
 
@@ -99,7 +118,7 @@ class Property(ABC):
         return len(self.make(atoms, params).tasks)
 
     @abstractmethod
-    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome], params: Any,
+    def post(self, context: Any, outcomes: Mapping[str, Outcome], params: Any,
              context_dir: Path, out_dir: Path) -> dict[str, Any]:
         """The result from the finished tasks; may write a plot into `out_dir`."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from opshelf.core.bounds import ForceThresholdEvA, Supercell
 from opshelf.core.config import StrictModel
@@ -24,6 +24,7 @@ from opshelf.props.base import (
     Made,
     Outcome,
     Property,
+    PropertyContext,
     PropertyTask,
     as_pymatgen,
     conventional_cell,
@@ -104,9 +105,35 @@ def formation_energy(e_defect: float, n_defect: int, e_bulk: float, n_bulk: int)
     return e_defect - n_defect / n_bulk * e_bulk
 
 
+class VacancySite(BaseModel):
+    """One inequivalent site emptied by a vacancy task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+    site_index: int
+    element: str
+
+
+class VacancyContext(PropertyContext):
+    type: Literal["vacancy"] = "vacancy"
+    params: VacancyParams
+    sites: list[VacancySite]
+
+
+class InterstitialContext(PropertyContext):
+    type: Literal["interstitial"] = "interstitial"
+    params: InterstitialParams
+    #: site names, one task `interstitial-<site>` each
+    sites: list[str]
+    #: 'fcc', 'bcc' or 'hcp'
+    lattice: str
+
+
 class Vacancy(Property):
     type = "vacancy"
     Params = VacancyParams
+    Context = VacancyContext
     headline = ("formation_energy_eV",)
 
     def make(self, atoms: Atoms, params: VacancyParams) -> Made:
@@ -124,14 +151,14 @@ class Vacancy(Property):
             sites.append({"task": name, "site_index": index, "element": symbol})
         return Made(tasks=tasks, context={"sites": sites})
 
-    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
+    def post(self, context: VacancyContext, outcomes: Mapping[str, Outcome],
              params: VacancyParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
-        done = require(outcomes, context["task_names"], "vacancy")
+        done = require(outcomes, context.task_names, "vacancy")
         bulk = done[0]
         n_bulk = len(bulk.atoms)
         sites = []
-        for site, outcome in zip(context["sites"], done[1:]):
-            sites.append({**site, "formation_energy_eV": formation_energy(
+        for site, outcome in zip(context.sites, done[1:]):
+            sites.append({**site.model_dump(), "formation_energy_eV": formation_energy(
                 outcome.energy_eV, len(outcome.atoms), bulk.energy_eV, n_bulk)})
         plot_bars([s["task"] for s in sites], [s["formation_energy_eV"] for s in sites],
                   "vacancy formation energy (eV)", out_dir / "vacancy.png")
@@ -211,6 +238,7 @@ def interstitial_structures(atoms: Atoms, params: InterstitialParams
 class Interstitial(Property):
     type = "interstitial"
     Params = InterstitialParams
+    Context = InterstitialContext
     headline = ("formation_energy_eV", "lowest_energy_site")
 
     def make(self, atoms: Atoms, params: InterstitialParams) -> Made:
@@ -223,22 +251,22 @@ class Interstitial(Property):
         return Made(tasks=tasks, context={"sites": list(structures),
                                           "lattice": lattice_kind(atoms)})
 
-    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
+    def post(self, context: InterstitialContext, outcomes: Mapping[str, Outcome],
              params: InterstitialParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
         bulk = require(outcomes, [BULK_TASK], "interstitial")[0]
         n_bulk = len(bulk.atoms)
         energies: dict[str, float | None] = {}
-        for site in context["sites"]:
+        for site in context.sites:
             outcome = outcomes.get(f"interstitial-{site}")
             energies[site] = None if outcome is None or not outcome.ok else formation_energy(
                 outcome.energy_eV, len(outcome.atoms), bulk.energy_eV, n_bulk)
         found = {k: v for k, v in energies.items() if v is not None}
         if not found:
-            require(outcomes, [f"interstitial-{s}" for s in context["sites"]], "interstitial")
+            require(outcomes, [f"interstitial-{s}" for s in context.sites], "interstitial")
         plot_bars(list(found), list(found.values()), "interstitial formation energy (eV)",
                   out_dir / "interstitial.png")
         lowest = min(found, key=found.__getitem__)
-        return {"lattice": context["lattice"], "formation_energy_eV": found[lowest],
+        return {"lattice": context.lattice, "formation_energy_eV": found[lowest],
                 "lowest_energy_site": lowest, "n_atoms_bulk": n_bulk,
                 "formation_energies_eV": energies,
                 "note": "each site relaxes freely: a site that is unstable for this engine "

@@ -10,12 +10,20 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from ase.stress import full_3x3_to_voigt_6_stress
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from opshelf.core.bounds import ForceThresholdEvA
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import RelaxOptions, Task, TaskKind
-from opshelf.props.base import Made, Outcome, Property, PropertyTask, pyplot, require
+from opshelf.props.base import (
+    Made,
+    Outcome,
+    Property,
+    PropertyContext,
+    PropertyTask,
+    pyplot,
+    require,
+)
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -73,9 +81,27 @@ def deform(atoms: Atoms, deformation: np.ndarray) -> Atoms:
     return out
 
 
+class AppliedStrain(BaseModel):
+    """One strained task: its Voigt component, engineering strain and deformation F."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    component: int
+    value: float
+    deformation: list[list[float]]
+
+
+class ElasticContext(PropertyContext):
+    type: Literal["elastic"] = "elastic"
+    params: ElasticParams
+    #: the strained tasks, in task order after the reference
+    strains: list[AppliedStrain]
+
+
 class Elastic(Property):
     type = "elastic"
     Params = ElasticParams
+    Context = ElasticContext
     headline = ("c11_GPa", "c12_GPa", "c44_GPa", "bulk_modulus_vrh_GPa",
                 "shear_modulus_vrh_GPa", "youngs_modulus_GPa", "poisson_ratio")
 
@@ -98,14 +124,15 @@ class Elastic(Property):
     def count_tasks(self, atoms: Atoms, params: ElasticParams) -> int:
         return 1 + len(strain_set(params))  # the reference and every strain; no pymatgen
 
-    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
+    def post(self, context: ElasticContext, outcomes: Mapping[str, Outcome],
              params: ElasticParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
-        names = context["task_names"]
+        names = context.task_names
         done = require(outcomes, names, "elastic")
         if any(o.stress_GPa is None for o in done):
             raise ValueError("elastic: the engine gave no stress (virial); elastic constants "
                              "need one")
-        strains, stresses = context["strains"], [o.stress_GPa for o in done[1:]]
+        strains = [s.model_dump() for s in context.strains]  # as the fit helpers take them
+        stresses = [o.stress_GPa for o in done[1:]]
         tensor = fit_elastic_tensor(strains, stresses, done[0].stress_GPa)
         cij = np.asarray(tensor.voigt)
         # the same fit on the +-m/2 strains alone: how much Cij depend on the strain magnitude

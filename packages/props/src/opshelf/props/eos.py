@@ -19,6 +19,7 @@ from opshelf.props.base import (
     Made,
     Outcome,
     Property,
+    PropertyContext,
     PropertyFailed,
     PropertyTask,
     cubic_lattice_constant,
@@ -96,9 +97,19 @@ def inner_range_bulk_modulus(ratios: np.ndarray, volumes_A3: np.ndarray,
     return fit_eos(volumes_A3[inner], energies_eV[inner])[FITS[0]]["b0_GPa"]
 
 
+class EosContext(PropertyContext):
+    type: Literal["eos"] = "eos"
+    params: EosParams
+    #: V / V_given of each task, in task order
+    volume_ratios: list[float]
+    #: the given cell is cubic (a lattice constant is reported)
+    cubic_cell: bool
+
+
 class Eos(Property):
     type = "eos"
     Params = EosParams
+    Context = EosContext
     headline = ("v0_A3_per_atom", "e0_eV_per_atom", "bulk_modulus_GPa", "lattice_constant_A")
 
     def make(self, atoms: Atoms, params: EosParams) -> Made:
@@ -115,10 +126,10 @@ class Eos(Property):
         return Made(tasks=tasks, context={"volume_ratios": ratios.tolist(),
                                           "cubic_cell": cubic_lattice_constant(atoms) is not None})
 
-    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
+    def post(self, context: EosContext, outcomes: Mapping[str, Outcome],
              params: EosParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
-        ratio_of = dict(zip(context["task_names"], context["volume_ratios"]))
-        done = [outcomes[name] for name in context["task_names"]
+        ratio_of = dict(zip(context.task_names, context.volume_ratios))
+        done = [outcomes[name] for name in context.task_names
                 if name in outcomes and outcomes[name].ok]
         if len(done) < MIN_POINTS:
             failed = {n: o.reason for n, o in outcomes.items() if not o.ok}
@@ -146,7 +157,7 @@ class Eos(Property):
                     "potential energy surface); B0 depends on volume_ratio_min/max",
                     best["b0_GPa"], inner_b0)
         lattice_constant = None
-        if context["cubic_cell"]:
+        if context.cubic_cell:
             lattice_constant = (best["v0_A3_per_atom"] * n_atoms) ** (1 / 3)
         plot_eos(volumes, energies, fits, out_dir / "eos.png")
         return {

@@ -1,10 +1,12 @@
-"""dflow OPs of opshelf-props: make-<property> -> run-<property> (sliced) -> post-<property>.
+"""dflow OPs of opshelf-props: make -> run (one sliced step per batch of tasks) -> post.
 
-- `MakeProperty`: structure + property params + engine -> task dirs + a context dir
-- core's `RunEngineTask` runs each task dir (a sliced fan-out)
+- `MakeProperty`: structure + property params + engine -> task dirs in batches + a context
+- `RunPropertyTasks`: one batch (all of a property's tasks for an engine that packs them,
+  e.g. LAMMPS: one process; else one task) -> labelled outputs
 - `PostProperty`: context + labelled task outputs -> results (JSON, plot) + structure
-- `PropertySteps`: the three as one super-OP; `build_props_workflow` chains a relax and
-  any number of properties of the relaxed structure into one Workflow.
+- `PropertySteps`: the three as one super-OP (one property); `PropertiesSteps`: relax ->
+  every property block of the relaxed structure (`opshelf.props.plan`), the super-OP that
+  `build_props_workflow` and the alloy workflow compose.
 """
 
 # dflow compares artifact signs with typing.List[...] (python/op.py): keep typing's generics.
@@ -17,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, List
 
-from dflow import Workflow, upload_artifact
+from dflow import Step, Steps, Workflow, upload_artifact
 from dflow.python import OP, OPIO, Artifact, BigParameter, FatalError, OPIOSign, Parameter
 
 from opshelf.core.config import validate_into
-from opshelf.core.dflow_build import Mode
-from opshelf.core.engine import EngineSpec, load_engine
+from opshelf.core.dflow_build import Mode, make_step
+from opshelf.core.engine import Engine, EngineSpec, load_engine
 from opshelf.core.execution import StepExecution, StepsConfig
 from opshelf.core.fanout import (
     REQUIRED,
@@ -36,15 +38,20 @@ from opshelf.core.fanout import (
     from_run,
 )
 from opshelf.core.keys import StepKey
-from opshelf.core.ops import RunEngineTask
 from opshelf.props.base import STRUCTURE_FILE, PropertyFailed, read_structure
-from opshelf.props.ondisk import make_property, post_property
+from opshelf.props.ondisk import make_property, n_batches, post_property
+from opshelf.props.plan import Block, plan_blocks
 from opshelf.props.registry import get_property, parse_params
 from opshelf.props.relax import RELAXED_FILE
+from opshelf.props.run import run_batch
+from opshelf.props.runner import compute_property
 
 STEP_MAKE = "make"
 STEP_RUN = "run"
 STEP_POST = "post"
+#: the one step of a property on an engine that packs tasks (ComputeProperty)
+STEP_COMPUTE = "compute"
+PHASES = (STEP_MAKE, STEP_RUN, STEP_POST)
 
 
 #: Libraries make and post import lazily (seconds each, sympy through pymatgen's elasticity
@@ -74,6 +81,8 @@ class MakeProperty(OP):
         return OPIOSign({
             "task_names": Parameter(List[str]),
             "task_paths": Artifact(List[Path]),
+            "batch_names": Parameter(List[str]),
+            "batch_paths": Artifact(List[Path]),
             "context": Artifact(Path),
         })
 
@@ -82,9 +91,38 @@ class MakeProperty(OP):
         engine = load_engine(validate_into(EngineSpec, ip["engine"], where="input 'engine'"))
         params = parse_params(ip["property"], where="input 'property'")
         atoms = read_structure(ip["structure"])
-        names, paths = make_property(get_property(params.type), params, atoms, engine,
-                                     Path("tasks"), Path("context"))
-        return OPIO({"task_names": names, "task_paths": paths, "context": Path("context")})
+        written = make_property(get_property(params.type), params, atoms, engine,
+                                Path("tasks"), Path("context"))
+        return OPIO({"task_names": written.names, "task_paths": written.paths,
+                     "batch_names": written.batch_names, "batch_paths": written.batch_paths,
+                     "context": Path("context")})
+
+
+class RunPropertyTasks(OP):
+    """One batch of a property's tasks (`run_batch`: one program start for an engine that
+    packs tasks) -> their labelled outputs and run dirs. A failed task is recorded in its
+    report (read by `post`); the step still succeeds."""
+
+    @classmethod
+    def get_input_sign(cls) -> OPIOSign:
+        return OPIOSign({
+            "batch_name": Parameter(str),
+            "batch": Artifact(Path),
+        })
+
+    @classmethod
+    def get_output_sign(cls) -> OPIOSign:
+        return OPIOSign({
+            "labeled_data": Artifact(Path),
+            "raw_output": Artifact(Path),
+        })
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        name = ip["batch_name"]
+        run_dir, labelled_dir = Path("run") / name, Path("labeled") / name
+        run_batch(Path(ip["batch"]), run_dir, labelled_dir)
+        return OPIO({"labeled_data": labelled_dir, "raw_output": run_dir})
 
 
 class PostProperty(OP):
@@ -110,22 +148,56 @@ class PostProperty(OP):
 
     @OP.exec_sign_check
     def execute(self, ip: OPIO) -> OPIO:
-        out = Path("results")
-        try:
-            result = post_property(Path(ip["context"]), [Path(p) for p in ip["labeled_data"]],
-                                   out)
-        except PropertyFailed as exc:  # recorded task failures: retrying cannot help
-            raise FatalError(str(exc)) from exc
-        structure = out / RELAXED_FILE
-        if not structure.is_file():
-            structure = Path("structure") / STRUCTURE_FILE
-            structure.parent.mkdir(exist_ok=True)
-            shutil.copyfile(Path(ip["context"]) / STRUCTURE_FILE, structure)
-        return OPIO({"results": out, "result": result, "structure": structure})
+        context = Path(ip["context"])
+        return _post_outputs(context, lambda out: post_property(
+            context, [Path(p) for p in ip["labeled_data"]], out))
+
+
+def _post_outputs(context: Path, run: Any) -> OPIO:
+    """PostProperty's outputs: the results folder, the result, the structure after (the
+    relaxed one for relax, else the input). `run` gives the result; PropertyFailed (too
+    few tasks succeeded: retrying cannot help) becomes a FatalError."""
+    out = Path("results")
+    try:
+        result = run(out)
+    except PropertyFailed as exc:
+        raise FatalError(str(exc)) from exc
+    structure = out / RELAXED_FILE
+    if not structure.is_file():
+        structure = Path("structure") / STRUCTURE_FILE
+        structure.parent.mkdir(exist_ok=True)
+        shutil.copyfile(context / STRUCTURE_FILE, structure)
+    return OPIO({"results": out, "result": result, "structure": structure})
+
+
+class ComputeProperty(OP):
+    """make -> run -> post of one property in one step (`compute_property`, the serial
+    driver): for an engine that packs tasks (LAMMPS), whose tasks all run in one program
+    start anyway, so that a property costs one step instead of three. Inputs as
+    MakeProperty's, outputs as PostProperty's."""
+
+    preload_modules = PRELOAD_MODULES
+
+    @classmethod
+    def get_input_sign(cls) -> OPIOSign:
+        return MakeProperty.get_input_sign()
+
+    @classmethod
+    def get_output_sign(cls) -> OPIOSign:
+        return PostProperty.get_output_sign()
+
+    @OP.exec_sign_check
+    def execute(self, ip: OPIO) -> OPIO:
+        engine = load_engine(validate_into(EngineSpec, ip["engine"], where="input 'engine'"))
+        params = parse_params(ip["property"], where="input 'property'")
+        atoms = read_structure(ip["structure"])
+        work = Path("work")
+        return _post_outputs(work / "context", lambda out: compute_property(
+            params, atoms, engine, work, results_dir=out))
 
 
 class PropertySteps(FanOutSteps):
-    """make -> run (one sliced step per task) -> post, keys `<block_id>--make` etc.
+    """make -> run (one sliced step per batch) -> post, keys `<block_id>--make` etc.
 
     Inputs: artifact `structure`; parameters `property` (params dict with its type),
     `engine` (EngineSpec dict), `block_id`. Outputs: artifacts `results`, `structure`;
@@ -134,7 +206,7 @@ class PropertySteps(FanOutSteps):
 
     def __init__(self, name: str, make: StepExecution, run: StepExecution,
                  post: StepExecution, *, mode: Mode = "local",
-                 n_tasks_hint: int | None = None) -> None:
+                 n_batches_hint: int | None = None) -> None:
         declaration = FanOut(
             block_id="props",
             parameters={"property": REQUIRED, "engine": REQUIRED},
@@ -142,11 +214,11 @@ class PropertySteps(FanOutSteps):
             prep=Stage(STEP_MAKE, MakeProperty, make,
                        parameters={n: from_input(n) for n in ("property", "engine")},
                        artifacts={"structure": from_input("structure")}),
-            run=Stage(STEP_RUN, RunEngineTask, run,
-                      parameters={"task_name": from_prep("task_names")},
-                      artifacts={"task_path": from_prep("task_paths")}),
-            fan=Fan(over="task_names", sliced_parameters=("task_name",),
-                    sliced_artifacts=("task_path",),
+            run=Stage(STEP_RUN, RunPropertyTasks, run,
+                      parameters={"batch_name": from_prep("batch_names")},
+                      artifacts={"batch": from_prep("batch_paths")}),
+            fan=Fan(over="batch_names", sliced_parameters=("batch_name",),
+                    sliced_artifacts=("batch",), output_parameters=(),
                     output_artifacts=("labeled_data", "raw_output")),
             collect=Stage(STEP_POST, PostProperty, post,
                           artifacts={"context": from_prep("context"),
@@ -154,72 +226,117 @@ class PropertySteps(FanOutSteps):
             output_parameters={"result": from_collect("result")},
             output_artifacts={n: from_collect(n) for n in ("results", "structure")},
         )
-        super().__init__(name, declaration, mode=mode, n_items=n_tasks_hint)
+        super().__init__(name, declaration, mode=mode, n_items=n_batches_hint)
 
 
-def block_names(properties: Sequence[Any]) -> list[str]:
-    """Step-key prefixes: the property types, numbered when a type repeats."""
-    names: list[str] = []
-    for params in properties:
-        name, count = params.type.replace("_", "-"), 2
-        while name in names:
-            name = f"{params.type.replace('_', '-')}-{count}"
-            count += 1
-        names.append(name)
-    return names
+class PropertyTemplates:
+    """`PropertySteps` templates, one per block name and number of batches (which sets the
+    run step's group size), shared by every structure and interaction of a workflow."""
+
+    def __init__(self, steps: StepsConfig, mode: Mode) -> None:
+        self.steps, self.mode = steps, mode
+        self.made: dict[tuple[str, int], PropertySteps] = {}
+
+    def __call__(self, block: str, n_batches: int) -> PropertySteps:
+        if (block, n_batches) not in self.made:
+            self.made[(block, n_batches)] = PropertySteps(
+                f"{block}-{n_batches}-steps",
+                *(self.steps.for_step(f"{block}-{phase}") for phase in PHASES),
+                mode=self.mode, n_batches_hint=n_batches)
+        return self.made[(block, n_batches)]
 
 
-def count_tasks(params: Any, structure: Path) -> int:
-    """How many tasks `params` makes (sizes the fan-out's groups at build time)."""
-    return get_property(params.type).count_tasks(read_structure(structure), params)
+def count_batches(block: Block, structure: Path, engine: Engine) -> int:
+    """How many run steps `block` makes (sizes the fan-out's groups at build time)."""
+    if block.is_relax:
+        return 1
+    n_tasks = get_property(block.params.type).count_tasks(read_structure(structure),
+                                                         block.params)
+    return n_batches(engine, n_tasks)
+
+
+class PropertiesSteps(Steps):
+    """relax (when planned) -> every other block of the plan in parallel, on one structure
+    with one engine: one `PropertySteps` (make -> run batches -> post) per block, or, for an
+    engine that packs tasks (LAMMPS), one `ComputeProperty` step per block, keyed
+    `<block>--compute` (`result_step_key` names the step holding a block's results).
+
+    Input: artifact `structure`. Outputs: each block's results folder, an artifact named by
+    its key (optional: a failed block has none, when `continue_on_failed`). Block steps are
+    keyed `<key_prefix>--<block>` (``cu--eam--eos``; just ``eos`` without a prefix), their
+    steps `<...>--make`, `--run-000000`, `--post`; `steps` overrides are named
+    `<block>-make|run|post`.
+    """
+
+    def __init__(self, name: str, blocks: Sequence[Block], engine: EngineSpec,
+                 structure_file: Path, templates: PropertyTemplates, *,
+                 key_prefix: str = "", continue_on_failed: bool = True) -> None:
+        from dflow import InputArtifact, Inputs, OutputArtifact, Outputs
+
+        loaded = load_engine(engine)
+        super().__init__(name=name, inputs=Inputs(artifacts={"structure": InputArtifact()}),
+                         outputs=Outputs(artifacts={
+                             b.key: OutputArtifact(optional=continue_on_failed)
+                             for b in blocks}))
+        engine_dict = engine.model_dump(mode="json")
+        source: Any = self.inputs.artifacts["structure"]
+        parallel = []
+        for block in blocks:
+            key = str(StepKey.of(key_prefix, block.key)) if key_prefix else block.key
+            parameters = {"engine": engine_dict, "property": block.params.model_dump(mode="json")}
+            if loaded.packs_tasks:  # the whole property in one step (ComputeProperty)
+                step = make_step(key, ComputeProperty, templates.steps.for_step(
+                    f"{block.key}-{STEP_RUN}"), key=StepKey.of(key, STEP_COMPUTE),
+                    parameters=parameters, artifacts={"structure": source}, mode=templates.mode)
+            else:
+                step = Step(key, templates(block.key, count_batches(block, structure_file, loaded)),
+                            key=key, artifacts={"structure": source},
+                            parameters={"block_id": key, **parameters})
+            step.continue_on_failed = continue_on_failed and not block.is_relax
+            self.outputs.artifacts[block.key]._from = step.outputs.artifacts["results"]
+            if block.is_relax:
+                self.add(step)
+                source = step.outputs.artifacts["structure"]
+            else:
+                parallel.append(step)
+        if parallel:
+            self.add(parallel)
+
+
+def result_step_key(block_id: str, engine: Engine) -> StepKey:
+    """The key of the step whose `results` output holds block `block_id`'s results."""
+    return StepKey.of(block_id, STEP_COMPUTE if engine.packs_tasks else STEP_POST)
+
+
+def _engine_spec(engine: EngineSpec | dict[str, Any]) -> EngineSpec:
+    return validate_into(EngineSpec, engine, where="engine") if isinstance(engine, dict) \
+        else engine
 
 
 def build_props_workflow(structure: str | Path, engine: EngineSpec | dict[str, Any],
                          properties: Sequence[Any], *, relax: Any = None,
                          steps: StepsConfig | None = None, mode: Mode = "local",
                          workflow_id: str | None = None, name: str = "props") -> Workflow:
-    """A Workflow: relax (when `relax` is given) -> every property of the relaxed structure,
-    in parallel. Steps are named `<block>-make`, `<block>-run`, `<block>-post` for
-    `steps` overrides, and keyed `<block>--make`, `<block>--run-000003`, `<block>--post`."""
-    engine = validate_into(EngineSpec, engine, where="engine") if isinstance(engine, dict) \
-        else engine
-    steps = steps or StepsConfig()
+    """A Workflow of one `PropertiesSteps`: relax (when `relax` is given) -> every property
+    of the relaxed structure, in parallel. Steps are named `<block>-make`, `<block>-run`,
+    `<block>-post` for `steps` overrides, and keyed `<block>--make`,
+    `<block>--run-000000`, `<block>--post`."""
     structure = Path(structure).resolve()
     read_structure(structure)
-    parsed = [parse_params(p, where=f"properties[{i}]") for i, p in enumerate(properties)]
-    relax_params = None if relax is None else parse_params(
-        {"type": "relax", **relax} if isinstance(relax, dict) else relax, where="relax")
+    blocks = plan_blocks(properties, relax)
+    templates = PropertyTemplates(steps or StepsConfig(), mode)
+    props = PropertiesSteps(f"{name}-properties", blocks, _engine_spec(engine), structure,
+                            templates, continue_on_failed=False)
     workflow = Workflow(name=name, id=workflow_id)
-    engine_dict = engine.model_dump(mode="json")
-    source: Any = upload_artifact(structure)
-
-    def block(block_id: str, params: Any, structure_artifact: Any) -> Any:
-        template = PropertySteps(
-            f"{block_id}-steps", steps.for_step(f"{block_id}-{STEP_MAKE}"),
-            steps.for_step(f"{block_id}-{STEP_RUN}"), steps.for_step(f"{block_id}-{STEP_POST}"),
-            mode=mode, n_tasks_hint=count_tasks(params, structure))
-        from dflow import Step
-
-        return Step(block_id, template, key=block_id,
-                    parameters={"block_id": block_id,
-                                "property": params.model_dump(mode="json"),
-                                "engine": engine_dict},
-                    artifacts={"structure": structure_artifact})
-
-    if relax_params is not None:
-        relax_step = block("relax", relax_params, source)
-        workflow.add(relax_step)
-        source = relax_step.outputs.artifacts["structure"]
-    workflow.add([block(block_id, params, source)
-                  for block_id, params in zip(block_names(parsed), parsed)])
+    workflow.add(Step("properties", props, key="properties",
+                      artifacts={"structure": upload_artifact(structure)}))
     return workflow
 
 
 def step_names(properties: Sequence[Any], relax: bool) -> list[str]:
     """Every step name `steps` overrides may use."""
-    parsed = [parse_params(p) for p in properties]
-    blocks = (["relax"] if relax else []) + block_names(parsed)
-    return [f"{b}-{s}" for b in blocks for s in (STEP_MAKE, STEP_RUN, STEP_POST)]
+    blocks = plan_blocks(properties, {} if relax else None)
+    return [f"{b.key}-{phase}" for b in blocks for phase in PHASES]
 
 
 def run_props_locally(structure: str | Path, engine: EngineSpec | dict[str, Any],
@@ -241,15 +358,15 @@ def run_props_locally(structure: str | Path, engine: EngineSpec | dict[str, Any]
     if phase != "Succeeded":
         raise RuntimeError(f"props workflow {workflow_id} ended {phase}; step logs under "
                            f"{workdir / 'dflow' / workflow_id}")
-    parsed = [parse_params(p) for p in properties]
-    blocks = (["relax"] if relax is not None else []) + block_names(parsed)
     results: dict[str, dict[str, Any]] = {}
-    for block_id in blocks:
-        outputs = local_step_outputs(workdir / "dflow", workflow, str(StepKey(block_id, STEP_POST)))
+    loaded = load_engine(_engine_spec(engine))
+    for block in plan_blocks(properties, relax):
+        outputs = local_step_outputs(workdir / "dflow", workflow,
+                                     str(result_step_key(block.key, loaded)))
         source = outputs.artifact_items("results")[0]
-        target = workdir / "results" / block_id
+        target = workdir / "results" / block.key
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(source, target)
-        results[block_id] = json.loads(next(target.glob("*.json")).read_text())
+        results[block.key] = json.loads(next(target.glob("*.json")).read_text())
     return results

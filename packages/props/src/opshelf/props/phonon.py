@@ -14,7 +14,15 @@ from pydantic import Field, field_validator
 from opshelf.core.bounds import Supercell, TemperatureOrZeroK, bounded
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import Task
-from opshelf.props.base import Made, Outcome, Property, PropertyTask, pyplot, require
+from opshelf.props.base import (
+    Made,
+    Outcome,
+    Property,
+    PropertyContext,
+    PropertyTask,
+    pyplot,
+    require,
+)
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -97,9 +105,15 @@ def _split_labels(branch: str) -> list[str]:
     return names
 
 
+class PhononContext(PropertyContext):
+    type: Literal["phonon"] = "phonon"
+    params: PhononParams
+
+
 class Phonon(Property):
     type = "phonon"
     Params = PhononParams
+    Context = PhononContext
     headline = ("min_frequency_THz", "has_imaginary_modes")
 
     def make(self, atoms: Atoms, params: PhononParams) -> Made:
@@ -115,11 +129,11 @@ class Phonon(Property):
 
         return Made(tasks=tasks, files={PHONOPY_FILE: _phonopy_yaml(phonon)})
 
-    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
+    def post(self, context: PhononContext, outcomes: Mapping[str, Outcome],
              params: PhononParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
         import phonopy
 
-        done = require(outcomes, context["task_names"], "phonon")
+        done = require(outcomes, context.task_names, "phonon")
         phonon = phonopy.load(str(context_dir / PHONOPY_FILE), produce_fc=False,
                               log_level=0)
         phonon.forces = np.array([o.forces_eV_per_A for o in done])

@@ -1,4 +1,5 @@
-"""Every property by its `type`, and the discriminated union of their parameters."""
+"""Every property by its `type`, and the discriminated unions of their parameters and of
+their context records."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from pydantic import Field, TypeAdapter
 from opshelf.core.config import validate_into
 from opshelf.core.errors import ConfigError
 from opshelf.props.base import Property
-from opshelf.props.defects import Interstitial, InterstitialParams, Vacancy, VacancyParams
-from opshelf.props.elastic import Elastic, ElasticParams
-from opshelf.props.eos import Eos, EosParams
-from opshelf.props.phonon import Phonon, PhononParams
-from opshelf.props.relax import Relax, RelaxParams
-from opshelf.props.stacking_fault import StackingFault, StackingFaultParams
-from opshelf.props.surface import Surface, SurfaceParams
+from opshelf.props.defects import (
+    Interstitial,
+    InterstitialContext,
+    InterstitialParams,
+    Vacancy,
+    VacancyContext,
+    VacancyParams,
+)
+from opshelf.props.elastic import Elastic, ElasticContext, ElasticParams
+from opshelf.props.eos import Eos, EosContext, EosParams
+from opshelf.props.phonon import Phonon, PhononContext, PhononParams
+from opshelf.props.relax import Relax, RelaxContext, RelaxParams
+from opshelf.props.stacking_fault import StackingFault, StackingFaultContext, StackingFaultParams
+from opshelf.props.surface import Surface, SurfaceContext, SurfaceParams
 
 PROPERTIES: dict[str, type[Property]] = {
     cls.type: cls
@@ -27,6 +35,14 @@ PropertyParams = Annotated[
     | SurfaceParams | StackingFaultParams | PhononParams,
     Field(discriminator="type"),
 ]
+
+#: context.json of any property, read by its `type`
+PropertyContextRecord = Annotated[
+    RelaxContext | EosContext | ElasticContext | VacancyContext | InterstitialContext
+    | SurfaceContext | StackingFaultContext | PhononContext,
+    Field(discriminator="type"),
+]
+CONTEXT_RECORD: TypeAdapter[Any] = TypeAdapter(PropertyContextRecord)
 
 
 def get_property(type_name: str) -> Property:

@@ -15,6 +15,7 @@ from opshelf.props.base import (
     Made,
     Outcome,
     Property,
+    PropertyContext,
     PropertyTask,
     cubic_lattice_constant,
     require,
@@ -39,9 +40,15 @@ class RelaxParams(StrictModel):
     max_steps: StepCount = Field(1000, description="at most this many optimiser steps")
 
 
+class RelaxContext(PropertyContext):
+    type: Literal["relax"] = "relax"
+    params: RelaxParams
+
+
 class Relax(Property):
     type = "relax"
     Params = RelaxParams
+    Context = RelaxContext
     headline = ("energy_eV_per_atom", "volume_A3_per_atom", "lattice_constant_A")
 
     def make(self, atoms: Atoms, params: RelaxParams) -> Made:
@@ -52,7 +59,7 @@ class Relax(Property):
         return Made(tasks=[PropertyTask("relax", atoms.copy(),
                                         Task(kind=TaskKind.RELAX, relax=options))])
 
-    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
+    def post(self, context: RelaxContext, outcomes: Mapping[str, Outcome],
              params: RelaxParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
         import ase.io
 

@@ -1,8 +1,9 @@
-"""Compute properties from a script, task after task, without dflow.
+"""Compute properties from a script, in-process, without dflow: the serial entry point.
 
-The same make -> run -> post functions as the dflow OPs (`opshelf.props.ops`), with
-core's `run_task_report` running each task: a failed task is recorded, not raised, and
-`post` decides whether the property can still be computed.
+It runs the same declaration as the dflow super-OPs (`opshelf.props.plan`: relax, then
+every property block) with the same three functions per block: `make_property` ->
+`run_batch` for each batch of tasks -> `post_property`. A failed task is recorded, not
+raised, and `post` decides whether the property can still be computed.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opshelf.core.engine import Engine, EngineSpec, load_engine
-from opshelf.core.ops.labelling import run_task_report
 from opshelf.props.base import read_structure
 from opshelf.props.ondisk import make_property, post_property
+from opshelf.props.plan import plan_blocks
 from opshelf.props.registry import get_property, parse_params
 from opshelf.props.relax import RELAXED_FILE, RelaxParams
+from opshelf.props.run import run_batch
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -35,29 +37,29 @@ def _atoms(structure: Atoms | str | Path) -> Atoms:
 
 
 def compute_property(params: Any, structure: Atoms | str | Path,
-                     engine: Engine | EngineSpec | dict[str, Any], workdir: str | Path
-                     ) -> dict[str, Any]:
+                     engine: Engine | EngineSpec | dict[str, Any], workdir: str | Path, *,
+                     results_dir: str | Path | None = None) -> dict[str, Any]:
     """One property of `structure` (taken as the equilibrium structure) with `engine`.
 
     `params`: a params model or a dict with its `type` ("eos", "elastic", ...). Files:
     `workdir/tasks/*` (inputs), `workdir/run/*` (runs), `workdir/labeled/*` (outputs),
-    `workdir/context/`, `workdir/results/<type>.json` and its plot.
+    `workdir/context/`, `workdir/results/<type>.json` and its plot (or in `results_dir`).
     """
     params = parse_params(params)
     prop = get_property(params.type)
-    engine = _engine(engine)
     workdir = Path(workdir)
     start = time.monotonic()
-    names, paths = make_property(prop, params, _atoms(structure), engine, workdir / "tasks",
-                                 workdir / "context")
-    labelled = []
-    for name, path in zip(names, paths):
-        report = run_task_report(path, workdir / "run" / name, workdir / "labeled" / name, name)
-        if not report.ok:
-            log.warning("%s: task %s failed: %s", prop.type, name, report.reason)
-        labelled.append(workdir / "labeled" / name)
-    result = post_property(workdir / "context", labelled, workdir / "results")
-    log.info("%s: %d tasks in %.1f s", prop.type, len(names), time.monotonic() - start)
+    written = make_property(prop, params, _atoms(structure), _engine(engine),
+                            workdir / "tasks", workdir / "context")
+    for batch in written.batch_paths:
+        for report in run_batch(batch, workdir / "run", workdir / "labeled"):
+            if not report.ok:
+                log.warning("%s: task %s failed: %s", prop.type, report.task, report.reason)
+    result = post_property(workdir / "context",
+                           [workdir / "labeled" / name for name in written.names],
+                           Path(results_dir or workdir / "results"))
+    log.info("%s: %d tasks in %d batch(es), %.1f s", prop.type, len(written.names),
+             len(written.batch_paths), time.monotonic() - start)
     return result
 
 
@@ -73,17 +75,9 @@ def compute_properties(structure: Atoms | str | Path,
     workdir = Path(workdir)
     atoms = _atoms(structure)
     results: dict[str, dict[str, Any]] = {}
-    if relax is not None:
-        results["relax"] = compute_property(parse_params({"type": "relax", **relax})
-                                            if isinstance(relax, dict) else relax,
-                                            atoms, engine, workdir / "relax")
-        atoms = read_structure(workdir / "relax" / "results" / RELAXED_FILE)
-    for raw in properties:
-        params = parse_params(raw)
-        name = params.type
-        count = 2
-        while name in results:
-            name = f"{params.type}-{count}"
-            count += 1
-        results[name] = compute_property(params, atoms, engine, workdir / name)
+    for block in plan_blocks(properties, relax):
+        results[block.label] = compute_property(block.params, atoms, engine,
+                                                workdir / block.label)
+        if block.is_relax:
+            atoms = read_structure(workdir / block.label / "results" / RELAXED_FILE)
     return results

@@ -32,6 +32,7 @@ from opshelf.props.base import (
     Made,
     Outcome,
     Property,
+    PropertyContext,
     PropertyTask,
     conventional_cell,
     lattice_kind,
@@ -151,9 +152,22 @@ def fault_energies(fractions: np.ndarray, gamma: np.ndarray) -> dict[str, Any]:
     return {"unstable": refine(peak, np.argmax), "stable": stable}
 
 
+class StackingFaultContext(PropertyContext):
+    type: Literal["stacking_fault"] = "stacking_fault"
+    params: StackingFaultParams
+    slip_system: str
+    #: shift of each task, a fraction of the slip length
+    fractions: list[float]
+    #: area of the fault plane in the cell
+    area_A2: float
+    slip_length_A: float
+    n_atoms: int
+
+
 class StackingFault(Property):
     type = "stacking_fault"
     Params = StackingFaultParams
+    Context = StackingFaultContext
     headline = ("unstable_fault_energy_J_per_m2", "stable_fault_energy_J_per_m2")
 
     def for_engine(self, params: StackingFaultParams, engine: Engine
@@ -194,35 +208,35 @@ class StackingFault(Property):
             "slip_system": system, "fractions": fractions.tolist(), "area_A2": area,
             "slip_length_A": float(cell.cell.lengths()[axis]), "n_atoms": len(cell)})
 
-    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
+    def post(self, context: StackingFaultContext, outcomes: Mapping[str, Outcome],
              params: StackingFaultParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
-        done = require(outcomes, context["task_names"], "stacking_fault")
+        done = require(outcomes, context.task_names, "stacking_fault")
         energies = np.array([o.energy_eV for o in done])
-        gamma = (energies - energies[0]) / context["area_A2"] * EV_PER_A2_TO_J_PER_M2
-        fractions = np.array(context["fractions"])
+        gamma = (energies - energies[0]) / context.area_A2 * EV_PER_A2_TO_J_PER_M2
+        fractions = np.array(context.fractions)
         faults = fault_energies(fractions, gamma)
-        plot_gsfe(fractions * context["slip_length_A"], gamma, faults, context,
+        plot_gsfe(fractions * context.slip_length_A, gamma, faults, context,
                   bool(params.relax), out_dir / "stacking_fault.png")
         stable = faults["stable"]
         return {
-            "slip_system": context["slip_system"],
+            "slip_system": context.slip_system,
             "unstable_fault_energy_J_per_m2": faults["unstable"]["energy_J_per_m2"],
-            "unstable_fault_shift_A": faults["unstable"]["fraction"] * context["slip_length_A"],
+            "unstable_fault_shift_A": faults["unstable"]["fraction"] * context.slip_length_A,
             "stable_fault_energy_J_per_m2": stable and stable["energy_J_per_m2"],
-            "stable_fault_shift_A": stable and stable["fraction"] * context["slip_length_A"],
-            "slip_length_A": context["slip_length_A"],
-            "shifts_A": fractions * context["slip_length_A"],
+            "stable_fault_shift_A": stable and stable["fraction"] * context.slip_length_A,
+            "slip_length_A": context.slip_length_A,
+            "shifts_A": fractions * context.slip_length_A,
             "gsfe_J_per_m2": gamma,
-            "n_atoms": context["n_atoms"],
+            "n_atoms": context.n_atoms,
             "relaxed": bool(params.relax),
         }
 
 
 def plot_gsfe(shifts: np.ndarray, gamma: np.ndarray, faults: dict[str, Any],
-              context: dict[str, Any], relaxed: bool, path: Path) -> None:
+              context: StackingFaultContext, relaxed: bool, path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    length = context["slip_length_A"]
+    length = context.slip_length_A
     ax.plot(np.append(shifts, length), np.append(gamma, gamma[0]), "o-")
     for key, marker in (("unstable", "^"), ("stable", "v")):
         if faults[key] is not None:
@@ -231,7 +245,7 @@ def plot_gsfe(shifts: np.ndarray, gamma: np.ndarray, faults: dict[str, Any],
     ax.set_xlabel("shift (Å)")
     ax.set_ylabel("fault energy (J/m²)")
     how = "relaxed normal to the plane" if relaxed else "rigid shifts"
-    ax.set_title(f"GSFE {context['slip_system']} ({how})")
+    ax.set_title(f"GSFE {context.slip_system} ({how})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

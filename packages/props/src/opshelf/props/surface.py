@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from opshelf.core.bounds import ForceThresholdEvA
 from opshelf.core.config import StrictModel
@@ -18,6 +18,7 @@ from opshelf.props.base import (
     Made,
     Outcome,
     Property,
+    PropertyContext,
     PropertyTask,
     as_ase,
     as_pymatgen,
@@ -102,9 +103,28 @@ def centred(slab: Any) -> Any:
     return out
 
 
+class Slab(BaseModel):
+    """One slab task: its Miller index, surface area and size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+    miller_index: list[int]
+    area_A2: float
+    n_atoms: int
+
+
+class SurfaceContext(PropertyContext):
+    type: Literal["surface"] = "surface"
+    params: SurfaceParams
+    #: the slab tasks, in task order after the bulk
+    surfaces: list[Slab]
+
+
 class Surface(Property):
     type = "surface"
     Params = SurfaceParams
+    Context = SurfaceContext
     headline = ("surface_energies_J_per_m2",)
 
     def make(self, atoms: Atoms, params: SurfaceParams) -> Made:
@@ -129,15 +149,15 @@ class Surface(Property):
         analyzer = SpacegroupAnalyzer(as_pymatgen(atoms))
         return 1 + len(miller_indices(analyzer.get_conventional_standard_structure(), params))
 
-    def post(self, context: dict[str, Any], outcomes: Mapping[str, Outcome],
+    def post(self, context: SurfaceContext, outcomes: Mapping[str, Outcome],
              params: SurfaceParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
-        done = require(outcomes, context["task_names"], "surface")
+        done = require(outcomes, context.task_names, "surface")
         bulk = done[0]
         e_bulk = bulk.energy_eV / len(bulk.atoms)
         rows = []
-        for surface, outcome in zip(context["surfaces"], done[1:]):
-            gamma = (outcome.energy_eV - len(outcome.atoms) * e_bulk) / (2 * surface["area_A2"])
-            rows.append({**surface, "surface_energy_J_per_m2": gamma * EV_PER_A2_TO_J_PER_M2})
+        for surface, outcome in zip(context.surfaces, done[1:]):
+            gamma = (outcome.energy_eV - len(outcome.atoms) * e_bulk) / (2 * surface.area_A2)
+            rows.append({**surface.model_dump(), "surface_energy_J_per_m2": gamma * EV_PER_A2_TO_J_PER_M2})
         plot_surfaces(rows, out_dir / "surface.png")
         return {
             "surface_energies_J_per_m2": {miller_label(r["miller_index"]):

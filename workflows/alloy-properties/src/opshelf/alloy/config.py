@@ -191,9 +191,9 @@ class AlloyConfig(StrictModel):
 
     def block_names(self) -> list[str]:
         """Names of the property blocks: the types ('stacking-fault'), numbered on repeats."""
-        from opshelf.props.ops import block_names  # imports dflow: only when needed
+        from opshelf.props.plan import plan_blocks
 
-        return block_names(self.properties)
+        return [block.key for block in plan_blocks(self.properties)]
 
     def blocks_of(self, structure: StructureSpec, interaction: Interaction | None = None
                   ) -> list[tuple[str, Any]]:

@@ -1,11 +1,12 @@
 """`alloy`: relax every structure with every interaction, then compute every property of
 each relaxed structure in parallel, then gather `results.json` and one HTML report.
 
-    for each (structure, interaction), all pairs in parallel:
-        relax (opshelf-props' PropertySteps) -> property blocks in parallel (PropertySteps)
+    for each (structure, interaction), all pairs in parallel, opshelf-props' super-OP
+    PropertiesSteps: relax (PropertySteps) -> property blocks in parallel (PropertySteps)
 
 Step keys: `<structure>--<interaction>--<block>--make|run-000003|post`, e.g.
-`cu--eam--eos--post`. `steps` overrides are keyed by block and phase: `relax-run`,
+`cu--eam--eos--post`; with an engine that packs tasks (LAMMPS) one step per block,
+`cu--eam--eos--compute`. `steps` overrides are keyed by block and phase: `relax-run`,
 `elastic-make`, `stacking-fault-post`, ... (the same for every structure and interaction).
 A property that fails is recorded in results.json (`failures`) and the others go on.
 Each pair's Steps hands out every block's results folder (optional outputs), so an
@@ -26,7 +27,6 @@ from opshelf.alloy.structures import build_structure, read_structure_file
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import load_engine
 from opshelf.core.errors import ConfigError
-from opshelf.core.execution import StepsConfig
 from opshelf.core.keys import StepKey, block_glob
 from opshelf.core.workflow import BuildContext, WorkflowPlugin
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from ase import Atoms
     from dflow import Workflow
 
-    from opshelf.core.dflow_build import Mode
 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.html"
@@ -130,7 +129,9 @@ class AlloyWorkflow(WorkflowPlugin):
         from dflow import Step, Workflow, upload_artifact
 
         files = self.structure_files(config, ctx)
-        templates = _PropertyTemplates(config.steps, ctx.mode)
+        from opshelf.props.ops import PropertyTemplates
+
+        templates = PropertyTemplates(config.steps, ctx.mode)
         pairs = []
         for spec in config.structures:
             for interaction in config.interactions:
@@ -194,13 +195,16 @@ class AlloyWorkflow(WorkflowPlugin):
         assert isinstance(config, AlloyConfig)
         from opshelf.alloy.results import failure_reason
         from opshelf.core.workflows.outputs import local_step_outputs
+        from opshelf.props.ops import result_step_key
 
         workdir = _dflow_workdir(ctx, workflow)
+        engines = {i.name: load_engine(i.engine_spec(ctx.config_dir)) for i in config.interactions}
         blocks: dict[tuple[str, str, str], Path | None] = {}
         for structure, interaction, block in self.block_inputs(config).values():
             key = block_key(structure, interaction, block)
             try:
-                outputs = local_step_outputs(workdir, workflow, str(key.child("post")))
+                outputs = local_step_outputs(workdir, workflow, str(
+                    result_step_key(str(key), engines[interaction])))
                 blocks[(structure, interaction, block)] = outputs.artifact_items("results")[0]
             except (FileNotFoundError, KeyError, IndexError):
                 blocks[(structure, interaction, block)] = None
@@ -234,61 +238,20 @@ class AlloyWorkflow(WorkflowPlugin):
         add_import_apex_command(commands)
 
 
-class _PropertyTemplates:
-    """opshelf-props' PropertySteps super-OP, one template per block and fan-out size (the
-    size sets the group size), shared by every structure/interaction pair."""
-
-    def __init__(self, steps: StepsConfig, mode: Mode) -> None:
-        self.steps, self.mode = steps, mode
-        self.made: dict[tuple[str, int], Any] = {}
-
-    def __call__(self, block: str, n_tasks: int) -> Any:
-        from opshelf.props.ops import PropertySteps
-
-        if (block, n_tasks) not in self.made:
-            self.made[(block, n_tasks)] = PropertySteps(
-                f"{block}-{n_tasks}-steps", *(self.steps.for_step(f"{block}-{p}") for p in PHASES),
-                mode=self.mode, n_tasks_hint=n_tasks)
-        return self.made[(block, n_tasks)]
-
-
 def _pair_steps(config: AlloyConfig, ctx: BuildContext, spec: StructureSpec,
-                interaction: Interaction, structure_file: Path,
-                templates: _PropertyTemplates) -> Any:
-    """One structure with one interaction: relax (when configured) -> every property block in
-    parallel. Outputs: every block's results folder, for the results step of an Argo run
-    (optional: a failed block has none)."""
-    from dflow import InputArtifact, Inputs, OutputArtifact, Outputs, Step, Steps
+                interaction: Interaction, structure_file: Path, templates: Any) -> Any:
+    """One structure with one interaction: opshelf-props' `PropertiesSteps` (relax when
+    configured -> every property block in parallel; a failed block is recorded and the
+    others go on). Outputs: every block's results folder, for the results step of an Argo
+    run (optional: a failed block has none)."""
+    from opshelf.props.ops import PropertiesSteps
+    from opshelf.props.plan import Block
 
-    from opshelf.props.ops import count_tasks
-
-    engine = interaction.engine_spec(ctx.config_dir).model_dump(mode="json")
-    blocks_of = config.blocks_of(spec, interaction)
-    relax = [("relax", config.relax)] if config.relax is not None else []
-    pair = Steps(name=f"{pair_key(spec.name, interaction.name)}-pair",
-                 inputs=Inputs(artifacts={"structure": InputArtifact()}),
-                 outputs=Outputs(artifacts={block: OutputArtifact(optional=True)
-                                            for block, _ in [*relax, *blocks_of]}))
-    source: Any = pair.inputs.artifacts["structure"]
-
-    def block_step(block: str, params: Any, n_tasks: int, **kwargs: Any) -> Any:
-        key = str(block_key(spec.name, interaction.name, block))
-        step = Step(key, templates(block, n_tasks), key=key, artifacts={"structure": source},
-                    parameters={"block_id": key, "property": params.model_dump(mode="json"),
-                                "engine": engine}, **kwargs)
-        pair.outputs.artifacts[block]._from = step.outputs.artifacts["results"]
-        return step
-
-    for block, params in relax:
-        relaxed = block_step(block, params, 1)
-        pair.add(relaxed)
-        source = relaxed.outputs.artifacts["structure"]
-    # one failed property is recorded; the others go on
-    blocks = [block_step(block, params, count_tasks(params, structure_file),
-                         continue_on_failed=True) for block, params in blocks_of]
-    if blocks:
-        pair.add(blocks)
-    return pair
+    relax = [Block("relax", config.relax)] if config.relax is not None else []
+    blocks = relax + [Block(name, params) for name, params in config.blocks_of(spec, interaction)]
+    key = pair_key(spec.name, interaction.name)
+    return PropertiesSteps(f"{key}-pair", blocks, interaction.engine_spec(ctx.config_dir),
+                           structure_file, templates, key_prefix=key)
 
 
 def write_alloy_results(config: AlloyConfig, config_dir: Path, structures: dict[str, Path],

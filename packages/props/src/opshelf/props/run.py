@@ -1,0 +1,110 @@
+"""run: a property's task dirs -> labelled outputs and reports, in as few program starts as
+the engine allows.
+
+An engine with `packs_tasks` (LAMMPS) runs every task of a batch in one process
+(`Engine.run_many`: the binary, the potential and any plugin load once); any other engine
+runs each task on its own through core's `run_task_report`. Either way every task ends as
+core's run would leave it: `run_root/<task>` (its run dir), `labelled_root/<task>`
+(deepmd/npy frames and the report, REPORT_FILE), a failure recorded rather than raised.
+
+A batch is a folder `make_property` wrote: one task dir (it holds TASK_FILE), or the
+folder of a packed batch holding the task dirs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from opshelf.core.engine import TASK_FILE, EngineResult, TaskFailed, read_task
+from opshelf.core.errors import CommandError, MissingInputError
+from opshelf.core.ops.labelling import REPORT_FILE, TaskReport, run_task_report
+
+#: a packed batch's copies of its task dirs while they run (removed afterwards)
+SCRATCH_DIR = ".packed"
+
+
+def batch_tasks(batch: Path) -> list[Path]:
+    """The task dirs of a batch folder: itself when it is one, else its task subfolders."""
+    batch = Path(batch)
+    if (batch / TASK_FILE).is_file():
+        return [batch]
+    found = sorted(p for p in batch.iterdir() if (p / TASK_FILE).is_file()) \
+        if batch.is_dir() else []
+    if not found:
+        raise MissingInputError(f"{batch}: neither a task dir nor a batch of them "
+                                f"(no {TASK_FILE}); not written by make_property")
+    return found
+
+
+def labelled_tasks(paths: Sequence[Path]) -> list[Path]:
+    """Every task's labelled dir among `paths`: a labelled dir (it holds REPORT_FILE) or
+    the folder of a packed batch's labelled dirs."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if (path / REPORT_FILE).is_file() or not path.is_dir():
+            out.append(path)
+        else:
+            out.extend(sorted(p for p in path.iterdir() if (p / REPORT_FILE).is_file()))
+    return out
+
+
+def run_batch(batch: Path, run_root: Path, labelled_root: Path) -> list[TaskReport]:
+    """Run every task of `batch` (see `batch_tasks`): packed into one program start when
+    its engine packs tasks, else one by one. Returns the reports in task order."""
+    tasks = batch_tasks(batch)
+    loaded = [read_task(path) for path in tasks]
+    engine = loaded[0][0]
+    if not engine.packs_tasks or len(tasks) < 2:
+        return [run_task_report(path, run_root / path.name, labelled_root / path.name,
+                                path.name) for path in tasks]
+    scratch = run_root / SCRATCH_DIR
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    for path in tasks:  # copies: an input artifact may be a link into another step's output
+        shutil.copytree(path, scratch / path.name, symlinks=False)
+    start = time.monotonic()
+    outcomes = engine.run_many([(scratch / path.name, task, frame)
+                                for path, (_, task, frame) in zip(tasks, loaded)])
+    wall = round((time.monotonic() - start) / len(tasks), 3)
+    reports = []
+    for path, outcome in zip(tasks, outcomes):
+        work_dir = run_root / path.name
+        if work_dir.exists():
+            shutil.rmtree(work_dir)
+        shutil.move(scratch / path.name, work_dir)
+        reports.append(_record(path.name, outcome, labelled_root / path.name, wall))
+    shutil.rmtree(scratch)
+    return reports
+
+
+def _record(name: str, outcome: EngineResult | TaskFailed | CommandError, labelled_dir: Path,
+            wall_s: float) -> TaskReport:
+    """One packed task's labelled frames and report, as core's `run_task_report` writes
+    them (a TaskFailed or CommandError is a failed report)."""
+    if labelled_dir.exists():
+        shutil.rmtree(labelled_dir)
+    labelled_dir.mkdir(parents=True)
+    report = TaskReport(task=name, status="succeeded", reason="", log_tail="", n_frames=0)
+    if isinstance(outcome, CommandError):
+        report = report.model_copy(update={
+            "status": "failed", "reason": outcome.message, "log_tail": outcome.log_tail,
+            "returncode": outcome.returncode, "timed_out": outcome.timed_out})
+    elif isinstance(outcome, TaskFailed):
+        report = report.model_copy(update={"status": "failed", "reason": outcome.reason,
+                                           "log_tail": outcome.log_tail})
+    else:
+        system = outcome.system
+        system.to("deepmd/npy", str(labelled_dir))
+        report = report.model_copy(update={
+            "n_frames": system.get_nframes(), "info": outcome.info,
+            "energy_eV_per_atom": [float(e) / system.get_natoms() for e in system["energies"]],
+            "max_force_eV_per_A": [float(np.linalg.norm(f, axis=1).max())
+                                   for f in system["forces"]]})
+    report.wall_s = wall_s
+    report.write(labelled_dir)
+    return report
