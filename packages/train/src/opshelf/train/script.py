@@ -125,6 +125,30 @@ def template_type_map(template: dict[str, Any], type_map: Sequence[str] = ()) ->
     return chosen
 
 
+def check_deepmd_template(template: dict[str, Any], type_map: Sequence[str]) -> None:
+    """ConfigError naming the key when deepmd-kit's own argument check (dargs, strict:
+    ``deepmd.utils.argcheck.normalize``) rejects the template: an unknown or misspelt key, a
+    value of the wrong type. Run before any work; the data paths the workflow sets later are
+    filled with a placeholder. Without deepmd-kit installed nothing could train: the check is
+    then left to the training step, which needs deepmd-kit anyway."""
+    try:
+        from dargs.dargs import ArgumentError
+        from deepmd.utils.argcheck import normalize
+    except ImportError:  # no deepmd-kit here (e.g. a cluster-side training image)
+        return
+    script = copy.deepcopy(template)
+    script["model"]["type_map"] = list(type_map)
+    data = script["training"].setdefault("training_data", {})
+    if isinstance(data, dict):
+        data.setdefault("systems", ["<set by the workflow>"])
+    try:
+        normalize(script)
+    except (ArgumentError, ValueError, TypeError, KeyError) as exc:
+        text = " ".join(str(exc).split())
+        raise ConfigError(f"DeePMD template rejected by deepmd-kit's argument check: {text}"
+                          ) from None
+
+
 def ensemble_scripts(template: dict[str, Any], numb_models: int, type_map: Sequence[str],
                      seed: int = 0) -> list[dict[str, Any]]:
     """`numb_models` copies of `template` with the type_map set and their own seeds for the
@@ -142,6 +166,7 @@ def ensemble_scripts(template: dict[str, Any], numb_models: int, type_map: Seque
     for key in ("descriptor", "fitting_net"):
         if not isinstance(model.get(key), dict):
             raise ConfigError(f"DeePMD template: no 'model.{key}' section")
+    check_deepmd_template(template, type_map)
     scripts = []
     for index in range(numb_models):
         rng = np.random.default_rng([seed, index])
