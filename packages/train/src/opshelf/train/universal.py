@@ -92,6 +92,7 @@ def read_labelled_frames(paths: Iterable[str | Path]) -> list[Atoms]:
     their energy and forces (a single-point calculator, dpdata's conversion)."""
     import dpdata
 
+    paths = list(paths)
     frames: list[Atoms] = []
     for system in find_systems(paths):
         fmt = "deepmd/npy/mixed" if is_mixed_type(system) else "deepmd/npy"
