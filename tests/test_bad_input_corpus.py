@@ -152,6 +152,10 @@ def value_cases() -> list[Case]:
             ("seed", -1, "seed"), ("max_iterations", 0, "max_iterations"),
             ("train.numb_models", 1, "numb_models"),
             ("init_data.0.path", "missing.extxyz", "missing.extxyz"),
+            ("train.template.model.descriptor.rcutt", 4.0, "rcutt"),
+            ("train.template.training.numb_step", 100, "numb_step"),
+            ("type_map", ["Al"], "type_map"),
+            ("type_map", ["Cu", "Cu"], "type_map"),
         ],
     }
     cases = []

@@ -98,3 +98,14 @@ ForceThresholdEvA = bounded(float, 0.0, 100.0, "eV/Å", low_open=True)
 DampingTimeFs = bounded(float, 0.0, 1.0e6, "fs", low_open=True)
 #: a number of GPUs
 GpuCount = bounded(int, 0, 64, "GPUs")
+
+
+def _distinct(value: list[str]) -> list[str]:
+    repeated = sorted({name for name in value if value.count(name) > 1})
+    if repeated:
+        raise ValueError(f"each name once; repeated: {', '.join(repeated)}")
+    return value
+
+
+#: names that must not repeat, in their order (a type_map: one entry per element)
+DistinctNames = Annotated[list[str], AfterValidator(_distinct)]

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from opshelf.core.bounds import DistanceA, FrameCount, Seed, StepCount
+from opshelf.core.bounds import DistanceA, DistinctNames, FrameCount, Seed, StepCount
 from opshelf.core.config import StrictModel
 from opshelf.core.crystal import CrystalSpec
 from opshelf.core.engine import EngineSpec, Task
@@ -195,8 +195,8 @@ class TestSection(StrictModel):
 class ClConfig(StrictModel):
     """Configuration of the `cl` workflow."""
 
-    type_map: list[str] = Field(min_length=1, description="the elements, in the order the "
-                                "models use")
+    type_map: DistinctNames = Field(min_length=1, description="the elements, in the order "
+                                    "the models use")
     seed: Seed = Field(0, description="every random choice derives from (seed, iteration, step)")
     max_iterations: int = Field(20, ge=1, le=10_000, description="iterations over all stages at most")
     init_data: list[DataSource] = Field(min_length=1, description="the labelled frames "

@@ -39,7 +39,9 @@ def read_labelled(source: DataSource, base: Path, type_map: list[str],
     path = resolve(source.path, base)
     if not path.exists():
         raise MissingInputError(f"{key}: not found: {source.path} (looked at {path})")
-    multi = dpdata.MultiSystems(type_map=type_map)
+    # a copy: dpdata appends the elements it meets to the list it is given, and the check
+    # below would then find every element of the data in type_map
+    multi = dpdata.MultiSystems(type_map=list(type_map))
     try:
         if source.fmt == "auto" and path.is_dir():
             systems = [p.parent for p in sorted(path.rglob("type.raw"))]
@@ -54,7 +56,7 @@ def read_labelled(source: DataSource, base: Path, type_map: list[str],
                 multi.append(dpdata.LabeledSystem(atoms, fmt="ase/structure"))
         else:
             loaded = dpdata.MultiSystems.from_file(str(path), fmt=source.fmt,
-                                                   labeled=True, type_map=type_map)
+                                                   labeled=True, type_map=list(type_map))
             for system in loaded:
                 multi.append(system)
     except (MissingInputError, ConfigError):
