@@ -1,4 +1,5 @@
-"""Wall time of a finished cl run split into train / explore / select / label / overhead.
+"""Wall time of a finished cl run split into train / explore / select / label / overhead,
+and the wall against its floor on the machine's cores.
 
     python benchmarks/cl_demo_time.py RUN_DIR          (e.g. after `./dev demo`)
     python benchmarks/cl_demo_time.py --run CONFIG     (runs `opshelf run cl CONFIG` first)
@@ -7,8 +8,14 @@ A phase's time is the union of the intervals of its step processes (from the fir
 written under the step dir's `inputs` to its final `phase` write, so dflow's per-step
 start-up counts as phase time);
 overhead is the wall time of the driver attempts during which no step process ran at all
-(building, scheduling, collecting). Prints
-`train_s=.. explore_s=.. select_s=.. label_s=.. overhead_s=.. wall_s=.. overhead_fraction=..`.
+(building, scheduling, collecting). The floor is the step processes' summed wall time (each
+step's `launcher.json`) divided by the cores: the wall if every core were busy all along.
+Prints, last, `train_s=.. explore_s=.. select_s=.. label_s=.. overhead_s=.. wall_s=..
+overhead_fraction=.. step_process_s=.. floor_s=.. floor_ratio=..`.
+
+Measured (cu-cp2k demo, `./dev demo`'s config, 2 cores): before issue 21's launch change
+(run of 2026-12-05 14:15, load not recorded): wall 480.0 s, step processes 824.6 s, floor
+412.3 s, floor_ratio 1.164 (label 222.8 s, train 129.6 s, overhead 9.9 s).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", nargs="?", type=Path)
     parser.add_argument("--run", type=Path, help="a cl config to run first")
+    parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)),
+                        help="cores of the floor (default: this process's usable cores)")
     parser.add_argument("--gaps", action="store_true",
                         help="also print step-process time and the longest idle gaps")
     args = parser.parse_args()
@@ -107,13 +117,24 @@ def main() -> None:
     if run_dir is None:
         parser.error("give RUN_DIR or --run CONFIG")
     figures = split(run_dir)
-    print(" ".join(f"{k}={v:.3f}" if k == "overhead_fraction" else f"{k}={v:.1f}"
-                   for k, v in figures.items()))
+    rows = step_processes(run_dir)
+    process_s = sum(r[2] for r in rows)
     if args.gaps:
-        rows = step_processes(run_dir)
-        print(f"step_processes={len(rows)} step_process_s={sum(r[2] for r in rows):.1f}")
+        print(f"step_processes={len(rows)} step_process_s={process_s:.1f}")
         for length, name in gaps(rows):
             print(f"gap_s={length:.1f} before={name}")
+    figures.update(floor(process_s, figures["wall_s"], args.cores))
+    print(" ".join(f"{k}={v:.3f}" if k in ("overhead_fraction", "floor_ratio") else
+                   f"{k}={v:.1f}" for k, v in figures.items()))
+
+
+def floor(process_s: float, wall_s: float, cores: int) -> dict[str, float]:
+    """The wall's floor on `cores` cores: the step processes' summed wall time with every
+    core busy all along (a bound: a chain of single-process steps cannot reach it), and the
+    wall's ratio to it."""
+    floor_s = process_s / cores
+    return {"step_process_s": process_s, "floor_s": floor_s,
+            "floor_ratio": wall_s / floor_s if floor_s else float("nan")}
 
 
 if __name__ == "__main__":
