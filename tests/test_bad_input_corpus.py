@@ -105,6 +105,8 @@ def value_cases() -> list[Case]:
             ("engine.profile", {"timeout_s": -5}, "timeout_s"),
             ("engine.profile", {"threads": 0}, "threads"),
             ("engine.name", "no-such-engine", "no-such-engine"),
+            ("engine", {"name": "cp2k", "settings": {"cutoff_Ry": 1.0e9}}, "cutoff_Ry"),
+            ("engine", {"name": "qe", "settings": {"kpoints": [0, 4, 4]}}, "kpoints"),
             ("steps.default", {"pool_size": 0}, "pool_size"),
             ("steps.default", {"pool_size": -2}, "pool_size"),
             ("steps.default", {"timeout_s": float("inf")}, "timeout_s"),

@@ -109,3 +109,9 @@ def _distinct(value: list[str]) -> list[str]:
 
 #: names that must not repeat, in their order (a type_map: one entry per element)
 DistinctNames = Annotated[list[str], AfterValidator(_distinct)]
+#: k points along one reciprocal axis of a Monkhorst-Pack mesh
+KPointCount = bounded(int, 1, 200, "k points")
+#: a plane-wave or grid cutoff: Ry (a value in eV where Ry is meant is caught above 10000)
+CutoffRy = bounded(float, 0.0, 1.0e4, "Ry", low_open=True)
+#: SCF iterations at most
+ScfSteps = bounded(int, 1, 100_000, "iterations")

@@ -22,6 +22,7 @@ from ase.units import Bohr, Hartree
 from dpdata.unit import PressureConversion
 from pydantic import Field, field_validator
 
+from opshelf.core.bounds import CutoffRy, KPointCount, ScfSteps
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineResult, Task, TaskFailed, TaskKind
 from opshelf.core.errors import CommandError, ConfigError, MissingInputError
@@ -66,8 +67,8 @@ class Cp2kSettings(StrictModel):
         "optionally {{KINDS}}, {{RUN_TYPE}}, {{MOTION}}; the typed defaults are then unused",
     )
     xc: str = Field("PBE", description="XC_FUNCTIONAL shortcut, also picks GTH-<xc> potentials")
-    cutoff_Ry: float = Field(400.0, gt=0, description="MGRID CUTOFF")
-    rel_cutoff_Ry: float = Field(50.0, gt=0, description="MGRID REL_CUTOFF")
+    cutoff_Ry: CutoffRy = Field(400.0, description="MGRID CUTOFF")
+    rel_cutoff_Ry: CutoffRy = Field(50.0, description="MGRID REL_CUTOFF")
     basis: str = Field("DZVP", description="basis family: DZVP -> DZVP-MOLOPT-GTH, else -SR-")
     basis_sets: dict[str, str] = Field(default_factory=dict, description="element -> basis name")
     potentials: dict[str, str] = Field(
@@ -78,7 +79,7 @@ class Cp2kSettings(StrictModel):
     )
     basis_file: str = Field("BASIS_MOLOPT", description="BASIS_SET_FILE_NAME, in data_dir")
     potential_file: str = Field("GTH_POTENTIALS", description="POTENTIAL_FILE_NAME, in data_dir")
-    kpoints: list[int] | None = Field(
+    kpoints: list[KPointCount] | None = Field(
         None, min_length=3, max_length=3, description="Monkhorst-Pack mesh"
     )
     kspacing_per_A: float | None = Field(
@@ -89,7 +90,7 @@ class Cp2kSettings(StrictModel):
         None, gt=0, description="Fermi-Dirac electronic temperature (metals)"
     )
     added_mos: int | None = Field(None, ge=0, description="ADDED_MOS; defaults to 20 with smearing")
-    max_scf: int = Field(100, ge=1, description="MAX_SCF: SCF iterations at most (an "
+    max_scf: ScfSteps = Field(100, description="MAX_SCF: SCF iterations at most (an "
                          "unconverged SCF fails the task)")
     eps_scf: float = Field(1e-6, gt=0, description="EPS_SCF: SCF convergence threshold")
     eps_default: float = Field(

@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 import dpdata
 from pydantic import Field
 
+from opshelf.core.bounds import PoolSize
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineResult, Task, TaskFailed, TaskKind
 from opshelf.core.errors import ConfigError
@@ -30,7 +31,7 @@ class GaussianSettings(StrictModel):
     multiplicity: int | Literal["auto"] = Field(
         "auto", description="'auto': dpdata's rule (1 or 2)"
     )
-    nproc: int = Field(1, ge=1, description="%nproc: shared-memory processors")
+    nproc: PoolSize = Field(1, description="%nproc: shared-memory processors")
 
 
 class GaussianEngine(FpEngine):

@@ -20,6 +20,7 @@ import dpdata
 from ase.units import Bohr, Ry
 from pydantic import Field, field_validator
 
+from opshelf.core.bounds import CutoffRy, KPointCount, ScfSteps
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineResult, Task, TaskFailed, TaskKind
 from opshelf.core.errors import CommandError, ConfigError, MissingInputError
@@ -62,12 +63,12 @@ class QeSettings(StrictModel):
                                     "UPF files are looked up: $ESPRESSO_PSEUDO, "
                                     "/usr/share/espresso/pseudo")
     functional: str = Field("pbe", description="tag in UPF names used by the automatic rule")
-    ecutwfc_Ry: float = Field(40.0, gt=0, description="ecutwfc: plane-wave cutoff of the "
+    ecutwfc_Ry: CutoffRy = Field(40.0, description="ecutwfc: plane-wave cutoff of the "
                               "wavefunctions")
     ecutrho_Ry: float | None = Field(
         None, gt=0, description="default 4 * ecutwfc (norm-conserving)"
     )
-    kpoints: list[int] | None = Field(None, min_length=3, max_length=3,
+    kpoints: list[KPointCount] | None = Field(None, min_length=3, max_length=3,
                                       description="k-point mesh; from kspacing_per_A when unset")
     kspacing_per_A: float | None = Field(
         0.3, gt=0, description="used when kpoints is unset (2*pi included)"
@@ -81,7 +82,7 @@ class QeSettings(StrictModel):
     smearing: Literal["gaussian", "mv", "mp", "fd"] | None = Field(None, description="metals")
     degauss_Ry: float = Field(0.02, gt=0, description="smearing width (with `smearing`)")
     conv_thr_Ry: float = Field(1e-8, gt=0, description="conv_thr: SCF convergence threshold")
-    electron_maxstep: int = Field(100, ge=1, description="SCF iterations at most (an "
+    electron_maxstep: ScfSteps = Field(100, description="SCF iterations at most (an "
                                   "unconverged SCF fails the task)")
     mixing_beta: float = Field(0.7, gt=0, le=1, description="SCF charge-density mixing factor")
     extra: dict[str, dict[str, Any]] = Field(

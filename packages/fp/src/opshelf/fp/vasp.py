@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import dpdata
 from pydantic import Field, model_validator
 
+from opshelf.core.bounds import KPointCount
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineResult, Task, TaskFailed, TaskKind
 from opshelf.core.errors import ConfigError, MissingInputError
@@ -46,7 +47,7 @@ class VaspSettings(StrictModel):
     potcar_variants: dict[str, str] = Field(
         default_factory=dict, description="element -> library folder, e.g. {'Ti': 'Ti_sv'}"
     )
-    kpoints: list[int] | None = Field(None, min_length=3, max_length=3,
+    kpoints: list[KPointCount] | None = Field(None, min_length=3, max_length=3,
                                       description="k-point mesh; from kspacing_per_A when unset")
     kspacing_per_A: float = Field(
         0.3, gt=0, description="used when kpoints is unset (2*pi included)"
