@@ -159,6 +159,12 @@ def value_cases() -> list[Case]:
             ("type_map", ["Al"], "type_map"),
             ("type_map", ["Cu", "Cu"], "type_map"),
         ],
+        "lameval": [
+            ("tasks.md.temperature_K", 1.0e9, "temperature_K"),
+            ("tasks.md.temperature_K", -600, "temperature_K"),
+            ("tasks.efficiency.supercells", [[0, 2, 2]], "supercells"),
+            ("tasks.md.timestep_fs", float("inf"), "timestep_fs"),
+        ],
     }
     cases = []
     for workflow, changes in wrong.items():

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from opshelf.core.bounds import Seed, Supercell, TemperatureK, TimestepFs
 from opshelf.core.config import StrictModel
 from opshelf.core.crystal import CrystalSpec, Lattice, bulk
 from opshelf.core.errors import ConfigError, MissingInputError
@@ -69,7 +70,7 @@ class DeltaTask(StrictModel):
     enabled: bool = Field(True, description="run the Delta task")
     elements: list[str] = Field(default_factory=lambda: ["Al", "Cu", "Si"],
                                 description="elements of ase.collections.dcdft")
-    n_points: int = Field(7, ge=5, description="EOS points in +-6 % volume (Delta protocol)")
+    n_points: int = Field(7, ge=5, le=101, description="EOS points in +-6 % volume (Delta protocol)")
 
     def run(self, ctx: TaskContext) -> dict[str, Any]:
         return run_delta(ctx.model, self, ctx.workdir / "delta")
@@ -97,12 +98,12 @@ class MdTask(StrictModel):
     enabled: bool = Field(True, description="run the MD stability task")
     systems: list[MdSystem] = Field(default_factory=lambda: [MdSystem(element="Cu")],
                                     description="the crystals to run")
-    temperature_K: float = Field(600.0, gt=0, description="temperature of the "
+    temperature_K: TemperatureK = Field(600.0, description="temperature of the "
                                  "Maxwell-Boltzmann starting velocities")
-    n_steps: int = Field(200, ge=10, description="velocity-Verlet steps")
-    timestep_fs: float = Field(2.0, gt=0, description="time step")
-    min_distance_A: float = Field(0.5, gt=0, description="closer atoms: the run has failed")
-    seed: int = Field(0, description="seed of the starting velocities")
+    n_steps: int = Field(200, ge=10, le=10**9, description="velocity-Verlet steps")
+    timestep_fs: TimestepFs = Field(2.0, description="time step")
+    min_distance_A: float = Field(0.5, gt=0, le=10, description="closer atoms: the run has failed")
+    seed: Seed = Field(0, description="seed of the starting velocities")
 
     def run(self, ctx: TaskContext) -> dict[str, Any]:
         return run_md(ctx.model, self)
@@ -115,12 +116,12 @@ class EfficiencyTask(StrictModel):
     element: str = Field("Cu", description="chemical symbol of the timed crystal")
     crystal: Lattice = Field("fcc", description="the lattice (its conventional cell; "
                              "orthorhombic for hcp)")
-    supercells: list[tuple[int, int, int]] = Field(
+    supercells: list[Supercell] = Field(
         default_factory=lambda: [(2, 2, 2), (3, 3, 3), (4, 4, 4)],
         description="repeats of the conventional cell (fcc: 32, 108, 256 atoms)")
-    n_warmup: int = Field(2, ge=1, description="untimed calls first (model loading, "
+    n_warmup: int = Field(2, ge=1, le=1000, description="untimed calls first (model loading, "
                           "compilation)")
-    n_steps: int = Field(5, ge=1, description="timed calls, averaged")
+    n_steps: int = Field(5, ge=1, le=10_000, description="timed calls, averaged")
 
     def run(self, ctx: TaskContext) -> dict[str, Any]:
         return run_efficiency(ctx.model, self)
