@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
+from opshelf.core.bounds import StepCount, bounded
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError
 
@@ -23,6 +24,10 @@ SCRIPT_NAME = "input.json"
 _POLICY = re.compile(r"^(no|yes|old_data_larger_than:(\d+))$")
 
 
+#: a learning rate (above 0, at most 1: a larger one only diverges)
+LearningRate = bounded(float, 0.0, 1.0, low_open=True)
+
+
 class InitModelOptions(StrictModel):
     """Training from the previous iteration's model (DPGEN2's init-model policy)."""
 
@@ -30,9 +35,9 @@ class InitModelOptions(StrictModel):
         "no", description="'no': train from scratch; 'yes': start from the given model; "
         "'old_data_larger_than:N': start from it when the old data (init data plus every "
         "iteration's data but the newest) holds more than N frames")
-    numb_steps: int | None = Field(None, ge=1, description="training steps of an init-model "
+    numb_steps: StepCount | None = Field(None, description="training steps of an init-model "
                                    "run; the template's when unset")
-    start_lr: float | None = Field(None, gt=0, description="start learning rate of an "
+    start_lr: LearningRate | None = Field(None, description="start learning rate of an "
                                    "init-model run; the template's when unset")
     start_pref_e: float | None = Field(None, ge=0, description="start energy prefactor of the "
                                        "loss in an init-model run; the template's when unset")
@@ -62,9 +67,9 @@ class FinetuneOptions(StrictModel):
         True, description="take the model section (descriptor, fitting net) from the "
         "pretrained model, not the template (dp --use-pretrain-script; the TensorFlow backend "
         "always does); false: the template's model must match the pretrained one")
-    numb_steps: int | None = Field(None, ge=1, description="training steps of a fine-tuning "
+    numb_steps: StepCount | None = Field(None, description="training steps of a fine-tuning "
                                    "run; the template's when unset")
-    start_lr: float | None = Field(None, gt=0, description="start learning rate of a "
+    start_lr: LearningRate | None = Field(None, description="start learning rate of a "
                                    "fine-tuning run; the template's when unset")
 
 
@@ -79,7 +84,7 @@ class StepScaling(StrictModel):
         None, ge=1, description="the template's numb_steps are meant for this many training "
         "frames; a larger training set trains numb_steps x frames / reference_frames steps "
         "(never fewer than numb_steps). None: numb_steps whatever the data")
-    max_numb_steps: int | None = Field(None, ge=1, description="never more steps than this")
+    max_numb_steps: StepCount | None = Field(None, description="never more steps than this")
 
     def numb_steps(self, template_steps: int, n_frames: int) -> int:
         if self.reference_frames is None or n_frames <= self.reference_frames:
