@@ -113,7 +113,12 @@ class DpProfile(StrictModel):
                                 "intra/inter-op threads; unset: dp's defaults")
     env: dict[str, str] = Field(default_factory=dict, description="environment variables set "
                                 "for dp (e.g. CUDA_VISIBLE_DEVICES)")
-    timeout_s: float | None = Field(None, gt=0, description="wall-time limit of one dp call")
+    timeout_s: float | None = Field(None, gt=0, description="wall-time limit of one dp call "
+                                    "(of train and freeze together when they share a process)")
+    one_process: bool = Field(True, description="train and freeze in one process of dp's "
+                              "Python (the framework imported once, not twice) when `command` "
+                              "is a Python console script; false, or any other command: two "
+                              "dp calls")
 
     @field_validator("backend", mode="before")
     @classmethod

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from opshelf.core.errors import ConfigError, MissingInputError
-from opshelf.core.process import run_command
 from opshelf.train.data import check_type_map, count_frames, find_systems
 from opshelf.train.deepmd import DpBackend, DpProfile, check_dp
+from opshelf.train.launch import run_dp_calls
 from opshelf.train.script import (
     SCRIPT_NAME,
     FinetuneOptions,
@@ -193,17 +193,16 @@ def train_model(
 def _train_and_freeze(work_dir: Path, profile: DpProfile, start_args: list[str],
                       script: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     """dp train, dp freeze, then the metrics of the learning curve (METRICS_FILE)."""
-    env = profile.environment()
-    run_command(profile.argv("train", SCRIPT_NAME, "-l", LOG_FILE, *start_args), work_dir,
-                env=env, timeout=profile.timeout_s, log_name="dp-train")
     frozen = profile.backend.frozen_model
-    run_command(profile.argv("freeze", "-o", frozen), work_dir, env=env,
-                timeout=profile.timeout_s, log_name="dp-freeze")
+    # one process for both where dp is a Python script: the framework is imported once
+    launch = run_dp_calls(profile, [["train", SCRIPT_NAME, "-l", LOG_FILE, *start_args],
+                                    ["freeze", "-o", frozen]], work_dir, log_name="dp-train")
     if not (work_dir / frozen).is_file():
         raise MissingInputError(f"dp freeze wrote no {frozen} in {work_dir}")
     lcurve = work_dir / str(script["training"].get("disp_file", "lcurve.out"))
     metrics = {**lcurve_metrics(lcurve), "start": record["mode"],
-               "restarted": record["restarted"], "backend": profile.backend.name}
+               "restarted": record["restarted"], "backend": profile.backend.name,
+               "dp_launch": launch}
     (work_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
     return metrics
 
