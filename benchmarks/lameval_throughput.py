@@ -8,9 +8,20 @@ Warm-up (model load, first calls) is excluded from both timings; the two sides a
 in alternating rounds (`--repeats`, medians). opshelf's evaluation is
 what a config gets by default (`batched: null`: batches on a GPU, the ASE loop on a CPU);
 `--batched` forces batches of `--batch-size`. Prints the device, the path taken, each batch
-size's rate with `--sweep`, and, last, `opshelf_structs_per_s=<x> ase_loop_structs_per_s=<y>`.
+size's rate with `--sweep`, and, last, `device=.. cores=.. speedup=.. opshelf_structs_per_s=<x>
+ase_loop_structs_per_s=<y>`.
 
-Measured (2 CPU cores, idle, 32-atom Cu, 32 structures, structs/s): SevenNet-0 loop 4.9,
+opshelf's default on a CPU (issue 21): the ASE loop in worker processes, one per usable core
+(the process's CPU affinity), one torch thread each; the ASE loop it is timed against runs in
+this process at torch's default threads. Measured (2026-12-05 22:00-22:09, 2 cores, load
+average 8-11 from other people's jobs, CHGNet 0.3.0, 32-atom Cu, n=16, 3 rounds):
+`device=cpu:_x86_64 cores=2 speedup=8.54 opshelf_structs_per_s=0.68 ase_loop_structs_per_s=0.08`
+(rounds 0.68/0.60/0.69 vs 0.08/0.07/0.11; workers started in 36.9 s, not timed). Under that
+load torch's two threads wait on each other; on an idle machine the gain is bounded by 2x
+the loop's single-thread rate over its two-thread rate (not measured idle this session).
+No GPU was lent: the batched GPU path is unmeasured here (tests run it on a CPU).
+
+Earlier (2 CPU cores, idle, 32-atom Cu, 32 structures, structs/s): SevenNet-0 loop 4.9,
 batches of 32 2.6, 16 2.7, 8 3.8, 4 4.6; CHGNet 0.3.0 loop 4.7, batches of 32 2.5, 16 3.0,
 8 4.1, 4 5.1. On a CPU a forward pass is compute-bound, so packing structures saves only the
 per-call overhead and large batches lose cache locality. `--profile` shows it: the share of
@@ -32,6 +43,7 @@ from ase.build import bulk
 
 from opshelf.core.models import load_calculator
 from opshelf.lameval.models import torch_thread_count
+from opshelf.lameval.pool import usable_cores
 from opshelf.lameval.predict import AseLoopPredictor, ModelSpec, make_predictor
 from opshelf.lameval.tasks import device_name
 
@@ -46,8 +58,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batched", action="store_true", help="force batches (else: default)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's, every core; on a busy "
-                        "machine its threads wait on each other: set 1)")
+                        help="torch CPU threads of the ASE loop in this process (default: "
+                        "torch's, every core; on a busy machine its threads wait on each "
+                        "other: set 1)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="opshelf's worker processes on a CPU (default: one per usable "
+                        "core for chgnet/sevennet; 1: in this process)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="alternating timed rounds of each side (medians)")
     parser.add_argument("--sweep", action="store_true", help="also time batch sizes 4..32")
@@ -66,8 +82,10 @@ def main() -> None:
         atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
         frames.append(atoms)
     spec = ModelSpec(name=args.model, calculator=args.model, batch_size=args.batch_size,
-                     batched=True if args.batched else None)
+                     batched=True if args.batched else None, workers=args.workers)
+    start = time.perf_counter()
     batched = make_predictor(spec)
+    start_s = time.perf_counter() - start
     loop = AseLoopPredictor(load_calculator(args.model))
     batched.predict(frames[: args.batch_size])  # warm-up
     loop.predict(frames[:2])
@@ -77,6 +95,8 @@ def main() -> None:
     for _ in range(args.repeats):
         opshelf_rates.append(structs_per_s(batched, frames))
         loop_rates.append(structs_per_s(loop, frames))
+        print(f"round: opshelf {opshelf_rates[-1]:.2f}, ASE loop {loop_rates[-1]:.2f} "
+              f"structs/s (load {load_average()})", flush=True)
     opshelf_rate, loop_rate = statistics.median(opshelf_rates), statistics.median(loop_rates)
     if args.sweep:
         for size in (4, 8, 16, 32):
@@ -85,11 +105,23 @@ def main() -> None:
             print(f"batch_size={size} structs_per_s={structs_per_s(sized, frames):.2f}")
     if args.profile:
         profile_loop(loop, frames)
-    path = f"batches of {args.batch_size}" if batched.batched else "ASE loop"
-    print(f"model={args.model} device={device_name()!r} threads={torch_thread_count()} "
-          f"atoms={len(base)} n={args.n} "
-          f"opshelf path: {path} speedup={opshelf_rate / loop_rate:.2f}x")
-    print(f"opshelf_structs_per_s={opshelf_rate:.2f} ase_loop_structs_per_s={loop_rate:.2f}")
+    batched.close()
+    workers, threads = spec.pool_plan()
+    path = (f"batches of {args.batch_size}" if batched.batched else
+            f"ASE loop in {workers} worker processes x {threads} torch thread(s) "
+            f"(started in {start_s:.1f} s, not timed)" if workers > 1 else "ASE loop")
+    print(f"model={args.model} atoms={len(base)} n={args.n} opshelf path: {path}; "
+          f"ASE loop at {torch_thread_count()} torch threads; load average {load_average()}")
+    print(f"device={device_name().replace(' ', '_')} cores={usable_cores()} "
+          f"speedup={opshelf_rate / loop_rate:.2f} "
+          f"opshelf_structs_per_s={opshelf_rate:.2f} ase_loop_structs_per_s={loop_rate:.2f}")
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (other people's jobs on a shared machine)."""
+    import os
+
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def structs_per_s(predictor: Any, frames: list) -> float:
