@@ -14,6 +14,7 @@ from opshelf.core.process import run_command
 from opshelf.train import DpProfile
 from opshelf.train.launch import python_of
 
+
 @pytest.mark.engine("dp")
 def test_train_and_freeze_share_one_process_and_freeze_alike(trained: dict[str, Any],
                                                              emt_data: Path) -> None:

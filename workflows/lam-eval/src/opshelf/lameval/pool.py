@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +23,6 @@ from opshelf.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from ase import Atoms
-
-    from opshelf.lameval.predict import ModelSpec, Prediction
 
 #: seconds the workers may take to start and load their model
 START_TIMEOUT_S = 900.0
@@ -43,18 +41,15 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker(spec_json: str, threads: int, barrier: Any) -> None:
+def _init_worker(make_loop: Callable[[str], Any], spec_json: str, threads: int,
+                 barrier: Any) -> None:
     """Runs once in each worker: threads first (before torch starts its pools), then the model."""
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[key] = str(threads)
     torch = _torch()
     if torch is not None:
         torch.set_num_threads(threads)
-    from opshelf.core.models import load_calculator
-    from opshelf.lameval.predict import AseLoopPredictor, ModelSpec
-
-    spec = ModelSpec.model_validate_json(spec_json)
-    _WORKER["predictor"] = AseLoopPredictor(load_calculator(spec.calculator, **spec.kwargs))
+    _WORKER["predictor"] = make_loop(spec_json)
     _WORKER["threads"] = threads
     _WORKER["barrier"] = barrier
 
@@ -79,30 +74,32 @@ def _ready() -> tuple[int, int | None]:
     return os.getpid(), None if torch is None else int(torch.get_num_threads())
 
 
-def _predict_chunk(frames: Sequence[Atoms]) -> list[Prediction]:
+def _predict_chunk(frames: Sequence[Atoms]) -> list[Any]:
     return _WORKER["predictor"].predict(frames)
 
 
 class PoolPredictor:
-    """The ASE loop spread over `workers` processes with `threads` torch threads each."""
+    """The ASE loop spread over `workers` processes with `threads` torch threads each;
+    `make_loop(spec_json)` (a module-level function: workers import it) builds each worker's
+    loop from the model spec's JSON."""
 
     batched = False
 
-    def __init__(self, spec: ModelSpec, workers: int, threads: int) -> None:
+    def __init__(self, make_loop: Callable[[str], Any], spec_json: str, workers: int,
+                 threads: int) -> None:
         if workers < 1 or threads < 1:
-            raise ConfigError(f"model {spec.name!r}: workers and threads must be >= 1 "
-                              f"(got {workers}, {threads})")
+            raise ConfigError(f"workers and threads must be >= 1 (got {workers}, {threads})")
         ctx = multiprocessing.get_context("spawn")
         self.workers, self.threads = workers, threads
         self._pool = ProcessPoolExecutor(
             workers, mp_context=ctx, initializer=_init_worker,
-            initargs=(spec.model_dump_json(), threads, ctx.Barrier(workers)))
+            initargs=(make_loop, spec_json, threads, ctx.Barrier(workers)))
         # one waiting task per worker: no worker is idle, so each submit starts a process,
         # and none returns before all have loaded the model (the first timing is warm)
         started = [self._pool.submit(_ready) for _ in range(workers)]
         self.worker_threads = [f.result(timeout=START_TIMEOUT_S)[1] for f in started]
 
-    def predict(self, frames: Sequence[Atoms]) -> list[Prediction]:
+    def predict(self, frames: Sequence[Atoms]) -> list[Any]:
         size = max(1, -(-len(frames) // (self.workers * CHUNKS_PER_WORKER)))
         chunks = [frames[i:i + size] for i in range(0, len(frames), size)]
         return [p for chunk in self._pool.map(_predict_chunk, chunks) for p in chunk]

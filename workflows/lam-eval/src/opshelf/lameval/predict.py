@@ -226,7 +226,13 @@ def make_predictor(spec: ModelSpec) -> Predictor:
     if workers > 1:
         from opshelf.lameval.pool import PoolPredictor
 
-        return PoolPredictor(spec, workers, threads)
+        return PoolPredictor(loop_from_json, spec.model_dump_json(), workers, threads)
+    return AseLoopPredictor(load_calculator(spec.calculator, **spec.kwargs))
+
+
+def loop_from_json(spec_json: str) -> AseLoopPredictor:
+    """A pool worker's predictor: the ASE loop of the model spec in `spec_json`."""
+    spec = ModelSpec.model_validate_json(spec_json)
     return AseLoopPredictor(load_calculator(spec.calculator, **spec.kwargs))
 
 
