@@ -624,16 +624,9 @@ def bench(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The main job, exactly as `./dev demo` runs it (the dev script names the demo).
 
-    Exit status 3 (every step ran, the loop did not converge) passes this session with a
-    warning: the session proves the main job runs end to end; whether it converges is its
-    verdict, printed last, and tracked as a science target, not as a broken build."""
-    try:
-        session.run(str(ROOT / "dev"), "demo", *session.posargs, external=True)
-    except nox.command.CommandFailed as exc:
-        if getattr(exc, "return_code", None) != 3:
-            raise
-        session.warn("the demo ran to its end but did NOT converge (exit status 3)")
-
+    It must converge: exit status 3 (every step ran, the loop did not converge) fails this
+    session, as any other failure does. The demo converged in 4 min 39 s (2026-12-05)."""
+    session.run(str(ROOT / "dev"), "demo", *session.posargs, external=True)
 
 CONTAINERS = ROOT / "containers"
 BASE_IMAGE_ENV = "OPSHELF_BASE_IMAGE"
