@@ -129,9 +129,13 @@ def _wait(proc: subprocess.Popen[bytes], bar: RunProgress | None, stopping: list
     requested stop takes longer than STOP_GRACE_S."""
     while True:
         try:
-            return proc.wait(timeout=POLL_S)
+            code = proc.wait(timeout=POLL_S)
         except subprocess.TimeoutExpired:
             pass
+        else:
+            if bar is not None:
+                bar.update()  # the steps that ended after the last poll: their lines too
+            return code
         if stopping and time.monotonic() - stopping[0] > STOP_GRACE_S:
             forward(signal.SIGKILL, None)
         if bar is not None:
