@@ -35,6 +35,12 @@ copies one) and exists because of a failure seen on this project's machines
    ``PythonOPTemplate.render_script`` (build time, and debug mode's re-render per step) and
    every launched template drop them (``opshelf.core.secrets.scrub_step_script``); the step
    process reads them from its environment, as dflow does on import.
+6. ``dflow.steps.ProcessPoolExecutor`` (the pool of a Steps' parallel list) pickles each
+   submitted call when it is submitted. Stock, the pool's feeder thread pickles a call only
+   when a worker frees up, while dflow's main thread already writes the outputs of the steps
+   that finished: "RuntimeError: dictionary changed size during iteration", and the step
+   whose call it was is marked failed without running (alloy's phonon block under load, with
+   5 parallel property blocks on 2 workers).
 """
 
 from __future__ import annotations
@@ -44,8 +50,10 @@ import functools
 import json
 import logging
 import os
+import pickle
 import sys
 from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
@@ -248,10 +256,33 @@ def _wrap_render_script(render_script: Callable[..., Any]) -> Callable[..., Any]
     return render_script_scrubbed
 
 
+def _call_pickled(payload: bytes) -> Any:
+    """Run a call that `_EagerPicklingPool.submit` pickled (in a pool worker)."""
+    fn, args, kwargs = pickle.loads(payload)
+    return fn(*args, **kwargs)
+
+
+def _eager_pickling_pool(base: type) -> type:
+    """`base` (dflow's ProcessPoolExecutor) whose `submit` pickles the call at once, in
+    the submitting thread, so later changes to the objects it reaches cannot race it."""
+
+    class EagerPicklingPool(base):  # type: ignore[misc,valid-type]
+        def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            payload = bytes(ForkingPickler.dumps((fn, args, kwargs)))
+            return super().submit(_call_pickled, payload)
+
+    setattr(EagerPicklingPool, _PATCHED_MARK, True)
+    return EagerPicklingPool
+
+
 def apply() -> None:
     """Patch dflow's Step in this process (and in processes forked from it)."""
+    import dflow.steps
     from dflow.python import PythonOPTemplate
     from dflow.step import Step
+
+    if not getattr(dflow.steps.ProcessPoolExecutor, _PATCHED_MARK, False):
+        dflow.steps.ProcessPoolExecutor = _eager_pickling_pool(dflow.steps.ProcessPoolExecutor)
 
     if not getattr(PythonOPTemplate.render_script, _PATCHED_MARK, False):
         PythonOPTemplate.render_script = _wrap_render_script(PythonOPTemplate.render_script)
