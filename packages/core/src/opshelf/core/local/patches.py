@@ -257,7 +257,7 @@ def _wrap_render_script(render_script: Callable[..., Any]) -> Callable[..., Any]
 
 
 def _call_pickled(payload: bytes) -> Any:
-    """Run a call that `_EagerPicklingPool.submit` pickled (in a pool worker)."""
+    """Run a call that `EagerPicklingPool.submit` pickled (in a pool worker)."""
     fn, args, kwargs = pickle.loads(payload)
     return fn(*args, **kwargs)
 
