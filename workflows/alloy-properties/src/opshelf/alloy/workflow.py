@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from opshelf.alloy.config import AlloyConfig, Interaction, StructureSpec
 from opshelf.alloy.structures import build_structure, read_structure_file
-from opshelf.core.config import StrictModel
 from opshelf.core.engine import load_engine
 from opshelf.core.errors import ConfigError
 from opshelf.core.keys import StepKey, block_glob
@@ -64,14 +63,13 @@ def structure_atoms(spec: StructureSpec, config_dir: Path) -> Atoms:
     return read_structure_file(path if path.is_absolute() else config_dir / path, spec.format)
 
 
-class AlloyWorkflow(WorkflowPlugin):
+class AlloyWorkflow(WorkflowPlugin[AlloyConfig]):
     name = "alloy"
     description = ("alloy properties: relax + EOS, elastic, defects, surfaces, stacking "
                    "faults, phonons with several interactions side by side")
     Config = AlloyConfig
 
-    def step_names(self, config: StrictModel) -> list[str]:
-        assert isinstance(config, AlloyConfig)
+    def step_names(self, config: AlloyConfig) -> list[str]:
         blocks = (["relax"] if config.relax is not None else []) + config.block_names()
         return [f"{block}-{phase}" for block in blocks for phase in PHASES]
 
@@ -85,10 +83,9 @@ class AlloyWorkflow(WorkflowPlugin):
                 raise type(exc)(f"structure {spec.name!r}: {exc}") from None
         return out
 
-    def check(self, config: StrictModel, ctx: BuildContext) -> None:
+    def check(self, config: AlloyConfig, ctx: BuildContext) -> None:
         """Structures build, every engine finds what it needs for their elements, and every
         property can make its tasks for every structure it is asked for."""
-        assert isinstance(config, AlloyConfig)
         super().check(config, ctx)
         from opshelf.props import get_property
         from opshelf.props.base import elements_of
@@ -124,8 +121,7 @@ class AlloyWorkflow(WorkflowPlugin):
             ase.io.write(files[name], atoms, format="extxyz")
         return files
 
-    def build(self, config: StrictModel, ctx: BuildContext) -> Workflow:
-        assert isinstance(config, AlloyConfig)
+    def build(self, config: AlloyConfig, ctx: BuildContext) -> Workflow:
         from dflow import Step, Workflow, upload_artifact
 
         files = self.structure_files(config, ctx)
@@ -157,10 +153,9 @@ class AlloyWorkflow(WorkflowPlugin):
                         spec.name, interaction.name, block)
         return out
 
-    def results_inputs(self, config: StrictModel, workflow: Workflow) -> dict[str, Any]:
+    def results_inputs(self, config: AlloyConfig, workflow: Workflow) -> dict[str, Any]:
         """Every block's results folder (an output artifact of its structure/interaction
         pair's Steps) and every input structure (``<structure>--structure``)."""
-        assert isinstance(config, AlloyConfig)
         from opshelf.core.dflow_build import find_step
 
         inputs: dict[str, Any] = {}
@@ -172,17 +167,15 @@ class AlloyWorkflow(WorkflowPlugin):
             inputs[structure_input(spec.name)] = pair.inputs.artifacts["structure"].source
         return inputs
 
-    def optional_results_inputs(self, config: StrictModel) -> set[str]:
+    def optional_results_inputs(self, config: AlloyConfig) -> set[str]:
         """A failed property has no results folder; the others are written."""
-        assert isinstance(config, AlloyConfig)
         return set(self.block_inputs(config))
 
-    def write_results(self, config: StrictModel, inputs: dict[str, Path],
+    def write_results(self, config: AlloyConfig, inputs: dict[str, Path],
                       results_dir: Path) -> list[str]:
         """The results step of an Argo run. Relative potential files in the interactions
         resolve against the step's folder (the pod has not the config's), and a missing
         block's reason is where to look, not its log tail (the logs stay in Argo)."""
-        assert isinstance(config, AlloyConfig)
         blocks = {where: inputs.get(name) for name, where in self.block_inputs(config).items()}
         structures = {spec.name: inputs[structure_input(spec.name)]
                       for spec in config.structures}
@@ -191,8 +184,7 @@ class AlloyWorkflow(WorkflowPlugin):
             lambda key: (f"no results: step {key} failed or did not run (its log: "
                          f"argo logs WORKFLOW, the nodes named {block_glob(key)})"))
 
-    def collect(self, config: StrictModel, ctx: BuildContext, workflow: Workflow) -> list[str]:
-        assert isinstance(config, AlloyConfig)
+    def collect(self, config: AlloyConfig, ctx: BuildContext, workflow: Workflow) -> list[str]:
         from opshelf.alloy.results import failure_reason
         from opshelf.core.workflows.outputs import local_step_outputs
         from opshelf.props.ops import result_step_key
