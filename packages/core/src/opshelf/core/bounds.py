@@ -115,3 +115,52 @@ KPointCount = bounded(int, 1, 200, "k points")
 CutoffRy = bounded(float, 0.0, 1.0e4, "Ry", low_open=True)
 #: SCF iterations at most
 ScfSteps = bounded(int, 1, 100_000, "iterations")
+#: an SCF or energy convergence threshold (EPS_SCF, conv_thr, scf_thr): above 0, at most 0.01
+#: (a larger one is no convergence at all)
+ConvergenceThreshold = bounded(float, 0.0, 1.0e-2, low_open=True)
+#: an electronic smearing width: Ry (above 0, at most 0.5 Ry = 6.8 eV)
+SmearingRy = bounded(float, 0.0, 0.5, "Ry", low_open=True)
+#: a k-point spacing: 1/Å (above 0; past ~2π/a it is one k point anyway)
+KSpacingPerA = bounded(float, 0.0, 10.0, "1/Å", low_open=True)
+#: a net charge of the cell or molecule: elementary charges
+ChargeE = bounded(int, -100, 100, "e")
+#: a spin multiplicity 2S+1
+Multiplicity = bounded(int, 1, 100)
+#: a count of extra orbitals or other solver sizes that may be zero
+OrbitalCount = bounded(int, 0, 100_000, "orbitals")
+#: a neighbour-list skin or other small length that must be above 0: Å
+SkinA = bounded(float, 0.0, 10.0, "Å", low_open=True)
+#: a Cartesian coordinate or cell-vector component: Å
+CoordinateA = bounded(float, -1.0e4, 1.0e4, "Å")
+#: a length of a cell or slab that a config asks for: Å (0 allowed: no minimum)
+LengthA = bounded(float, 0.0, 1.0e3, "Å")
+#: an index into a list of structures, sites or configurations
+IndexCount = bounded(int, 0, 10**9)
+#: a Miller index component
+MillerComponent = bounded(int, -20, 20)
+#: a size of a batch of structures or frames
+BatchSize = bounded(int, 1, 10**6, "frames")
+#: a relative weight or loss prefactor (dimensionless, at most 1e4)
+Weight = bounded(float, 0.0, 1.0e4)
+#: a virial deviation threshold or error: eV/atom (above 0)
+VirialEvPerAtom = bounded(float, 0.0, 1.0e3, "eV/atom", low_open=True)
+#: a number of frames/structures that serves as a reference (at most 1e9)
+ReferenceCount = bounded(int, 1, 10**9, "frames")
+
+
+def _site_fractions(value: dict[str, float]) -> dict[str, float]:
+    if not value:
+        raise ValueError("give at least one element and its fraction")
+    total = sum(value.values())
+    if total > 1.0 + 1e-9:
+        raise ValueError(f"the fractions of the replaced sites sum to at most 1 (got {total:g})")
+    return value
+
+
+#: element -> fraction of a host's sites it takes: each in [0, 1], together at most 1 (the
+#: host keeps the rest); a composition given in percent (25 for 0.25) is refused here
+SiteFractions = Annotated[dict[str, Fraction], AfterValidator(_site_fractions)]
+#: slices packed into one step of a fan-out
+GroupSize = bounded(int, 1, 10**6, "slices")
+#: a number of helper processes that may be zero (0: the work stays in the calling process)
+WorkerCountOrZero = bounded(int, 0, 4096, "workers")

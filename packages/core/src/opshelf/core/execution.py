@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from opshelf.core.bounds import GpuCount, PoolSizeOrAll, RetryCount, TimeoutS
+from opshelf.core.bounds import GpuCount, GroupSize, PoolSizeOrAll, RetryCount, TimeoutS
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError
 
@@ -80,7 +80,7 @@ class StepExecution(StrictModel):
                                "dispatcher (Slurm, PBS, ...) or argo")
     retries: RetryCount = Field(0, description="retries of a step that fails with a transient error")
     timeout_s: TimeoutS | None = Field(None, description="wall-time limit of one step (one slice group)")
-    group_size: int | Literal["auto"] = Field(
+    group_size: GroupSize | Literal["auto"] = Field(
         "auto", description="slices packed into one step of a fan-out; 'auto' picks by executor "
         "(local: a few groups per CPU; elsewhere: 1)")
     pool_size: PoolSizeOrAll | None = Field(None, description="inside a group, run slices in a process pool of this size (-1: all at once)")
@@ -103,7 +103,7 @@ class StepExecutionPatch(StrictModel):
                                 "transient error; unset: the default's")
     timeout_s: TimeoutS | None = Field(None, description="wall-time limit of one step (one "
                                     "slice group); unset: the default's")
-    group_size: int | Literal["auto"] | None = Field(
+    group_size: GroupSize | Literal["auto"] | None = Field(
         None, description="slices packed into one step of a fan-out (one batch job with a "
         "dispatcher executor); unset: the default's")
     pool_size: PoolSizeOrAll | None = Field(None, description="inside a group, run slices in a process "

@@ -12,7 +12,14 @@ import dpdata
 from ase.data import atomic_masses, atomic_numbers
 from pydantic import Field, model_validator
 
-from opshelf.core.bounds import CutoffRy, KPointCount, ScfSteps
+from opshelf.core.bounds import (
+    ConvergenceThreshold,
+    CutoffRy,
+    KPointCount,
+    KSpacingPerA,
+    ScfSteps,
+    SmearingRy,
+)
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineResult, Task, TaskFailed, TaskKind
 from opshelf.core.errors import ConfigError, MissingInputError
@@ -42,16 +49,16 @@ class AbacusSettings(StrictModel):
     pseudo_dir: Path = Field(description="folder of the pseudopotential files")
     orbital_dir: Path | None = Field(None, description="folder of the orbital files (lcao)")
     ecutwfc_Ry: CutoffRy = Field(50.0, description="ecutwfc: plane-wave cutoff")
-    scf_thr: float = Field(1e-7, gt=0, description="SCF convergence threshold")
+    scf_thr: ConvergenceThreshold = Field(1e-7, description="SCF convergence threshold")
     scf_nmax: ScfSteps = Field(100, description="SCF iterations at most (an unconverged SCF "
                           "fails the task)")
     smearing_method: Literal["gaussian", "mp", "fd"] | None = Field(
         None, description="smearing for metals; none when unset")
-    smearing_sigma_Ry: float = Field(0.01, gt=0, description="smearing width")
+    smearing_sigma_Ry: SmearingRy = Field(0.01, description="smearing width")
     kpoints: list[KPointCount] | None = Field(None, min_length=3, max_length=3,
                                       description="k-point mesh; from kspacing_per_A when unset")
-    kspacing_per_A: float = Field(
-        0.3, gt=0, description="used when kpoints is unset (2*pi included)"
+    kspacing_per_A: KSpacingPerA = Field(
+        0.3, description="used when kpoints is unset (2*pi included)"
     )
     extra: dict[str, Any] = Field(default_factory=dict, description="more INPUT keywords")
 

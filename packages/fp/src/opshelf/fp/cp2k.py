@@ -22,7 +22,17 @@ from ase.units import Bohr, Hartree
 from dpdata.unit import PressureConversion
 from pydantic import Field, field_validator
 
-from opshelf.core.bounds import CutoffRy, KPointCount, ScfSteps
+from opshelf.core.bounds import (
+    ChargeE,
+    ConvergenceThreshold,
+    CoordinateA,
+    CutoffRy,
+    KPointCount,
+    KSpacingPerA,
+    OrbitalCount,
+    ScfSteps,
+    TemperatureK,
+)
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineResult, Task, TaskFailed, TaskKind
 from opshelf.core.errors import CommandError, ConfigError, MissingInputError
@@ -82,25 +92,25 @@ class Cp2kSettings(StrictModel):
     kpoints: list[KPointCount] | None = Field(
         None, min_length=3, max_length=3, description="Monkhorst-Pack mesh"
     )
-    kspacing_per_A: float | None = Field(
-        None, gt=0, description="mesh from spacing (2*pi included)"
+    kspacing_per_A: KSpacingPerA | None = Field(
+        None, description="mesh from spacing (2*pi included)"
     )
     gamma_centered: bool = Field(True, description="mesh through Gamma (else plain Monkhorst-Pack)")
-    smearing_K: float | None = Field(
-        None, gt=0, description="Fermi-Dirac electronic temperature (metals)"
+    smearing_K: TemperatureK | None = Field(
+        None, description="Fermi-Dirac electronic temperature (metals)"
     )
-    added_mos: int | None = Field(None, ge=0, description="ADDED_MOS; defaults to 20 with smearing")
+    added_mos: OrbitalCount | None = Field(None, description="ADDED_MOS; defaults to 20 with smearing")
     max_scf: ScfSteps = Field(100, description="MAX_SCF: SCF iterations at most (an "
                          "unconverged SCF fails the task)")
-    eps_scf: float = Field(1e-6, gt=0, description="EPS_SCF: SCF convergence threshold")
+    eps_scf: ConvergenceThreshold = Field(1e-6, description="EPS_SCF: SCF convergence threshold")
     eps_default: float = Field(
         1e-10, gt=0, le=1e-4, description="&QS EPS_DEFAULT: the tolerance every Quickstep "
         "screening threshold derives from (CP2K's default 1e-10). A looser one prunes the "
         "real-space grid work that dominates small cells: a 4-atom Cu cell (SZV, 300 Ry, 2x2x2 "
         "k) took 32 s at 1e-10, 18 s at 1e-8 and 13 s at 1e-7, with forces within 0.0015 "
         "eV/A and energies within 0.6 meV/atom of 1e-10 (measured 2026-12-05)")
-    charge: int = Field(0, description="total charge of the cell")
-    cell_ref_A: list[list[float]] | None = Field(
+    charge: ChargeE = Field(0, description="total charge of the cell")
+    cell_ref_A: list[list[CoordinateA]] | None = Field(
         None,
         description="reference cell (3x3, rows A B C, Angstrom) written as &CELL_REF: CP2K sets "
         "its FFT grids up for this cell and keeps them for every frame, so all frames of a data "

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 import dpdata
 from pydantic import Field
 
-from opshelf.core.bounds import PoolSize
+from opshelf.core.bounds import ChargeE, Multiplicity, PoolSize
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineResult, Task, TaskFailed, TaskKind
 from opshelf.core.errors import ConfigError
@@ -27,8 +27,8 @@ class GaussianSettings(StrictModel):
     keywords: str = Field(
         "b3lyp/6-31g**", description="route section without '#'; 'force' is added"
     )
-    charge: int = Field(0, description="total charge of the molecule")
-    multiplicity: int | Literal["auto"] = Field(
+    charge: ChargeE = Field(0, description="total charge of the molecule")
+    multiplicity: Multiplicity | Literal["auto"] = Field(
         "auto", description="'auto': dpdata's rule (1 or 2)"
     )
     nproc: PoolSize = Field(1, description="%nproc: shared-memory processors")

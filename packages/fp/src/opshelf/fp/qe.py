@@ -20,7 +20,14 @@ import dpdata
 from ase.units import Bohr, Ry
 from pydantic import Field, field_validator
 
-from opshelf.core.bounds import CutoffRy, KPointCount, ScfSteps
+from opshelf.core.bounds import (
+    ConvergenceThreshold,
+    CutoffRy,
+    KPointCount,
+    KSpacingPerA,
+    ScfSteps,
+    SmearingRy,
+)
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineResult, Task, TaskFailed, TaskKind
 from opshelf.core.errors import CommandError, ConfigError, MissingInputError
@@ -65,23 +72,23 @@ class QeSettings(StrictModel):
     functional: str = Field("pbe", description="tag in UPF names used by the automatic rule")
     ecutwfc_Ry: CutoffRy = Field(40.0, description="ecutwfc: plane-wave cutoff of the "
                               "wavefunctions")
-    ecutrho_Ry: float | None = Field(
-        None, gt=0, description="default 4 * ecutwfc (norm-conserving)"
+    ecutrho_Ry: CutoffRy | None = Field(
+        None, description="default 4 * ecutwfc (norm-conserving)"
     )
     kpoints: list[KPointCount] | None = Field(None, min_length=3, max_length=3,
                                       description="k-point mesh; from kspacing_per_A when unset")
-    kspacing_per_A: float | None = Field(
-        0.3, gt=0, description="used when kpoints is unset (2*pi included)"
+    kspacing_per_A: KSpacingPerA | None = Field(
+        0.3, description="used when kpoints is unset (2*pi included)"
     )
-    kpoint_shift: list[int] = Field(
+    kpoint_shift: list[Literal[0, 1]] = Field(
         default_factory=lambda: [0, 0, 0],
         min_length=3,
         max_length=3,
         description="0 0 0 = Gamma-centred mesh",
     )
     smearing: Literal["gaussian", "mv", "mp", "fd"] | None = Field(None, description="metals")
-    degauss_Ry: float = Field(0.02, gt=0, description="smearing width (with `smearing`)")
-    conv_thr_Ry: float = Field(1e-8, gt=0, description="conv_thr: SCF convergence threshold")
+    degauss_Ry: SmearingRy = Field(0.02, description="smearing width (with `smearing`)")
+    conv_thr_Ry: ConvergenceThreshold = Field(1e-8, description="conv_thr: SCF convergence threshold")
     electron_maxstep: ScfSteps = Field(100, description="SCF iterations at most (an "
                                   "unconverged SCF fails the task)")
     mixing_beta: float = Field(0.7, gt=0, le=1, description="SCF charge-density mixing factor")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import dpdata
 from pydantic import Field, model_validator
 
-from opshelf.core.bounds import KPointCount
+from opshelf.core.bounds import KPointCount, KSpacingPerA
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineResult, Task, TaskFailed, TaskKind
 from opshelf.core.errors import ConfigError, MissingInputError
@@ -49,8 +49,8 @@ class VaspSettings(StrictModel):
     )
     kpoints: list[KPointCount] | None = Field(None, min_length=3, max_length=3,
                                       description="k-point mesh; from kspacing_per_A when unset")
-    kspacing_per_A: float = Field(
-        0.3, gt=0, description="used when kpoints is unset (2*pi included)"
+    kspacing_per_A: KSpacingPerA = Field(
+        0.3, description="used when kpoints is unset (2*pi included)"
     )
     gamma_centered: bool = Field(True, description="Gamma-centred mesh (else Monkhorst-Pack)")
 

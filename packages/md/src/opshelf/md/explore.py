@@ -31,6 +31,7 @@ from pydantic import Field
 from opshelf.core.bounds import (
     DampingTimeFs,
     FrameCount,
+    IndexCount,
     PressureGPa,
     Seed,
     StepCount,
@@ -94,7 +95,7 @@ class MdGroup(StrictModel):
     thermostat_tau_fs: DampingTimeFs = Field(100.0, description="thermostat damping time")
     barostat_tau_fs: DampingTimeFs = Field(1000.0, description="barostat damping time (npt)")
     n_samples: FrameCount = Field(1, description="runs per initial conf and grid point")
-    confs: list[int] | None = Field(None, description="indices of the initial confs (all)")
+    confs: list[IndexCount] | None = Field(None, description="indices of the initial confs (all)")
 
 
 class TemplateGroup(StrictModel):
@@ -108,7 +109,7 @@ class TemplateGroup(StrictModel):
                                             "revisions)")
     dump_every: StepCount = Field(10, description="the template's dump lines write every this "
                             "many steps")
-    confs: list[int] | None = Field(None, description="indices of the initial confs (all)")
+    confs: list[IndexCount] | None = Field(None, description="indices of the initial confs (all)")
 
 
 ExploreGroup = Annotated[MdGroup | TemplateGroup, Field(discriminator="kind")]

@@ -27,6 +27,7 @@ import dpdata
 import numpy as np
 from pydantic import Field
 
+from opshelf.core.bounds import Fraction, SkinA, StepCount
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import (
     Engine,
@@ -157,10 +158,10 @@ class LammpsSettings(StrictModel):
     """Settings of the `lammps` engine."""
 
     potential: Potential = Field(description="the interatomic potential, chosen by its `style`")
-    relax_etol: float = Field(0.0, ge=0, description="minimize etol (0: converge on forces)")
-    relax_max_evaluations: int = Field(10000, ge=1, description="minimize maxeval: force "
+    relax_etol: Fraction = Field(0.0, description="minimize etol (0: converge on forces)")
+    relax_max_evaluations: StepCount = Field(10000, description="minimize maxeval: force "
                                        "evaluations at most")
-    neighbor_skin_A: float = Field(1.0, gt=0, description="neighbor list skin distance")
+    neighbor_skin_A: SkinA = Field(1.0, description="neighbor list skin distance")
     npt_coupling: Literal["iso", "aniso", "tri"] = Field(
         "tri", description="barostat coupling of npt runs and relax_cell ('iso' when "
         "relax_volume_only)")

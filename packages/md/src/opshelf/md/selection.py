@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from opshelf.core.bounds import ForceEvA
+from opshelf.core.bounds import ForceEvA, VirialEvPerAtom
 from opshelf.core.config import StrictModel
 
 ACCURATE, CANDIDATE, FAILED = 0, 1, 2
@@ -41,8 +41,8 @@ class TrustLevels(StrictModel):
         "DPGEN2's adaptive lower level")
     f_lo: ForceEvA | None = Field(None, description="lower force level (fixed styles)")
     f_hi: ForceEvA = Field(description="upper force level: above it a frame is failed")
-    v_lo: float | None = Field(None, ge=0, description="lower virial level (fixed styles)")
-    v_hi: float | None = Field(None, ge=0, description="upper virial level; no virial check "
+    v_lo: VirialEvPerAtom | None = Field(None, description="lower virial level (fixed styles)")
+    v_hi: VirialEvPerAtom | None = Field(None, description="upper virial level; no virial check "
                                "when unset")
     numb_candi_f: int = Field(200, ge=0, le=10**6, description="adaptive-lower: candidates by force")
     rate_candi_f: float = Field(0.01, ge=0, le=1, description="adaptive-lower: candidates by "

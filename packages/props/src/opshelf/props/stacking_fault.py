@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from opshelf.core.bounds import ForceThresholdEvA, StepCount
+from opshelf.core.bounds import ForceThresholdEvA, LengthA, StepCount
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import Engine, RelaxOptions, Task, TaskKind
 from opshelf.core.errors import ConfigError
@@ -58,8 +58,8 @@ class StackingFaultParams(StrictModel):
     n_layers: int = Field(12, ge=4, le=200, description="atomic planes normal to the fault (about)")
     n_points: int = Field(12, ge=4, le=60,
                           description="shifts f = i/n_points of the repeat L, i = 0..n-1")
-    min_in_plane_A: float = Field(
-        5.0, gt=0, description="repeat the cell in the plane until both lengths reach this")
+    min_in_plane_A: LengthA = Field(
+        5.0, description="repeat the cell in the plane until both lengths reach this")
     relax: bool | None = Field(
         None, description="relax atoms normal to the fault plane at each shift. null: when "
         "the engine implements per-axis relaxation (RelaxOptions.move_axes), else rigid; "

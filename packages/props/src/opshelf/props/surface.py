@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from opshelf.core.bounds import ForceThresholdEvA
+from opshelf.core.bounds import ForceThresholdEvA, MillerComponent
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import RelaxOptions, Task, TaskKind
 from opshelf.core.errors import ConfigError
@@ -30,7 +30,7 @@ from opshelf.props.defects import BULK_TASK
 if TYPE_CHECKING:
     from ase import Atoms
 
-MillerIndex = tuple[int, int, int]
+MillerIndex = tuple[MillerComponent, MillerComponent, MillerComponent]
 
 
 class SurfaceParams(StrictModel):

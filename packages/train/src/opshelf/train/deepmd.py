@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from opshelf.core.bounds import PoolSize, TimeoutS, WorkerCountOrZero
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import CommandError, ConfigError, MissingInputError
 from opshelf.core.process import run_command
@@ -60,8 +61,8 @@ class PyTorchBackend(StrictModel):
     name: Literal["pytorch"] = Field("pytorch", description="the PyTorch backend: "
                                      "se_e2_a, DPA-2, DPA-3, fine-tuning of .pt/.pth models; "
                                      "needs the torch deepmd-kit was built against")
-    data_workers: int | None = Field(
-        None, ge=0, description="worker processes of dp's data loader (NUM_WORKERS); 0 loads "
+    data_workers: WorkerCountOrZero | None = Field(
+        None, description="worker processes of dp's data loader (NUM_WORKERS); 0 loads "
         "in the training process. Unset: deepmd-kit's default (up to 4); on a busy 2-core "
         "machine a DPA-2 run with workers died with 'Shared memory manager connection has "
         "timed out'")
@@ -109,11 +110,11 @@ class DpProfile(StrictModel):
     backend: DpBackend = Field(default_factory=TensorFlowBackend, description="DeePMD-kit's "
                                "backend: 'tensorflow' (default) or 'pytorch' (a name, or "
                                "{name: ...})")
-    threads: int | None = Field(None, ge=1, description="OMP_NUM_THREADS and TensorFlow's "
+    threads: PoolSize | None = Field(None, description="OMP_NUM_THREADS and TensorFlow's "
                                 "intra/inter-op threads; unset: dp's defaults")
     env: dict[str, str] = Field(default_factory=dict, description="environment variables set "
                                 "for dp (e.g. CUDA_VISIBLE_DEVICES)")
-    timeout_s: float | None = Field(None, gt=0, description="wall-time limit of one dp call "
+    timeout_s: TimeoutS | None = Field(None, description="wall-time limit of one dp call "
                                     "(of train and freeze together when they share a process)")
     one_process: bool = Field(True, description="train and freeze in one process of dp's "
                               "Python (the framework imported once, not twice) when `command` "

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from opshelf.core.bounds import StepCount, bounded
+from opshelf.core.bounds import ReferenceCount, StepCount, Weight, bounded
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError
 
@@ -39,11 +39,11 @@ class InitModelOptions(StrictModel):
                                    "run; the template's when unset")
     start_lr: LearningRate | None = Field(None, description="start learning rate of an "
                                    "init-model run; the template's when unset")
-    start_pref_e: float | None = Field(None, ge=0, description="start energy prefactor of the "
+    start_pref_e: Weight | None = Field(None, description="start energy prefactor of the "
                                        "loss in an init-model run; the template's when unset")
-    start_pref_f: float | None = Field(None, ge=0, description="start force prefactor of the "
+    start_pref_f: Weight | None = Field(None, description="start force prefactor of the "
                                        "loss in an init-model run; the template's when unset")
-    start_pref_v: float | None = Field(None, ge=0, description="start virial prefactor of the "
+    start_pref_v: Weight | None = Field(None, description="start virial prefactor of the "
                                        "loss in an init-model run; the template's when unset")
 
     @field_validator("policy")
@@ -80,8 +80,8 @@ class StepScaling(StrictModel):
     concurrent learning: force RMSE on held-out frames 0.049 eV/A after 2000 steps on 36
     frames, 0.034 after 6000)."""
 
-    reference_frames: int | None = Field(
-        None, ge=1, description="the template's numb_steps are meant for this many training "
+    reference_frames: ReferenceCount | None = Field(
+        None, description="the template's numb_steps are meant for this many training "
         "frames; a larger training set trains numb_steps x frames / reference_frames steps "
         "(never fewer than numb_steps). None: numb_steps whatever the data")
     max_numb_steps: StepCount | None = Field(None, description="never more steps than this")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from pydantic import Field
 
+from opshelf.core.bounds import BatchSize, PoolSize, Seed, Weight
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.train.data import find_systems, is_mixed_type
@@ -47,10 +48,10 @@ class UniversalFinetune(StrictModel):
                             "r2scan)")
     epochs: int = Field(20, ge=1, le=10_000, description="passes over the training frames")
     learning_rate: float = Field(1e-3, gt=0, le=1, description="Adam's learning rate (CHGNet, 6 EMT frames of Cu4/Cu3Au, 20 epochs: 1e-3 gave a held-out force RMSE of 0.074 eV/A, 3e-4 0.106, the pretrained model 0.165)")
-    batch_size: int = Field(2, ge=1, description="frames per optimiser step")
-    energy_weight: float = Field(1.0, ge=0, description="weight of the energy (per atom) "
+    batch_size: BatchSize = Field(2, description="frames per optimiser step")
+    energy_weight: Weight = Field(1.0, description="weight of the energy (per atom) "
                                  "term of the loss")
-    force_weight: float = Field(1.0, ge=0, description="weight of the force term of the loss")
+    force_weight: Weight = Field(1.0, description="weight of the force term of the loss")
     freeze_embeddings: bool = Field(True, description="keep the embedding and the first "
                                     "interaction layers as pretrained; only the last layers "
                                     "and the readout learn (the usual fine-tuning of few frames)")
@@ -58,10 +59,10 @@ class UniversalFinetune(StrictModel):
                                "energy reference to the new labels (least squares): another "
                                "code's energy zero is a constant per element, not something "
                                "for the network to learn")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="one "
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, description="one "
                              "fine-tuned model per seed (data order, initial state of the "
                              "trainable layers' optimiser): the ensemble")
-    threads: int | None = Field(1, ge=1, description="torch CPU threads while training; "
+    threads: PoolSize | None = Field(1, description="torch CPU threads while training; "
                                 "unset: torch's default")
     device: str = Field("cpu", description="torch device: cpu, cuda, or auto")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from opshelf.core.bounds import LatticeConstantA, Seed, Supercell
+from opshelf.core.bounds import LatticeConstantA, Seed, SiteFractions, Supercell
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.core.structure_checks import check_structure
@@ -41,7 +41,7 @@ class Substitution(StrictModel):
     """Replace a fraction of the atoms of one element by others."""
 
     host: str | None = Field(None, description="element replaced (default: the first element)")
-    fractions: dict[str, float] = Field(
+    fractions: SiteFractions = Field(
         description="new element -> fraction of the host's sites, e.g. {Cu: 0.25}")
     method: Literal["random", "sqs"] = Field(
         "sqs", description="'random': a seeded random pick; 'sqs': special-quasirandom-like "

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from opshelf.core.bounds import DistanceA, DistinctNames, FrameCount, Seed, StepCount
+from opshelf.core.bounds import DistanceA, DistinctNames, FrameCount, Seed, SiteFractions, StepCount
 from opshelf.core.config import StrictModel
 from opshelf.core.crystal import CrystalSpec
 from opshelf.core.engine import EngineSpec, Task
@@ -62,7 +62,7 @@ class Substitution(StrictModel):
     """Replace a random fraction of the atoms of one element (alloys from a pure lattice)."""
 
     replace: str = Field(description="element replaced, e.g. 'Cu'")
-    by: dict[str, float] = Field(description="element -> fraction of the sites of `replace`")
+    by: SiteFractions = Field(description="element -> fraction of the sites of `replace`")
 
 
 class LatticeConfs(CrystalSpec):

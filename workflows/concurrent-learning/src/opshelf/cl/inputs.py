@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from opshelf.cl.config import ClConfig, ConfSource, DataSource, ExploreEngine, LatticeConfs
-from opshelf.core.engine import EngineSpec
+from opshelf.core.engine import EngineSpec, load_engine
 from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.md.ase_ensemble import CalculatorSpec
 from opshelf.md.explore import ExploreConfig
@@ -171,6 +171,9 @@ def write_stage_confs(config: ClConfig, base: Path, out: Path | None
                 profile=config.explore.profile), groups=groups))
         except ValidationError as exc:
             raise ConfigError(f"explore.stages[{i}]: {exc}") from None
+        # explore.settings checked now against the engine's Settings (bounds included), with
+        # a stand-in ensemble where the trained models go
+        load_engine(with_models(explores[-1], ["model.pb"]).engine)
     return files, explores
 
 

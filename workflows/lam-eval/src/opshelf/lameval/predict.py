@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from pydantic import Field
 
+from opshelf.core.bounds import BatchSize, PoolSize
 from opshelf.core.config import StrictModel
 from opshelf.core.models import load_calculator
 
@@ -44,14 +45,14 @@ class ModelSpec(StrictModel):
         f"({', '.join(BATCHED)}); false: a per-structure ASE loop; null (default): batched on "
         "a GPU, the ASE loop on a CPU (measured on 2 cores: batches of 32 were ~2x slower "
         "than the loop for CHGNet and SevenNet-0, batches of 4 about as fast)")
-    batch_size: int = Field(32, ge=1, description="structures per forward pass")
-    threads: int | None = Field(
-        None, ge=1, description="CPU threads of a torch model (torch.set_num_threads) while "
+    batch_size: BatchSize = Field(32, description="structures per forward pass")
+    threads: PoolSize | None = Field(
+        None, description="CPU threads of a torch model (torch.set_num_threads) while "
         "it is evaluated; null: torch's default, every core. Set it to the cores a shared "
         "node gives you: on 2 busy cores (load ~8) a CHGNet job took 166 s with torch's "
         "default and 22 s with 1 thread")
-    workers: int | None = Field(
-        None, ge=1, description="worker processes that share a data set's structures on a "
+    workers: PoolSize | None = Field(
+        None, description="worker processes that share a data set's structures on a "
         "CPU (the accuracy task), each with its own copy of the model and `threads` torch "
         "threads (unset: the usable cores divided among the workers, one each by default); "
         f"1: this process alone. null (default): one per usable core (the process's CPU "
