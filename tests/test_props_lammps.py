@@ -142,7 +142,7 @@ def test_relaxed_stacking_fault_matches_ase_eam(cu_results: dict[str, dict[str, 
 
     structure = bulk("Cu", "fcc", a=cu_results["relax"]["lattice_constant_A"], cubic=True)
     made = StackingFault().make(structure, StackingFaultParams(relax=True))
-    area = made.context["area_A2"]
+    area = made.context.area_A2
     calc = EAM(potential=str(shipped_potential("Cu_u3.eam")))
 
     def energy(index: int, relax: bool) -> float:

@@ -62,20 +62,22 @@ class PropertyContext(BaseModel):
     type: str
     #: the params `make` ran with (resolved for the engine)
     params: Any
-    #: every task `make` wrote, in order
-    task_names: list[str]
+    #: every task `make` wrote, in order (filled in by `Made` from its tasks)
+    task_names: list[str] = []
 
 
 @dataclass
 class Made:
-    """What `make` returns: the tasks and what `post` needs to know about them."""
+    """What `make` returns: the tasks and the typed record of what `post` needs to know
+    about them (the property's `Context`; its `task_names` are set here from `tasks`)."""
 
     tasks: list[PropertyTask]
-    #: the property's own fields of its Context record (type, params and task names are
-    #: added by `make_property`)
-    context: dict[str, Any] = field(default_factory=dict)
+    context: PropertyContext
     #: extra files for post (name -> text), written into the context dir
     files: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.context.task_names = [task.name for task in self.tasks]
 
 
 @dataclass

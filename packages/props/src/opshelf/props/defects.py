@@ -148,8 +148,8 @@ class Vacancy(Property):
             name = f"vacancy-{index:03d}-{symbol}"
             tasks.append(PropertyTask(name, defect,
                                       _relax_task(params.relax_ions, params.fmax_eV_per_A)))
-            sites.append({"task": name, "site_index": index, "element": symbol})
-        return Made(tasks=tasks, context={"sites": sites})
+            sites.append(VacancySite(task=name, site_index=index, element=symbol))
+        return Made(tasks, VacancyContext(params=params, sites=sites))
 
     def post(self, context: VacancyContext, outcomes: Mapping[str, Outcome],
              params: VacancyParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -248,8 +248,8 @@ class Interstitial(Property):
         for name, defect in structures.items():
             tasks.append(PropertyTask(f"interstitial-{name}", defect,
                                       _relax_task(params.relax_ions, params.fmax_eV_per_A)))
-        return Made(tasks=tasks, context={"sites": list(structures),
-                                          "lattice": lattice_kind(atoms)})
+        return Made(tasks, InterstitialContext(params=params, sites=list(structures),
+                                               lattice=lattice_kind(atoms)))
 
     def post(self, context: InterstitialContext, outcomes: Mapping[str, Outcome],
              params: InterstitialParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:

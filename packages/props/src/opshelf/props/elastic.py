@@ -117,9 +117,9 @@ class Elastic(Property):
             deformation = deformation_matrix(component, value)
             tasks.append(PropertyTask(strain_task_name(component, value),
                                       deform(atoms, deformation), task))
-            strains.append({"component": component, "value": value,
-                            "deformation": deformation.tolist()})
-        return Made(tasks=tasks, context={"strains": strains})
+            strains.append(AppliedStrain(component=component, value=value,
+                                         deformation=deformation.tolist()))
+        return Made(tasks, ElasticContext(params=params, strains=strains))
 
     def count_tasks(self, atoms: Atoms, params: ElasticParams) -> int:
         return 1 + len(strain_set(params))  # the reference and every strain; no pymatgen

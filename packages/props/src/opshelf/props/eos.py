@@ -123,8 +123,8 @@ class Eos(Property):
             scaled = atoms.copy()
             scaled.set_cell(atoms.cell[:] * ratio ** (1 / 3), scale_atoms=True)
             tasks.append(PropertyTask(eos_task_name(index), scaled, task))
-        return Made(tasks=tasks, context={"volume_ratios": ratios.tolist(),
-                                          "cubic_cell": cubic_lattice_constant(atoms) is not None})
+        return Made(tasks, EosContext(params=params, volume_ratios=ratios.tolist(),
+                                      cubic_cell=cubic_lattice_constant(atoms) is not None))
 
     def post(self, context: EosContext, outcomes: Mapping[str, Outcome],
              params: EosParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:

@@ -74,9 +74,7 @@ def make_property(prop: Property, params: Any, atoms: Atoms, engine: Engine, tas
     import ase.io  # lazily, as every ase import of the package
 
     ase.io.write(context_dir / STRUCTURE_FILE, atoms, format="extxyz")
-    context = prop.Context(type=prop.type, params=params,
-                           task_names=[t.name for t in made.tasks], **made.context)
-    (context_dir / CONTEXT_FILE).write_text(context.model_dump_json(indent=1))
+    (context_dir / CONTEXT_FILE).write_text(made.context.model_dump_json(indent=1))
     for name, text in made.files.items():
         (context_dir / name).write_text(text)
     packed = n_batches(engine, len(made.tasks)) == 1 and len(made.tasks) > 1

@@ -127,7 +127,8 @@ class Phonon(Property):
         tasks = [PropertyTask(f"phonon-disp-{i:03d}", to_ase(cell), Task())
                  for i, cell in enumerate(phonon.supercells_with_displacements)]
 
-        return Made(tasks=tasks, files={PHONOPY_FILE: _phonopy_yaml(phonon)})
+        return Made(tasks, PhononContext(params=params),
+                    files={PHONOPY_FILE: _phonopy_yaml(phonon)})
 
     def post(self, context: PhononContext, outcomes: Mapping[str, Outcome],
              params: PhononParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:

@@ -56,8 +56,8 @@ class Relax(Property):
             fmax_eV_per_A=params.fmax_eV_per_A, max_steps=params.max_steps,
             relax_positions=params.relax_positions, relax_cell=params.relax_cell,
             relax_volume_only=params.relax_volume_only, pressure_GPa=params.pressure_GPa)
-        return Made(tasks=[PropertyTask("relax", atoms.copy(),
-                                        Task(kind=TaskKind.RELAX, relax=options))])
+        task = Task(kind=TaskKind.RELAX, relax=options)
+        return Made([PropertyTask("relax", atoms.copy(), task)], RelaxContext(params=params))
 
     def post(self, context: RelaxContext, outcomes: Mapping[str, Outcome],
              params: RelaxParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:

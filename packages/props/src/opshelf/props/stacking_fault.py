@@ -204,9 +204,9 @@ class StackingFault(Property):
         tasks = [PropertyTask(f"gsfe-{i:03d}", shifted(cell, axis, f, z_split), task)
                  for i, f in enumerate(fractions)]
         area = float(np.linalg.norm(np.cross(cell.cell[0], cell.cell[1])))
-        return Made(tasks=tasks, context={
-            "slip_system": system, "fractions": fractions.tolist(), "area_A2": area,
-            "slip_length_A": float(cell.cell.lengths()[axis]), "n_atoms": len(cell)})
+        return Made(tasks, StackingFaultContext(
+            params=params, slip_system=system, fractions=fractions.tolist(), area_A2=area,
+            slip_length_A=float(cell.cell.lengths()[axis]), n_atoms=len(cell)))
 
     def post(self, context: StackingFaultContext, outcomes: Mapping[str, Outcome],
              params: StackingFaultParams, context_dir: Path, out_dir: Path) -> dict[str, Any]:

@@ -138,9 +138,9 @@ class Surface(Property):
         for hkl, slab in make_slabs(atoms, params).items():
             name = f"surface-{miller_label(hkl)}"
             tasks.append(PropertyTask(name, as_ase(slab), slab_task))
-            surfaces.append({"task": name, "miller_index": list(hkl),
-                             "area_A2": float(slab.surface_area), "n_atoms": len(slab)})
-        return Made(tasks=tasks, context={"surfaces": surfaces})
+            surfaces.append(Slab(task=name, miller_index=list(hkl),
+                                 area_A2=float(slab.surface_area), n_atoms=len(slab)))
+        return Made(tasks, SurfaceContext(params=params, surfaces=surfaces))
 
     def count_tasks(self, atoms: Atoms, params: SurfaceParams) -> int:
         # the bulk and one slab per index, without building the slabs (seconds at index 2)
