@@ -18,11 +18,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from opshelf.core.engine import TASK_FILE, EngineResult, TaskFailed, read_task
-from opshelf.core.errors import CommandError, MissingInputError
-from opshelf.core.ops.labelling import REPORT_FILE, TaskReport, run_task_report
+from opshelf.core.engine import TASK_FILE, read_task
+from opshelf.core.errors import MissingInputError
+from opshelf.core.ops.labelling import REPORT_FILE, TaskReport, outcome_report, run_task_report
 
 #: a packed batch's copies of its task dirs while they run (removed afterwards)
 SCRATCH_DIR = ".packed"
@@ -77,34 +75,10 @@ def run_batch(batch: Path, run_root: Path, labelled_root: Path) -> list[TaskRepo
         if work_dir.exists():
             shutil.rmtree(work_dir)
         shutil.move(scratch / path.name, work_dir)
-        reports.append(_record(path.name, outcome, labelled_root / path.name, wall))
+        report = outcome_report(path.name, outcome, labelled_root / path.name)
+        report.wall_s = wall
+        report.write(labelled_root / path.name)
+        reports.append(report)
     shutil.rmtree(scratch)
     return reports
 
-
-def _record(name: str, outcome: EngineResult | TaskFailed | CommandError, labelled_dir: Path,
-            wall_s: float) -> TaskReport:
-    """One packed task's labelled frames and report, as core's `run_task_report` writes
-    them (a TaskFailed or CommandError is a failed report)."""
-    if labelled_dir.exists():
-        shutil.rmtree(labelled_dir)
-    labelled_dir.mkdir(parents=True)
-    report = TaskReport(task=name, status="succeeded", reason="", log_tail="", n_frames=0)
-    if isinstance(outcome, CommandError):
-        report = report.model_copy(update={
-            "status": "failed", "reason": outcome.message, "log_tail": outcome.log_tail,
-            "returncode": outcome.returncode, "timed_out": outcome.timed_out})
-    elif isinstance(outcome, TaskFailed):
-        report = report.model_copy(update={"status": "failed", "reason": outcome.reason,
-                                           "log_tail": outcome.log_tail})
-    else:
-        system = outcome.system
-        system.to("deepmd/npy", str(labelled_dir))
-        report = report.model_copy(update={
-            "n_frames": system.get_nframes(), "info": outcome.info,
-            "energy_eV_per_atom": [float(e) / system.get_natoms() for e in system["energies"]],
-            "max_force_eV_per_A": [float(np.linalg.norm(f, axis=1).max())
-                                   for f in system["forces"]]})
-    report.wall_s = wall_s
-    report.write(labelled_dir)
-    return report

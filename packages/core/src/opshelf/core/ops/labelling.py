@@ -32,7 +32,15 @@ import dpdata
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from opshelf.core.engine import TASK_FILE, Engine, Task, TaskFailed, read_task, write_task
+from opshelf.core.engine import (
+    TASK_FILE,
+    Engine,
+    EngineResult,
+    Task,
+    TaskFailed,
+    read_task,
+    write_task,
+)
 from opshelf.core.errors import CommandError, ConfigError, MissingInputError
 
 #: Written into every labelled-data dir, success or failure: the record of the task.
@@ -263,21 +271,35 @@ def _run_attempt(loaded: tuple[Engine, Task, dpdata.System], task_dir: Path, wor
     # A copy, not the task dir itself: in dflow's local mode an input artifact may be a
     # link into the previous step's outputs, which a run must not modify.
     shutil.copytree(task_dir, work_dir, symlinks=False)
-    if labelled_dir.exists():  # nothing of a killed attempt's labels
+    outcome: EngineResult | TaskFailed | CommandError
+    try:
+        outcome = engine.run(work_dir, task, frame)
+    except (TaskFailed, CommandError) as exc:
+        outcome = exc
+    return outcome_report(name, outcome, labelled_dir)
+
+
+def outcome_report(name: str, outcome: EngineResult | TaskFailed | CommandError,
+                   labelled_dir: Path) -> TaskReport:
+    """The report of one engine run from what it gave (`Engine.run`'s result or the error
+    it raised; `Engine.run_many` returns either in each task's place): a TaskFailed or
+    CommandError is a failed report with its reason and log tail, labels with an absurd
+    force (`absurd_label_reason`) too. Good labels are written as deepmd/npy into
+    `labelled_dir`, emptied first. The report itself is not written (the caller adds
+    `wall_s`, attempts, ... and writes it)."""
+    if labelled_dir.exists():  # nothing of an earlier attempt's labels
         shutil.rmtree(labelled_dir)
     labelled_dir.mkdir(parents=True)
     report = TaskReport(task=name, status="succeeded", reason="", log_tail="", n_frames=0)
-    try:
-        result = engine.run(work_dir, task, frame)
-    except TaskFailed as exc:
-        return report.model_copy(update={"status": "failed", "reason": exc.reason,
-                                         "log_tail": exc.log_tail})
-    except CommandError as exc:
+    if isinstance(outcome, TaskFailed):
+        return report.model_copy(update={"status": "failed", "reason": outcome.reason,
+                                         "log_tail": outcome.log_tail})
+    if isinstance(outcome, CommandError):
         return report.model_copy(update={
-            "status": "failed", "reason": exc.message, "log_tail": exc.log_tail,
-            "returncode": exc.returncode, "timed_out": exc.timed_out})
-    system = result.system
-    labels = {"n_frames": system.get_nframes(), "info": result.info,
+            "status": "failed", "reason": outcome.message, "log_tail": outcome.log_tail,
+            "returncode": outcome.returncode, "timed_out": outcome.timed_out})
+    system = outcome.system
+    labels = {"n_frames": system.get_nframes(), "info": outcome.info,
               "energy_eV_per_atom": [float(e) / system.get_natoms() for e in system["energies"]],
               "max_force_eV_per_A": [float(np.linalg.norm(f, axis=1).max())
                                      for f in system["forces"]]}
