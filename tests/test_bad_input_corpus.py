@@ -327,6 +327,13 @@ def other_cases() -> list[Case]:
         Case("import-dpgen2-output-is-input", lambda f: [
             "cl", "import-dpgen2", str(_write(f / "in.json", b'{"inputs": {}}')), "-o",
             str(f / "in.json")], ("in.json",)),
+        Case("run-env-reference-unset", lambda f: _with_machine(f, {"password": {
+            "env": "OPSHELF_CORPUS_NEVER_SET"}}), ("remote_profile.password",
+                                                   "OPSHELF_CORPUS_NEVER_SET", "not set")),
+        Case("run-env-reference-not-in-remote-profile", lambda f: _with_machine(
+            f, {}, resources={"envs": {"HF_TOKEN": {"env": "HOME"}}}), ("resources.envs",)),
+        Case("run-env-reference-bad-name", lambda f: _with_machine(f, {"password": {
+            "env": "1 x"}}), ("remote_profile.password", "no environment variable name")),
         Case("import-dpgen2-no-sections", lambda f: [
             "cl", "import-dpgen2", str(_write(f / "in.json", b'{"name": "x"}'))],
             ("inputs", "in.json")),
@@ -354,6 +361,16 @@ def other_cases() -> list[Case]:
             ("empty.xyz", "volume")),
     ]
     return cases
+
+
+def _with_machine(folder: Path, profile: dict[str, Any],
+                  resources: dict[str, Any] | None = None) -> list[str]:
+    """`run label` with a dispatcher machine whose remote_profile is `profile`."""
+    machine = {"batch_type": "Shell", "context_type": "LocalContext",
+               "remote_root": str(folder / "remote"), "remote_profile": profile}
+    executor = {"kind": "dispatcher", "machine": machine, "resources": resources or {}}
+    path = _config("label", folder, _setter("steps", {"run-task": {"executor": executor}}))
+    return ["run", "label", str(path), "--runs-dir", str(folder / "runs")]
 
 
 _XYZ = ('2\nLattice="{cell}" Properties=species:S:1:pos:R:3 pbc="T T T"\n{atoms}\n')

@@ -116,3 +116,59 @@ def test_an_export_writes_no_credential(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "wf.yaml").is_file()
     assert any((tmp_path / "out" / "wf.inputs").rglob("*.tgz"))  # staged inputs searched too
     assert leaks(tmp_path) == []
+
+
+def test_a_password_by_reference_reaches_the_submission_and_no_file(tmp_path: Path) -> None:
+    """`remote_profile.password: {env: NAME}`: the dispatcher step reads NAME from its own
+    environment, in memory. A LocalContext takes (and ignores) a password, and dpdispatcher
+    writes its remote_profile into the submission records it keeps (the remote `<hash>.json`,
+    the recovery record under ~/.dpdispatcher): they must show the reference, not the value."""
+    name, value = "OPSHELF_TEST_SLURM_PASSWORD", "slurm-pw-opshelf-plant-d2e8"
+    captured = tmp_path / "captured"
+    wrapper = tmp_path / "python-capturing"
+    wrapper.write_text(f"#!/bin/sh\nmkdir -p {captured}/$$ && cp -r \"$PWD/..\" {captured}/$$/\n"
+                       f"exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    machine = {"batch_type": "Shell", "context_type": "LocalContext",
+               "remote_root": str(tmp_path / "remote"), "remote_profile": {"password": {"env": name}}}
+    (tmp_path / "remote").mkdir()
+    config = {**LABEL, "steps": {"run-task": {"executor": {
+        "kind": "dispatcher", "machine": machine, "poll_interval_s": 0.5,
+        "python": str(wrapper)}}}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+    records = Path.home() / ".dpdispatcher" / "submission"
+    before = set(records.glob("*.json")) if records.is_dir() else set()
+    env = {**os.environ, name: value, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "opshelf.core.cli", "run", "label", "cfg.yaml",
+                           "--runs-dir", "runs", "--no-progress"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    files = contents(tmp_path)
+    if records.is_dir():  # records of this run still there (dpdispatcher removes them when done)
+        files.update({str(p): p.read_bytes() for p in set(records.glob("*.json")) - before})
+    assert not [where for where, data in files.items() if value.encode() in data]
+    assert value not in done.stdout + done.stderr
+    # dpdispatcher did write the machine's remote_profile, showing the reference
+    submissions = [data for where, data in files.items()
+                   if where.startswith(str(captured)) and where.endswith(".json")
+                   and b'"remote_profile"' in data]
+    assert submissions and all(f"<env:{name}>".encode() in data for data in submissions)
+
+
+def test_a_reference_to_an_unset_variable_stops_the_run_before_any_work(tmp_path: Path) -> None:
+    machine = {"batch_type": "Shell", "context_type": "LocalContext",
+               "remote_root": str(tmp_path / "remote"),
+               "remote_profile": {"password": {"env": "OPSHELF_TEST_UNSET_PW"}}}
+    config = {**LABEL, "steps": {"run-task": {"executor": {"kind": "dispatcher",
+                                                           "machine": machine}}}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if k != "OPSHELF_TEST_UNSET_PW"}
+    done = subprocess.run([sys.executable, "-m", "opshelf.core.cli", "run", "label", "cfg.yaml",
+                           "--runs-dir", "runs"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "remote_profile.password" in lines[0] and "OPSHELF_TEST_UNSET_PW" in lines[0]
+    assert "not set" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]

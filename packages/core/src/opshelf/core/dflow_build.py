@@ -32,6 +32,7 @@ from opshelf.core.errors import ConfigError
 from opshelf.core.execution import ArgoExecutor, DispatcherExecutor, Mode, StepExecution
 from opshelf.core.images import image_for
 from opshelf.core.keys import StepKey
+from opshelf.core.secrets import RESOLVE_MACHINE_SOURCE
 
 if TYPE_CHECKING:
     from dflow import Workflow
@@ -188,7 +189,16 @@ class PolledDispatcherExecutor(_DflowDispatcherExecutor):
                 f"retries={self.transient_retries!r}, "
                 f"transient={TRANSIENT_SCHEDULER_ERRORS!r})\n")
         head, tail = script.split(call)
-        rendered.script = head + "\n" + _RUN_SUBMISSION_SOURCE + ours + tail
+        script = head + "\n" + _RUN_SUBMISSION_SOURCE + ours + tail
+        # remote_profile's {env: NAME} references are read in the step's memory only
+        load = "\nmachine = Machine.load_from_dict(json.loads("
+        if script.count(load) != 1:
+            raise RuntimeError("dflow's dispatcher script no longer builds its Machine with "
+                               "Machine.load_from_dict(json.loads(...)): update "
+                               "PolledDispatcherExecutor")
+        head, tail = script.split(load)
+        rendered.script = (head + "\n" + RESOLVE_MACHINE_SOURCE
+                           + "\nmachine = _opshelf_machine(json.loads(" + tail)
         return rendered
 
 

@@ -27,7 +27,7 @@ from opshelf.core.execution import Mode
 from opshelf.core.local.progress import RunProgress, fmt_elapsed
 from opshelf.core.local.runs import format_counts, live_phases, status_table_ref
 from opshelf.core.rundir import FINISHED, RunDir, RunRecord, phase_counts
-from opshelf.core.secrets import refuse_config_credentials
+from opshelf.core.secrets import check_env_references, refuse_config_credentials
 from opshelf.core.workflow import BuildContext, resolve_workflow
 
 #: seconds between two looks at the driver and the steps while watching a run
@@ -58,6 +58,7 @@ def create_run(
         raise MissingInputError(f"config file not found: {config_file}")
     config = plugin.load_config(config_file)
     refuse_config_credentials(config.model_dump(mode="json"), config_file)
+    check_env_references(config.model_dump(mode="json"), config_file)
     path = RunDir.new_path(Path(runs_root), plugin.name, name)
     ctx = BuildContext(run_dir=path.resolve(), config_dir=config_file.resolve().parent,
                        mode="local", workflow_id=path.name)
