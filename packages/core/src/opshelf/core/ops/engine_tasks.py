@@ -15,6 +15,7 @@ import dpdata
 from dflow.python import OP, OPIO, Artifact, BigParameter, FatalError, OPIOSign, Parameter
 
 from opshelf.core.config import validate_into
+from opshelf.core.energy_reference import EnergyReference
 from opshelf.core.engine import Engine, EngineSpec, Task, load_engine
 from opshelf.core.ops.labelling import (
     SuccessRatioTooLow,
@@ -106,6 +107,8 @@ class CollectLabels(OP):
             "labeled_data": Artifact(List[Path]),
             "type_map": Parameter(List[str], default=[]),
             "min_success_ratio": Parameter(float, default=1.0),
+            # an EnergyReference as a dict ({}: none): labels that stray from it are failed
+            "energy_reference": Parameter(dict, default={}),
         })
 
     @classmethod
@@ -122,10 +125,13 @@ class CollectLabels(OP):
         ratio = float(ip["min_success_ratio"])
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"min_success_ratio must lie in [0, 1], got {ratio}")
+        reference = (validate_into(EnergyReference, ip["energy_reference"],
+                                   where="energy_reference") if ip["energy_reference"] else None)
         out = Path("collected")
         try:
             summary = collect_labels([Path(p) for p in ip["labeled_data"]], out,
-                                     type_map=ip["type_map"], min_success_ratio=ratio)
+                                     type_map=ip["type_map"], min_success_ratio=ratio,
+                                     energy_reference=reference)
         except SuccessRatioTooLow as exc:
             raise FatalError(f"{exc} (in {out.resolve()})") from exc
         return OPIO({"data": out / "data", "failures": out / "failures.json",

@@ -32,6 +32,7 @@ import dpdata
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from opshelf.core.energy_reference import EnergyReference, absurd_energy_reason
 from opshelf.core.engine import (
     TASK_FILE,
     Engine,
@@ -380,9 +381,12 @@ def collect_labels(
     *,
     type_map: Sequence[str] | None = None,
     min_success_ratio: float = 1.0,
+    energy_reference: EnergyReference | None = None,
 ) -> dict[str, Any]:
     """Merge every task's labelled data into `out_dir/data` (deepmd/npy, one folder per
     formula), list failed tasks in `out_dir/failures.json`, write `out_dir/summary.json`.
+    With an `energy_reference`, a task whose labels stray from it (`absurd_energy_reason`)
+    is a failed task: listed with the reason, not merged.
 
     Raises SuccessRatioTooLow after writing all of that when fewer than
     `min_success_ratio` of the tasks succeeded.
@@ -392,9 +396,14 @@ def collect_labels(
     reports: list[TaskReport] = []
     for path in labelled_dirs:
         report = TaskReport.read(Path(path))
+        system = dpdata.LabeledSystem(str(path), fmt="deepmd/npy") if report.ok else None
+        absurd = (absurd_energy_reason(system, energy_reference)
+                  if system is not None and energy_reference is not None else None)
+        if absurd is not None:  # recorded as a failure: never merged, never trained on
+            report, system = report.model_copy(update={"status": "failed", "reason": absurd}), None
         reports.append(report)
-        if report.ok:
-            multi.append(dpdata.LabeledSystem(str(path), fmt="deepmd/npy"))
+        if system is not None:
+            multi.append(system)
     reports.sort(key=lambda r: r.task)
     data_dir = out_dir / DATA_DIR
     if data_dir.exists():
