@@ -106,3 +106,20 @@ def test_the_accepted_deviation_is_bounded_and_configurable() -> None:
     for bad in (-1.0, 1.0e6, float("nan")):
         with pytest.raises(ValueError, match="max_deviation_eV_per_atom"):
             EnergyReference(per_atom_eV={"Cu": 0.0}, max_deviation_eV_per_atom=bad)
+
+
+def test_an_element_the_reference_cannot_tell_apart_is_not_judged() -> None:
+    """Reference frames all Cu3Al-like: neither element's energy is identified (a fit would
+    split the energy arbitrarily), so the fit refuses; with pure Cu frames added, Cu is
+    identified and Al is not, and an Al-holding label is not judged."""
+    mixed = bulk("Cu", "fcc", a=3.7, cubic=True)
+    mixed[0].symbol = "Al"
+    with pytest.raises(ConfigError, match="do not tell"):
+        fit_reference([_emt_labelled([mixed.copy(), mixed.copy()])])
+    reference = fit_reference([_emt_labelled([mixed.copy()]), _emt_labelled([_rattled(1)])])
+    assert sorted(reference.per_atom_eV) == ["Al", "Cu"]  # two compositions, two unknowns
+    only_cu = fit_reference([_emt_labelled([_rattled(1), _rattled(2)])])
+    assert sorted(only_cu.per_atom_eV) == ["Cu"]
+    squeezed_alloy = bulk("Cu", "fcc", a=2.6, cubic=True)
+    squeezed_alloy[0].symbol = "Al"
+    assert absurd_energy_reason(_emt_labelled([squeezed_alloy]), only_cu) is None

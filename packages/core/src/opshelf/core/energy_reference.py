@@ -8,10 +8,11 @@ composition: per-element energies fitted (least squares, E_frame = sum_e n_e mu_
 trusted frames, e.g. the initial data of a concurrent-learning run. A frame whose energy
 per atom differs from that by more than `max_deviation_eV_per_atom` is absurd.
 
-The fit gives each element its share only when the reference frames' compositions tell the
-elements apart; a composition outside their span is predicted from the least-squares
-solution of smallest norm, so give reference frames of every composition the labels hold
-(pure elements at least) when they vary.
+The fit gives an element its energy only when the reference frames' compositions tell it
+apart from the others (its unit composition lies in their span: pure frames of it, or
+compositions that vary it); an element they do not identify is left out of the reference,
+and a label holding an element the reference lacks is not judged (`absurd_energy_reason`
+returns None). Give reference frames of every element the labels hold.
 """
 
 from __future__ import annotations
@@ -62,7 +63,13 @@ def fit_reference(systems: Iterable[dpdata.LabeledSystem], *,
     counts = np.vstack([_counts(s, elements) for s in systems])
     energies = np.concatenate([np.asarray(s["energies"], dtype=float) for s in systems])
     mu, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-    return EnergyReference(per_atom_eV=dict(zip(elements, map(float, mu))),
+    rank = np.linalg.matrix_rank(counts)
+    identified = {e: float(m) for i, (e, m) in enumerate(zip(elements, mu))
+                  if np.linalg.matrix_rank(np.vstack([counts, np.eye(len(elements))[i]])) == rank}
+    if not identified:
+        raise ConfigError(f"energy reference: the frames' compositions do not tell the energy "
+                          f"of any of {elements} apart (give frames of the pure elements)")
+    return EnergyReference(per_atom_eV=identified,
                            max_deviation_eV_per_atom=max_deviation_eV_per_atom)
 
 
@@ -82,8 +89,12 @@ def energy_deviations(system: dpdata.LabeledSystem, reference: EnergyReference) 
 
 def absurd_energy_reason(system: dpdata.LabeledSystem, reference: EnergyReference) -> str | None:
     """Why a task's labels have an absurd energy (the frame furthest from the reference,
-    beyond its max_deviation_eV_per_atom), or None when none has."""
-    deviations = energy_deviations(system, reference)
+    beyond its max_deviation_eV_per_atom), or None when none has or when the labels hold an
+    element the reference has no energy for (not judged)."""
+    try:
+        deviations = energy_deviations(system, reference)
+    except ConfigError:  # an element the reference lacks: nothing to judge the energy by
+        return None
     if not len(deviations):
         return None
     frame = int(np.argmax(np.abs(deviations)))
