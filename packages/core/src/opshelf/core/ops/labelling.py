@@ -417,10 +417,23 @@ def collect_labels(
     n_tasks = len(reports)
     n_ok = n_tasks - len(failures)
     ratio = n_ok / n_tasks if n_tasks else 0.0
-    summary = {
-        "n_tasks": n_tasks,
+    summary = _label_summary(reports, multi, ratio, min_success_ratio)
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    if ratio < min_success_ratio:
+        raise SuccessRatioTooLow(
+            f"{n_ok} of {n_tasks} tasks succeeded ({ratio:.1%}), below the minimum "
+            f"{min_success_ratio:.1%}; failed tasks and reasons: {out_dir / FAILURES_FILE}")
+    return summary
+
+
+def _label_summary(reports: Sequence[TaskReport], multi: dpdata.MultiSystems, ratio: float,
+                   min_success_ratio: float) -> dict[str, Any]:
+    """summary.json of `collect_labels`: counts, the merged data's systems, every task."""
+    n_ok = sum(r.ok for r in reports)
+    return {
+        "n_tasks": len(reports),
         "n_succeeded": n_ok,
-        "n_failed": len(failures),
+        "n_failed": len(reports) - n_ok,
         "success_ratio": ratio,
         "min_success_ratio": min_success_ratio,
         "n_frames": multi.get_nframes(),
@@ -430,9 +443,3 @@ def collect_labels(
                                                     "energy_eV_per_atom", "max_force_eV_per_A")}
                   for r in reports],
     }
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
-    if ratio < min_success_ratio:
-        raise SuccessRatioTooLow(
-            f"{n_ok} of {n_tasks} tasks succeeded ({ratio:.1%}), below the minimum "
-            f"{min_success_ratio:.1%}; failed tasks and reasons: {out_dir / FAILURES_FILE}")
-    return summary
