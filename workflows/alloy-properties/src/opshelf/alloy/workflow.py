@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from ase import Atoms
     from dflow import Workflow
 
+    from opshelf.props.ops import PropertiesSteps, PropertyTemplates
+
 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.html"
@@ -231,7 +233,8 @@ class AlloyWorkflow(WorkflowPlugin[AlloyConfig]):
 
 
 def _pair_steps(config: AlloyConfig, ctx: BuildContext, spec: StructureSpec,
-                interaction: Interaction, structure_file: Path, templates: Any) -> Any:
+                interaction: Interaction, structure_file: Path, templates: PropertyTemplates
+                ) -> PropertiesSteps:
     """One structure with one interaction: opshelf-props' `PropertiesSteps` (relax when
     configured -> every property block in parallel; a failed block is recorded and the
     others go on). Outputs: every block's results folder, for the results step of an Argo
