@@ -40,7 +40,13 @@ copies one) and exists because of a failure seen on this project's machines
    when a worker frees up, while dflow's main thread already writes the outputs of the steps
    that finished: "RuntimeError: dictionary changed size during iteration", and the step
    whose call it was is marked failed without running (alloy's phonon block under load, with
-   5 parallel property blocks on 2 workers).
+   5 parallel property blocks on 2 workers). The pool of a sliced step's fan-out
+   (``dflow.step.ProcessPoolExecutor``) is the same class and gets the same treatment.
+7. A Step's ``parallel_steps`` (the per-item copies a sliced step makes when it runs) are
+   left out when the Step is copied or pickled. dflow deep-copies the parent Steps (the
+   scope) once the copies exist and hands that copy to every item's call, so each call
+   carried all N copies: 0.27 MB a call at N=100, 5.1 MB at N=1000 (5.1 GB pickled for one
+   fan-out). Only the fan-out that made them reads them, on the original Step.
 """
 
 from __future__ import annotations
@@ -275,14 +281,28 @@ def _eager_pickling_pool(base: type) -> type:
     return EagerPicklingPool
 
 
+def _step_state(self: Any) -> dict[str, Any]:
+    """A Step's state for copy and pickle, without its fan-out's per-item copies."""
+    state = dict(self.__dict__)
+    state.pop("parallel_steps", None)
+    return state
+
+
+setattr(_step_state, _PATCHED_MARK, True)
+
+
 def apply() -> None:
     """Patch dflow's Step in this process (and in processes forked from it)."""
+    import dflow.step
     import dflow.steps
     from dflow.python import PythonOPTemplate
     from dflow.step import Step
 
-    if not getattr(dflow.steps.ProcessPoolExecutor, _PATCHED_MARK, False):
-        dflow.steps.ProcessPoolExecutor = _eager_pickling_pool(dflow.steps.ProcessPoolExecutor)
+    for module in (dflow.steps, dflow.step):
+        if not getattr(module.ProcessPoolExecutor, _PATCHED_MARK, False):
+            module.ProcessPoolExecutor = _eager_pickling_pool(module.ProcessPoolExecutor)
+    if not getattr(getattr(Step, "__getstate__", None), _PATCHED_MARK, False):
+        Step.__getstate__ = _step_state
 
     if not getattr(PythonOPTemplate.render_script, _PATCHED_MARK, False):
         PythonOPTemplate.render_script = _wrap_render_script(PythonOPTemplate.render_script)
