@@ -161,6 +161,10 @@ def test_sigkill_then_resume_runs_no_succeeded_step_again(tmp_path: Path, point:
     assert record.status == "succeeded"
     # the launcher saw its driver die by SIGKILL and recorded it
     assert [(a.exit, a.resume) for a in record.attempts] == [(137, False), (0, True)]
+    # the resume started its fork server before building the workflow, and used it
+    driver_log = run.log_path.read_text()
+    assert "started before the build" in driver_log
+    assert "starting another" not in driver_log
 
 
 def test_rerun_runs_only_the_steps_whose_inputs_changed(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ its key when it has one) holding ``phase``, ``log.txt``, inputs and outputs.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -40,6 +41,9 @@ FINAL_PHASES = ("Succeeded", "Failed")
 #: Set to "0" to run every step in a fresh interpreter instead of forking it from the
 #: run's fork server (e.g. for an OP library that must not be imported before a fork).
 FORKSERVER_SWITCH_ENV = "OPSHELF_LOCAL_FORKSERVER"
+#: In the run's workdir: the modules its last fork server preloaded (JSON list), so that a
+#: resume can start the next one before it has built the workflow (`prestart_forkserver`)
+FORKSERVER_MODULES_FILE = "forkserver.modules.json"
 
 
 # ----------------------------------------------------------------------------- state
@@ -210,11 +214,12 @@ class ForkServerProcess:
     """The fork server of one run, as seen from the driver."""
 
     def __init__(self, proc: subprocess.Popen[bytes], socket_path: str, sock_dir: str | None,
-                 log_path: Path) -> None:
+                 log_path: Path, modules: list[str] | None = None) -> None:
         self.proc = proc
         self.socket_path = socket_path
         self._sock_dir = sock_dir
         self.log_path = log_path
+        self.modules = list(modules or [])
 
     @classmethod
     def start(cls, modules: list[str], log_path: Path, env: Mapping[str, str]
@@ -249,7 +254,8 @@ class ForkServerProcess:
             )
         finally:
             log.close()
-        return cls(proc, socket_path, sock_dir, log_path)
+        log_path.with_name(FORKSERVER_MODULES_FILE).write_text(json.dumps(modules))
+        return cls(proc, socket_path, sock_dir, log_path, modules)
 
     def ready(self) -> ForkServerProcess | None:
         """Wait until it serves: itself, or None (after a logged warning) when it cannot."""
@@ -449,9 +455,58 @@ def _prepare_resume(wfdir: Path) -> None:
     pid_file.write_text(str(_pid_never_used()))
 
 
+def _step_env() -> dict[str, str]:
+    """What a step's environment adds to ours (the fork server's too)."""
+    return {
+        "PATH": patches.step_path(os.environ.get("PATH")),
+        SYSPATH_ENV: os.pathsep.join(_extra_sys_path()),
+    }
+
+
+def prestart_forkserver(workdir: str | os.PathLike[str]) -> ForkServerProcess | None:
+    """Start the fork server of a run being resumed, with the modules its last server
+    preloaded, before the workflow is built: its imports (1-4 s) overlap the driver's own
+    imports and build instead of following them. Give it to `run_locally`, which uses it
+    when the built workflow wants the same modules and otherwise replaces it. None when
+    the run never started a server or the fork server is switched off."""
+    record = Path(workdir) / FORKSERVER_MODULES_FILE
+    if os.environ.get(FORKSERVER_SWITCH_ENV, "1") == "0" or not record.is_file():
+        return None
+    try:
+        modules = json.loads(record.read_text())
+    except ValueError as exc:
+        logger.warning("ignoring %s (%r): the fork server starts after the build", record, exc)
+        return None
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        logger.warning("ignoring %s (not a list of module names)", record)
+        return None
+    return ForkServerProcess.launch(modules, Path(workdir) / "forkserver.log",
+                                    {**os.environ, **_step_env()})
+
+
+def _forkserver_for(workflow: Workflow, workdir: Path, step_env: Mapping[str, str],
+                    started: ForkServerProcess | None) -> ForkServerProcess | None:
+    """`started` when it preloads what `workflow` needs, else a new server (or None when
+    the fork server is switched off). Not waited for: its imports overlap dflow's start
+    (a resume's walk over the finished steps); the first steps wait for it."""
+    if os.environ.get(FORKSERVER_SWITCH_ENV, "1") == "0":
+        if started is not None:
+            started.stop()
+        return None
+    modules = preload_modules(workflow)
+    if started is not None:
+        if started.modules == modules and started.proc.poll() is None:
+            return started
+        logger.info("the fork server started early preloads other modules; starting another")
+        started.stop()
+    return ForkServerProcess.launch(modules, workdir / "forkserver.log",
+                                    {**os.environ, **step_env})
+
+
 def run_locally(workflow: Workflow, workdir: str | os.PathLike[str], *, resume: bool = False,
                 progress: ProgressCallback | None = None, copy_method: CopyMethod = "copy",
-                progress_interval_s: float = 1.0) -> str:
+                progress_interval_s: float = 1.0,
+                forkserver: ForkServerProcess | None = None) -> str:
     """Run `workflow` on this machine in dflow's debug mode; return "Succeeded" or "Failed".
 
     Steps run under this interpreter (``sys.executable``) with this venv's bin/ first on
@@ -470,9 +525,20 @@ def run_locally(workflow: Workflow, workdir: str | os.PathLike[str], *, resume: 
     interpreter instead of the fork server.
 
     `progress` is called from a helper thread with ``step_phases(...)`` every
-    `progress_interval_s` and once at the end; forks wait while it runs.
+    `progress_interval_s` and once at the end; forks wait while it runs. `forkserver`: one
+    started by `prestart_forkserver` (run_locally stops it in every case).
     """
-    workdir = Path(workdir).resolve()
+    try:
+        return _run_locally(workflow, Path(workdir).resolve(), resume, progress, copy_method,
+                            progress_interval_s, forkserver)
+    finally:
+        if forkserver is not None:
+            forkserver.stop()  # a no-op when it was used (and stopped) or replaced
+
+
+def _run_locally(workflow: Workflow, workdir: Path, resume: bool,
+                 progress: ProgressCallback | None, copy_method: CopyMethod,
+                 progress_interval_s: float, started: ForkServerProcess | None) -> str:
     workdir.mkdir(parents=True, exist_ok=True)
     if workflow.id is None:
         workflow.id = workflow.name
@@ -486,24 +552,17 @@ def run_locally(workflow: Workflow, workdir: str | os.PathLike[str], *, resume: 
     patches.apply()
     if workflow_phase(workdir, workflow.id) == "Succeeded":
         return "Succeeded"  # dflow would only say so; no need to start a server
-    step_env = {
-        "PATH": patches.step_path(os.environ.get("PATH")),
-        SYSPATH_ENV: os.pathsep.join(_extra_sys_path()),
-    }
-    server = None
-    if os.environ.get(FORKSERVER_SWITCH_ENV, "1") != "0":
-        # not waited for: its imports overlap dflow's start (a resume's walk over the
-        # finished steps); the first steps wait for it in the launcher client
-        server = ForkServerProcess.launch(preload_modules(workflow), workdir / "forkserver.log",
-                                          {**os.environ, **step_env})
+    step_env: dict[str, str] = _step_env()
+    server = _forkserver_for(workflow, workdir, step_env, started)
+    if server is not None:
         step_env[SOCKET_ENV] = server.socket_path
         step_env[STARTING_ENV] = f"{server.proc.pid}:{SERVER_START_TIMEOUT_S}"
     try:
         with _dflow_debug_config(workdir, copy_method), _environ(step_env), \
                 _progress_reporter(progress, workdir, workflow.id, progress_interval_s):
-            started = time.monotonic()
+            submitted = time.monotonic()
             workflow.submit()
-            logger.info("workflow %s ended in %.1f s", workflow.id, time.monotonic() - started)
+            logger.info("workflow %s ended in %.1f s", workflow.id, time.monotonic() - submitted)
     finally:
         if server is not None:
             server.stop()
