@@ -193,6 +193,7 @@ def value_cases() -> list[Case]:
              [{"replace": "Cu", "by": {"Au": 0.6, "Ag": 0.6}}], "by"),
             ("fp.engine", {"name": "cp2k", "settings": {"eps_scf": 1.0}}, "eps_scf"),
             ("select.trust.v_hi", 1.0e9, "v_hi"),
+            ("fp.max_energy_deviation_eV_per_atom", -1.0, "max_energy_deviation_eV_per_atom"),
         ],
         "lameval": [
             ("tasks.md.temperature_K", 1.0e9, "temperature_K"),

@@ -101,8 +101,10 @@ class PrepRunFp(FanOutSteps):
     Inputs: artifact `frames`; parameters `engine` (EngineSpec as a dict), `task`,
     `fmt`, `type_map`, `min_success_ratio`, `keep_files` (raw-file globs kept per task;
     [] = the engine's inputs and logs, ["**"] = everything), `block_id` (prefix of the
-    step keys). Outputs: artifacts `data` (deepmd/npy multi-system), `failures`,
-    `summary`, `raw_outputs` (one run dir per task); parameter `n_frames`.
+    step keys), `energy_reference` (core's EnergyReference as a dict, {} for none: labels
+    that stray from it are failed tasks). Outputs: artifacts `data` (deepmd/npy
+    multi-system), `failures`, `summary`, `raw_outputs` (one run dir per task); parameter
+    `n_frames`.
 
     `run.retries` also bounds the re-runs of a killed program (see the module doc). The OP
     classes can be replaced by subclasses (a workflow's own prep, mocked OPs in tests);
@@ -117,7 +119,7 @@ class PrepRunFp(FanOutSteps):
         declaration = FanOut(
             block_id="fp",
             parameters={"engine": REQUIRED, "task": {}, "fmt": "auto", "type_map": [],
-                        "min_success_ratio": 1.0, "keep_files": []},
+                        "min_success_ratio": 1.0, "keep_files": [], "energy_reference": {}},
             artifacts=("frames",),
             prep=Stage(STEP_PREP, prep_op, prep,
                        parameters={n: from_input(n) for n in ("fmt", "engine", "task",
@@ -133,7 +135,8 @@ class PrepRunFp(FanOutSteps):
                     output_artifacts=("labeled_data", "raw_output")),
             collect=Stage(STEP_COLLECT, collect_op, collect,
                           parameters={"type_map": from_prep("type_map"),
-                                      "min_success_ratio": from_input("min_success_ratio")},
+                                      "min_success_ratio": from_input("min_success_ratio"),
+                                      "energy_reference": from_input("energy_reference")},
                           artifacts={"labeled_data": from_run("labeled_data")}),
             output_parameters={"n_frames": from_collect("n_frames")},
             output_artifacts={**{n: from_collect(n) for n in ("data", "failures", "summary")},

@@ -18,7 +18,15 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from opshelf.core.bounds import DistanceA, DistinctNames, FrameCount, Seed, SiteFractions, StepCount
+from opshelf.core.bounds import (
+    DistanceA,
+    DistinctNames,
+    EnergyEvPerAtom,
+    FrameCount,
+    Seed,
+    SiteFractions,
+    StepCount,
+)
 from opshelf.core.config import StrictModel
 from opshelf.core.crystal import CrystalSpec
 from opshelf.core.engine import EngineSpec, Task
@@ -169,6 +177,11 @@ class FpSection(StrictModel):
     keep_files: list[str] = Field(default_factory=list, description="globs of the raw files "
                                   "kept per task ([]: the engine's inputs and logs; ['**']: "
                                   "everything)")
+    max_energy_deviation_eV_per_atom: EnergyEvPerAtom | None = Field(
+        5.0, description="a label whose energy per atom differs by more than this from what "
+        "the init data's per-element energies predict for its composition is a failed FP "
+        "task, never trained on (a squeezed or exploded cell; labels of another level of "
+        "theory than the init data); null: no such check")
 
 
 class TestSection(StrictModel):

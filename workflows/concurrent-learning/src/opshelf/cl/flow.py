@@ -109,7 +109,7 @@ class ClOps:
 
 _BLOCK_PARAMS = ("block_id", "template", "numb_models", "type_map", "train_seed", "train_config",
                  "explore", "tasks_per_batch", "select", "fp_engine", "fp_task",
-                 "min_success_ratio", "keep_files")
+                 "min_success_ratio", "keep_files", "energy_reference")
 _BLOCK_ARTS = ("init_data", "iter_data", "init_models", "confs", "test_data")
 _LOOP_PARAMS = (*_BLOCK_PARAMS, "state", "convergence", "stages_explore", "seed",
                 "max_iterations")
@@ -204,7 +204,8 @@ class ClBlock(Steps):
                                        (f"label{TEST_SUFFIX}", parts.label_test, "test_confs")):
             labels[name] = self._sub(name, template, parameters={
                 "engine": ip["fp_engine"], "task": ip["fp_task"], "fmt": "deepmd/npy",
-                **{p: ip[p] for p in ("type_map", "keep_files", "min_success_ratio")}},
+                **{p: ip[p] for p in ("type_map", "keep_files", "min_success_ratio",
+                                      "energy_reference")}},
                 artifacts={"frames": select.outputs.artifacts[frames]})
         label, label_test = labels["label"], labels[f"label{TEST_SUFFIX}"]
         collect_data = self._op(STEP_COLLECT_DATA, parts.collect_data, parameters={

@@ -7,7 +7,7 @@ steps receive into `<run>/inputs/`. Every problem is a UserError naming the file
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from opshelf.cl.config import ClConfig, ConfSource, DataSource, ExploreEngine, LatticeConfs
+from opshelf.core.energy_reference import fit_reference
 from opshelf.core.engine import EngineSpec, load_engine
 from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.md.ase_ensemble import CalculatorSpec
@@ -89,6 +90,20 @@ def write_labelled(sources: list[DataSource], type_map: list[str], base: Path, o
 def write_init_data(config: ClConfig, base: Path, out: Path) -> int:
     """Every init_data entry into `out` (deepmd/npy, one folder per formula); frames."""
     return write_labelled(config.init_data, config.type_map, base, out, "init_data")
+
+
+def init_energy_reference(config: ClConfig, systems: Iterable[Any]) -> dict[str, Any]:
+    """collect-fp's energy_reference: per-element energies fitted to the init data's
+    `systems`, with fp.max_energy_deviation_eV_per_atom ({} when that is null)."""
+    limit = config.fp.max_energy_deviation_eV_per_atom
+    if limit is None:
+        return {}
+    try:
+        reference = fit_reference(systems, max_deviation_eV_per_atom=limit)
+    except ConfigError as exc:
+        raise ConfigError(f"init_data: {exc}; or set fp.max_energy_deviation_eV_per_atom: "
+                          "null") from None
+    return reference.model_dump(mode="json")
 
 
 def lattice_confs(spec: LatticeConfs) -> list[Any]:

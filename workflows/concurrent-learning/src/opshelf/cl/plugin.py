@@ -8,13 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opshelf.cl.config import ClConfig
+from opshelf.cl.config import ClConfig, DataSource
 from opshelf.cl.flow import STEP_NAMES
 from opshelf.cl.inputs import (
     CONFS_DIR,
     INIT_DATA_DIR,
     TEST_DATA_DIR,
+    init_energy_reference,
     load_template,
+    read_labelled,
     with_models,
     write_init_data,
     write_labelled,
@@ -49,12 +51,12 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
 
     def check(self, config: ClConfig, ctx: BuildContext) -> None:
         super().check(config, ctx)
-        from opshelf.cl.inputs import read_labelled
         from opshelf.core.engine import Task, TaskKind, load_engine
         from opshelf.train.script import ensemble_scripts
 
-        for source in config.init_data:
-            read_labelled(source, ctx.config_dir, config.type_map)
+        init = [system for source in config.init_data
+                for system in read_labelled(source, ctx.config_dir, config.type_map)]
+        init_energy_reference(config, init)  # the init data identify the elements' energies
         for source in config.test.data:
             read_labelled(source, ctx.config_dir, config.type_map, "test.data")
         template = load_template(config, ctx.config_dir)
@@ -126,6 +128,8 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
             "fp_task": config.fp.task.model_dump(mode="json"),
             "min_success_ratio": config.fp.min_success_ratio,
             "keep_files": config.fp.keep_files,
+            "energy_reference": init_energy_reference(config, read_labelled(
+                DataSource(path=str(init_dir)), init_dir, config.type_map)),
             "state": state.model_dump(mode="json"),
             "convergence": [s.convergence.model_dump(mode="json")
                             for s in config.explore.stages],
