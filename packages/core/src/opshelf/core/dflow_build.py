@@ -88,6 +88,32 @@ def _opshelf_run_submission(submission, *, clean, check_interval, retry_wait, re
 
     dpd_utils.time = _CappedTime()
 
+    def cancel_jobs(signum, _frame):
+        """SIGTERM/SIGINT (`opshelf stop`, Ctrl-C, a pod's end): the scheduler's jobs of
+        this submission are cancelled (Slurm scancel, PBS qdel, LSF bkill, Shell kill)
+        before the step ends; dpdispatcher resubmits them when the run is resumed."""
+        import signal
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # one cancellation, however many signals
+        name = signal.Signals(signum).name
+        for job in submission.belonging_jobs:
+            if not job.job_id or job.job_state in (JobStatus.finished, JobStatus.failed):
+                continue
+            try:
+                submission.machine.kill(job)
+                print(f"opshelf: {name}: cancelled job {job.job_id} ({job.job_hash})",
+                      file=sys.stderr, flush=True)
+            except Exception as exc:
+                print(f"opshelf: {name}: could not cancel job {job.job_id} "
+                      f"({job.job_hash}): {type(exc).__name__}: {exc}", file=sys.stderr,
+                      flush=True)
+        raise SystemExit(128 + signum)
+
+    import signal
+    from dpdispatcher.utils.job_status import JobStatus
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, cancel_jobs)
+
     def scheduler_report():
         lines = []
         try:
@@ -162,7 +188,10 @@ class PolledDispatcherExecutor(_DflowDispatcherExecutor):
       the task's stderr.
 
     A job the scheduler ends (``scancel``, node failure) is resubmitted by dpdispatcher
-    up to the machine's ``retry_count`` times.
+    up to the machine's ``retry_count`` times. The step itself stopped (SIGTERM or SIGINT:
+    ``opshelf stop``, Ctrl-C, the end of an Argo pod) cancels its submission's unfinished
+    jobs through dpdispatcher's ``Machine.kill`` first: a stopped run leaves no job queued
+    or running on the cluster.
     """
 
     def __init__(self, *args: Any, check_interval_s: float = 2.0,

@@ -158,6 +158,7 @@ class ForkServer:
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, socket.socket] = {}
         self.parent = os.getppid()
+        self.stop_signal: int | None = None
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -165,6 +166,12 @@ class ForkServer:
     def serve(self) -> None:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # `opshelf stop` / Ctrl-C signal the whole run: shut down as when the driver
+            # closes our stdin, giving the steps time to end (a dispatcher step cancels its
+            # scheduler jobs); dying at once closed every step's launcher connection, and
+            # each launcher then SIGKILLed its step
+            signal.signal(sig, self._on_stop_signal)
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
         self.selector.register(0, selectors.EVENT_READ, "control")
@@ -183,10 +190,16 @@ class ForkServer:
                 elif key.data == "control" and not os.read(0, 4096):
                     running = False  # the driver closed our stdin: the run is over
             self._reap()
-            if os.getppid() != self.parent:
+            if self.stop_signal is not None:
+                _log(f"{signal.Signals(self.stop_signal).name} received; stopping")
+                running = False
+            elif os.getppid() != self.parent:
                 _log("the driver process is gone; stopping")
                 running = False
         self._shutdown()
+
+    def _on_stop_signal(self, signum: int, _frame: object) -> None:
+        self.stop_signal = signum
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()

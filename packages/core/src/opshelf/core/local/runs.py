@@ -239,14 +239,24 @@ def stop_run(run: RunDir, *, grace_s: float = STOP_GRACE_S) -> str:
     pgid = run.read().driver_pgid or driver.pid
     os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and run.driver_process() is not None:
+    # the driver, and every step it leaves ending (a dispatcher step cancels its jobs)
+    while time.monotonic() < deadline and (run.driver_process() is not None
+                                           or run.leftover_processes()):
         time.sleep(0.1)
-    if run.driver_process() is None and run.read().status != "running":
+    left = run.leftover_processes()
+    if run.driver_process() is None and not left and run.read().status != "running":
         return f"stopped run {run.name}; continue it with: opshelf resume {run.path}"
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    import psutil
+
+    for proc in left:  # a program in a session of its own carries the run's marker
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
     if run.read().status == "running":
         run.end_attempt(exit_code=128 + signal.SIGKILL, status="killed",
                         error=f"did not stop within {grace_s:g} s of SIGTERM: killed (opshelf stop)")
