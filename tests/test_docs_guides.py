@@ -119,7 +119,7 @@ def test_the_step_name_table_matches_the_workflows() -> None:
 
 def test_the_own_workflow_page_shows_the_tested_script() -> None:
     page = (ROOT / "docs" / "guides" / "own-workflow.md").read_text()
-    for package in ("fp", "props", "train"):  # each script is run by its package's test
+    for package in ("fp", "props", "train", "md"):  # each script is run by its package's test
         assert f'--8<-- "packages/{package}/examples/own_workflow.py"' in page
         script = (ROOT / "packages" / package / "examples" / "own_workflow.py").read_text()
         for needle in ("from dflow import", "PythonOPTemplate(", "Step(", "use_local_mode(",
