@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from train_helpers import finetune_split
 
 from opshelf.core.errors import ConfigError
 from opshelf.core.models import load_calculator
@@ -31,11 +32,7 @@ pytest.importorskip("chgnet")
 
 @pytest.fixture(scope="module")
 def finetuned(emt_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    frames = read_labelled_frames([emt_data])
-    cu = [f for f in frames if f.get_chemical_formula() == "Cu4"]
-    cu3au = [f for f in frames if f.get_chemical_formula() == "AuCu3"]
-    assert len(cu) == len(cu3au) == 20  # conftest's emt_data: 20 frames per formula
-    train, held_out = cu[:3] + cu3au[:3], cu[3:] + cu3au[3:]
+    train, held_out = finetune_split(read_labelled_frames([emt_data]))
     options = UniversalFinetune(trainer="chgnet", epochs=15, seeds=[0, 1], threads=1)
     work = tmp_path_factory.mktemp("finetune")
     result = finetune_universal(train, work, options, held_out=held_out)
@@ -53,6 +50,7 @@ def test_finetuned_chgnet_beats_the_pretrained_model_on_held_out_frames(finetune
     on_disk = json.loads((finetuned["work"] / "metrics.json").read_text())
     assert on_disk["held_out_force_rmse_eV_per_A"] == rmse
     assert on_disk["n_train_frames"] == 6 and on_disk["n_held_out_frames"] == 34
+    assert on_disk["base_model"] == "0.3.0"  # the trainer's default, recorded
 
 
 def test_the_ensemble_loads_as_an_opshelf_model_and_deviates(finetuned: dict) -> None:

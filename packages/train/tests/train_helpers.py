@@ -68,3 +68,12 @@ def label_with_emt(frames: list[Any], work: Path) -> Path:
         labelled.append(work / "labelled" / name)
     collect_labels(labelled, work / "collected", type_map=type_map)
     return work / "collected" / "data"
+
+
+def finetune_split(frames: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The fine-tuning tests' split of `emt_data`'s 40 frames: 3 Cu4 + 3 Cu3Au to train on,
+    the other 34 held out (the same split for every trainer)."""
+    cu = [f for f in frames if f.get_chemical_formula() == "Cu4"]
+    cu3au = [f for f in frames if f.get_chemical_formula() == "AuCu3"]
+    assert len(cu) == len(cu3au) == 20  # conftest's emt_data: 20 frames per formula
+    return cu[:3] + cu3au[:3], cu[3:] + cu3au[3:]

@@ -12,15 +12,14 @@ Trainer (Adam, cosine schedule, MSE); save the last model as `model.pth`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from opshelf.core.errors import MissingInputError
-from opshelf.train.universal import UniversalFinetune
+from opshelf.train.universal import UniversalFinetune, torch_device, torch_threads
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -30,27 +29,6 @@ MODEL_FILE = "model.pth"
 #: atom-convolution layer and the readout learn)
 FROZEN = ("atom_embedding", "bond_embedding", "angle_embedding", "bond_basis_expansion",
           "angle_basis_expansion", "bond_conv_layers", "angle_layers")
-
-
-def _device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def shift_energy_reference(model: Any, frames: Sequence[Atoms]) -> np.ndarray:
@@ -92,12 +70,15 @@ class ChgnetTrainer:
     """Fine-tunes CHGNet; its models load with the `chgnet-finetuned` calculator."""
 
     calculator = "chgnet-finetuned"
+    default_base_model = "0.3.0"
+    default_learning_rate = 1e-3
 
     def pretrained_calculator(self, options: UniversalFinetune) -> Any:
         from chgnet.model import CHGNet, CHGNetCalculator
 
-        device = _device(options.device)
-        model = CHGNet.load(model_name=options.base_model, use_device=device, verbose=False)
+        device = torch_device(options.device)
+        model = CHGNet.load(model_name=options.base_model or self.default_base_model,
+                            use_device=device, verbose=False)
         return CHGNetCalculator(model=model, use_device=device)
 
     def finetune(self, frames: Sequence[Atoms], work_dir: Path, options: UniversalFinetune,
@@ -107,11 +88,11 @@ class ChgnetTrainer:
         from chgnet.trainer import Trainer
 
         work_dir.mkdir(parents=True, exist_ok=True)
-        device = _device(options.device)
-        with _torch_threads(options.threads):
+        device = torch_device(options.device)
+        with torch_threads(options.threads):
             torch.manual_seed(seed)
-            model = CHGNet.load(model_name=options.base_model, use_device=device,
-                                verbose=False)
+            model = CHGNet.load(model_name=options.base_model or self.default_base_model,
+                                use_device=device, verbose=False)
             if options.shift_energy:
                 shift_energy_reference(model, frames)
             if options.freeze_embeddings:
@@ -120,7 +101,8 @@ class ChgnetTrainer:
                 model.atom_conv_layers[:-1].requires_grad_(False)
             trainer = Trainer(model=model, targets="ef", optimizer="Adam", scheduler="CosLR",
                               criterion="MSE", epochs=options.epochs,
-                              learning_rate=options.learning_rate, use_device=device,
+                              learning_rate=options.learning_rate
+                              or self.default_learning_rate, use_device=device,
                               energy_loss_ratio=options.energy_weight,
                               force_loss_ratio=options.force_weight, print_freq=10**6)
             loader = _loader(frames, options.batch_size, seed)
@@ -137,6 +119,6 @@ def chgnet_finetuned(model: str, device: str = "cpu", **kwargs: Any) -> Any:
     path = Path(model).expanduser()
     if not path.is_file():
         raise MissingInputError(f"model 'chgnet-finetuned': file not found: {model}")
-    device = _device(device)
+    device = torch_device(device)
     loaded = CHGNet.from_file(str(path))
     return CHGNetCalculator(model=loaded, use_device=device, **kwargs)
