@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,14 +52,24 @@ true
 }
 
 
-def fake_slurm(root: Path) -> dict[str, str]:
-    """The fake's bin dir first on PATH; its records in `root`."""
+@pytest.fixture
+def slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The fake's bin dir first on PATH, its records in the folder yielded; every job it
+    started and that still runs is killed afterwards (a failed test leaves none behind)."""
+    root = tmp_path / "slurm"
     bin_dir = root / "bin"
     bin_dir.mkdir(parents=True)
     for name, text in FAKE_SLURM.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_DIR": str(root)}
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM_DIR", str(root))
+    yield root
+    for job in submitted(root):
+        try:
+            os.killpg(job, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # ended (cancelled, or finished)
 
 
 def calls(root: Path) -> list[list[str]]:
@@ -89,11 +99,7 @@ def wait_for(what: str, cond: Callable[[], bool], timeout_s: float = 120.0) -> N
 
 
 def test_stop_cancels_the_slurm_jobs_of_its_steps_and_resume_resubmits(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch
-                                                                       ) -> None:
-    slurm = tmp_path / "slurm"
-    for name, value in fake_slurm(slurm).items():
-        monkeypatch.setenv(name, value)
+                                                                       slurm: Path) -> None:
     (slurm / "hold").touch()  # every job waits: the run is stopped with it queued/running
     executor = {"kind": "dispatcher", "poll_interval_s": 0.2, "retry_count": 2,
                 "machine": {"batch_type": "Slurm", "context_type": "LocalContext",
@@ -112,7 +118,8 @@ def test_stop_cancels_the_slurm_jobs_of_its_steps_and_resume_resubmits(tmp_path:
     assert res.returncode == 0, res.stderr
     run = RunDir(runs / "s1")
     try:
-        wait_for("both steps' sbatch", lambda: len(submitted(slurm)) == 2)
+        # generous: under load 20 the run took over 120 s to reach its dispatcher steps
+        wait_for("both steps' sbatch", lambda: len(submitted(slurm)) == 2, timeout_s=400)
         jobs = submitted(slurm)
         time.sleep(1.0)  # dpdispatcher records the jobs and polls them
         assert all(alive(job) for job in jobs)

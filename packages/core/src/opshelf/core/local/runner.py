@@ -5,7 +5,9 @@ so the run is one process group: Ctrl-C is forwarded to that group, and `resume`
 whatever a crashed run left behind before it relaunches. Everything a command needs to
 know about a run is in its directory (see `opshelf.core.rundir`).
 
-No dflow import here: building and running the workflow happen in the driver process.
+No dflow import here: building and running the workflow happen in the driver process. No
+pydantic either, until a command needs a config (`create_run`): `opshelf resume` and
+`opshelf stop` start without it (0.1-0.3 s a call).
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import psutil
 
 from opshelf.core.errors import MissingInputError, UserError
-from opshelf.core.execution import Mode
 from opshelf.core.local.progress import RunProgress, fmt_elapsed
 from opshelf.core.local.runs import format_counts, live_phases, status_table_ref
 from opshelf.core.rundir import FINISHED, RunDir, RunRecord, phase_counts
-from opshelf.core.secrets import check_env_references, refuse_config_credentials
-from opshelf.core.workflow import BuildContext, resolve_workflow
+
+if TYPE_CHECKING:
+    from opshelf.core.execution import Mode
+    from opshelf.core.workflow import BuildContext, WorkflowPlugin
 
 #: seconds between two looks at the driver and the steps while watching a run
 POLL_S = 0.5
@@ -36,7 +39,16 @@ POLL_S = 0.5
 STOP_GRACE_S = 10.0
 
 
+def resolve_workflow(ref: str) -> WorkflowPlugin:
+    """`opshelf.core.workflow.resolve_workflow`, imported when first needed."""
+    from opshelf.core.workflow import resolve_workflow as resolve
+
+    return resolve(ref)
+
+
 def build_context(run: RunDir, record: RunRecord, *, mode: Mode = "local") -> BuildContext:
+    from opshelf.core.workflow import BuildContext
+
     return BuildContext(run_dir=run.path, config_dir=Path(record.source_config).parent,
                         mode=mode, workflow_id=record.run_id)
 
@@ -52,6 +64,9 @@ def create_run(
     """Validate the config and the plugin's checks, then make the run directory.
 
     Nothing is written before the checks pass: a bad config leaves no run behind."""
+    from opshelf.core.secrets import check_env_references, refuse_config_credentials
+    from opshelf.core.workflow import BuildContext
+
     plugin = resolve_workflow(workflow)
     config_file = Path(config_path)
     if not config_file.is_file():
