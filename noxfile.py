@@ -6,9 +6,11 @@ Sessions are discovered from the tree, so a new package gets its session without
   (built as a wheel, like ``pip install opshelf-<pkg>``), the local packages it depends on and its
   ``test`` extra; pytest runs the package's tests/. This is the proof that a package installs alone.
 - ``integration``: every package installed (editable), pytest over the root tests/.
-- ``lint``: ruff over the repo, the layout rules, no hand-written step key (``f"{block}--{step}"``
-  outside ``opshelf.core.keys``), and import-linter with contracts generated from the packages
-  present: core <- OP packages <- workflows, siblings independent, no import cycle in a package.
+- ``lint``: ruff over the repo, the layout rules, no hand-written step key
+  (``f"{block}--{step}"``, ``"--".join``, a split or ``re`` pattern at ``--``: see
+  scripts/step_key_check.py) outside ``opshelf.core.keys``, and import-linter with contracts
+  generated from the packages present: core <- OP packages <- workflows, siblings independent,
+  no import cycle in a package.
 - ``docs`` (reference pages generated from the code, then mkdocs build --strict), ``bench``
   (benchmarks/*.py in the dev venv), ``demo`` (``./dev demo``).
 - ``build`` (every package's wheel, each installed alone in a fresh venv, every module imported),
@@ -27,7 +29,6 @@ package sources (a change reinstalls just the local packages).
 
 from __future__ import annotations
 
-import ast
 import difflib
 import hashlib
 import json
@@ -316,49 +317,6 @@ def importlinter_config() -> str:
     return "\n".join(lines) + "\n"
 
 
-#: the one module that may write step-key text (``<block>--<step>``); see its docstring
-STEP_KEY_MODULE = Path("packages/core/src/opshelf/core/keys.py")
-_KEY_SEPARATOR = "--"
-_KEY_SPLITTERS = frozenset({"split", "rsplit", "partition", "rpartition"})
-
-
-def _hand_written_keys(tree: ast.AST) -> Iterable[tuple[int, str]]:
-    """(line, what) of every f-string joining a value to ``--`` (``f"{block}--{step}"``) and
-    every split of a text at ``--``: step keys are built and parsed by core's StepKey only."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.JoinedStr):
-            parts = node.values
-            for i, part in enumerate(parts):
-                if not (isinstance(part, ast.Constant) and isinstance(part.value, str)):
-                    continue
-                before = i > 0 and part.value.startswith(_KEY_SEPARATOR)
-                # "--{name}" or " --{name}": a command-line option, not a key
-                head = part.value.removesuffix(_KEY_SEPARATOR)
-                after = (i + 1 < len(parts) and part.value.endswith(_KEY_SEPARATOR)
-                         and head != "" and not head[-1].isspace())
-                if before or after:
-                    yield node.lineno, "a step key assembled in an f-string"
-                    break
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-              and node.func.attr in _KEY_SPLITTERS and node.args
-              and isinstance(node.args[0], ast.Constant) and node.args[0].value == _KEY_SEPARATOR):
-            yield node.lineno, f"a step key parsed with .{node.func.attr}({_KEY_SEPARATOR!r})"
-
-
-def step_key_problems() -> list[str]:
-    """Hand-written step keys in the packages' sources (tests may spell out expected keys)."""
-    problems = []
-    for package in PACKAGES.values():
-        for source in sorted((package.path / "src").rglob("*.py")):
-            rel = source.relative_to(ROOT)
-            if rel == STEP_KEY_MODULE:
-                continue
-            tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(rel))
-            problems += [f"{rel.as_posix()}:{line}: {what}: use opshelf.core.keys.StepKey"
-                         for line, what in _hand_written_keys(tree)]
-    return problems
-
-
 _LINT_GROUP = group("lint")
 _LINT_ENV = environment_key([], _LINT_GROUP)
 
@@ -376,11 +334,10 @@ def lint(session: nox.Session) -> None:
         session.warn(problem)
     if LAYOUT_PROBLEMS:
         failures.append(f"{len(LAYOUT_PROBLEMS)} layout problem(s)")
-    key_problems = step_key_problems()
-    for problem in key_problems:
-        session.warn(problem)
-    if key_problems:
-        failures.append(f"{len(key_problems)} hand-written step key(s)")
+    try:  # no step key written by hand outside opshelf.core.keys
+        session.run(sys.executable, str(ROOT / "scripts" / "step_key_check.py"), external=True)
+    except nox.command.CommandFailed:
+        failures.append("hand-written step key(s)")
     config = Path(session.create_tmp()) / "importlinter.ini"
     config.write_text(importlinter_config(), encoding="utf-8")
     session.log(f"import-linter contract ({config}):\n{config.read_text(encoding='utf-8')}")
