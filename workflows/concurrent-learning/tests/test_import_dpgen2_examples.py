@@ -110,8 +110,7 @@ def test_a_string_init_data_sys_is_one_path_and_mixed_type_is_read() -> None:
 
 
 @pytest.mark.parametrize(("section", "key", "value"), [
-    ("inputs", "do_finetune", True), ("inputs", "multi_init_data", {"a": {}}),
-    ("train", "init_models_paths", ["model.pb"])])
+    ("inputs", "do_finetune", True), ("inputs", "multi_init_data", {"a": {}})])
 def test_what_opshelf_cl_lacks_is_refused_naming_the_key(section: str, key: str,
                                                          value: object) -> None:
     data = base()
@@ -143,8 +142,7 @@ def test_the_v005_flat_layout_is_read(tmp_path: Path) -> None:
 EXPECTED_REFUSALS = {
     "almg/input-v005.json": ["explore.configurations[0].concentration",
                              "explore.stages[0][0].n_sample", "fp.inputs_config.pp_files"],
-    "chno/input.json": ["inputs.mass_map", "train.init_models_paths",
-                        "explore.stages[0][0].n_sample"],
+    "chno/input.json": ["inputs.mass_map", "explore.stages[0][0].n_sample"],
 }
 
 

@@ -45,6 +45,11 @@ class InitModelOptions(StrictModel):
                                        "loss in an init-model run; the template's when unset")
     start_pref_v: Weight | None = Field(None, description="start virial prefactor of the "
                                        "loss in an init-model run; the template's when unset")
+    given_model_first: bool = Field(
+        False, description="DPGEN2's rule for its init_models_paths: a given model and no "
+        "iteration data yet (the first iteration) -> the model is used as it is, not trained "
+        "(it must be a frozen model of the backend: .pb, or .pth for pytorch); later "
+        "iterations follow `policy`. False: the policy decides in the first iteration too")
 
     @field_validator("policy")
     @classmethod

@@ -158,6 +158,8 @@ def train_model(
     finetune_options = finetune_options or FinetuneOptions()
     inputs = _checked_inputs(task_dir, init_data, iter_data, valid_data, init_model,
                              finetune_model, init_options)
+    if init_options.given_model_first and init_model is not None and not iter_data:
+        return _use_given_model(work_dir, Path(init_model), profile, inputs)
     # the backend refuses a model it cannot start from before dp runs
     mode, start_args = _start(work_dir, profile.backend,
                               init_model if inputs.use_init else None, finetune_model,
@@ -188,6 +190,32 @@ def train_model(
               "numb_steps": int(script["training"]["numb_steps"])}
     (work_dir / RECORD_FILE).write_text(json.dumps(record, indent=1))
     return _train_and_freeze(work_dir, profile, start_args, script, record)
+
+
+def _use_given_model(work_dir: Path, model: Path, profile: DpProfile,
+                     inputs: _TrainingInputs) -> dict[str, Any]:
+    """DPGEN2's skipped training (its init_models_paths): the given frozen model becomes
+    this run's model, as it is; the script, an empty learning curve, a log line, the record
+    and the metrics say so (start 'given')."""
+    frozen = profile.backend.frozen_model
+    if model.suffix != Path(frozen).suffix:
+        raise ConfigError(f"init_model {model.name!r}: a model used as it is must be a frozen "
+                          f"{Path(frozen).suffix} model for the {profile.backend.name} backend")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, work_dir / frozen)
+    script = with_data(inputs.script, inputs.train_systems, inputs.valid_systems)
+    (work_dir / SCRIPT_NAME).write_text(json.dumps(script, indent=1))
+    (work_dir / str(script["training"].get("disp_file", "lcurve.out"))).write_text(
+        "# not trained: the given model is used as it is\n")
+    (work_dir / LOG_FILE).write_text(f"given model {model} and no iteration data: used as "
+                                     "it is, not trained (DPGEN2's init_models_paths)\n")
+    record = {"mode": "given", "restarted": False, "init_model": str(model),
+              "n_train_systems": len(inputs.train_systems)}
+    (work_dir / RECORD_FILE).write_text(json.dumps(record, indent=1))
+    metrics = {"start": "given", "restarted": False, "backend": profile.backend.name,
+               "init_model": str(model)}
+    (work_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+    return metrics
 
 
 def _train_and_freeze(work_dir: Path, profile: DpProfile, start_args: list[str],

@@ -64,6 +64,18 @@ class TrainSection(StrictModel):
         "starts from the previous iteration's models (DPGEN2's init-model policy)")
     dp: DpProfile = Field(default_factory=DpProfile, description="how `dp` is started: "
                           "command, backend, threads, environment")
+    init_models: list[str] = Field(
+        default_factory=list, description="frozen models, one per ensemble member (files "
+        "relative to the config file; .pb, or .pth for the pytorch backend): the first "
+        "iteration explores with them as they are, not trained (DPGEN2's init_models_paths); "
+        "later iterations start from the previous iteration's models as init_model.policy says")
+
+    @model_validator(mode="after")
+    def _one_init_model_each(self) -> TrainSection:
+        if self.init_models and len(self.init_models) != self.numb_models:
+            raise ValueError(f"init_models: {len(self.init_models)} models for numb_models "
+                             f"{self.numb_models}; give one per ensemble member")
+        return self
 
 
 class Substitution(StrictModel):

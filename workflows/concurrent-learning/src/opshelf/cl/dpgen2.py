@@ -231,9 +231,8 @@ def _train(train: dict[str, Any], result: Dpgen2Import, paths: _Paths) -> dict[s
         section["dp"] = {"command": shlex.split(str(options.pop("command")))}
     for key in sorted(options):
         result.warn(f"train.config.{key}", "not mapped")
-    if train.get("init_models_paths"):
-        result.error("train.init_models_paths", "starting the first iteration from given "
-                     "models is not in opshelf cl's config yet")
+    if train.get("init_models_paths"):  # DPGEN2: the first iteration uses them, untrained
+        section["init_models"] = [paths(m) for m in train["init_models_paths"]]
     for key in sorted(set(train) - {"type", "template_script", "numb_models", "config",
                                     "init_models_paths"}):
         result.warn(f"train.{key}", "not mapped")

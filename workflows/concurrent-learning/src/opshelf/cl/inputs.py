@@ -231,3 +231,13 @@ def load_template(config: ClConfig, base: Path) -> dict[str, Any]:
 
     data = read_mapping(path) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
     return data
+
+
+def init_model_files(config: ClConfig, base: Path) -> list[Path]:
+    """`train.init_models` resolved against the config's folder, each checked to exist."""
+    files = [resolve(model, base) for model in config.train.init_models]
+    for given, path in zip(config.train.init_models, files):
+        if not path.is_file():
+            raise MissingInputError(f"train.init_models: file not found: {given} (looked at "
+                                    f"{path})")
+    return files

@@ -15,6 +15,7 @@ from opshelf.cl.inputs import (
     INIT_DATA_DIR,
     TEST_DATA_DIR,
     init_energy_reference,
+    init_model_files,
     load_template,
     read_labelled,
     with_models,
@@ -61,6 +62,7 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
             read_labelled(source, ctx.config_dir, config.type_map, "test.data")
         template = load_template(config, ctx.config_dir)
         ensemble_scripts(template, config.train.numb_models, config.type_map)
+        init_model_files(config, ctx.config_dir)
         if self.ops is not None:
             write_stage_confs(config, ctx.config_dir, None)
             return  # mocked OPs: no engine needs to exist
@@ -120,7 +122,10 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
             "type_map": config.type_map,
             "train_config": {
                 "dp": config.train.dp.model_dump(mode="json"),
-                "init_model": config.train.init_model.model_dump(mode="json"),
+                # given models: the first iteration uses them as they are (DPGEN2)
+                "init_model": {**config.train.init_model.model_dump(mode="json"),
+                               "given_model_first": bool(config.train.init_models)
+                               or config.train.init_model.given_model_first},
                 "scaling": {"reference_frames": n_init if config.train.scale_steps else None,
                             "max_numb_steps": config.train.max_numb_steps}},
             "tasks_per_batch": config.explore.tasks_per_batch,
@@ -140,6 +145,8 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
                      "confs": upload_artifact(conf_files)}
         if config.test.data:
             artifacts["test_data"] = upload_artifact([test_dir])
+        if config.train.init_models:
+            artifacts["init_models"] = upload_artifact(init_model_files(config, ctx.config_dir))
         step = Step("cl-loop", loop, key=str(StepKey(first["block_id"], "loop")),
                     parameters=parameters, artifacts=artifacts)
         workflow = Workflow(name="cl", id=ctx.workflow_id)
