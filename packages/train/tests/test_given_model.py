@@ -61,3 +61,41 @@ def test_a_given_model_of_another_backend_is_refused(emt_data: Path, tmp_path: P
     with pytest.raises(ConfigError, match="frozen .pb model for the tensorflow backend"):
         train_model(work, work, init_data=[emt_data], init_model=given,
                     init_options=InitModelOptions(given_model_first=True))
+
+
+def test_prep_run_train_hands_model_i_to_member_i(emt_data: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """What cl's first iteration does with train.init_models, through dflow's local mode:
+    PrepRunTrain slices the uploaded models, and each member's model is its given one,
+    byte for byte (no dp runs)."""
+    from dflow import Step, Workflow, config, upload_artifact
+
+    from opshelf.core.execution import StepExecution
+    from opshelf.core.local import run_locally, use_local_mode
+    from opshelf.train.ops import PrepRunTrain
+
+    for key in ("mode", "debug_workdir"):  # restored after the test
+        monkeypatch.setitem(config, key, config[key])
+    monkeypatch.chdir(tmp_path)
+    use_local_mode(tmp_path / "dflow")
+    given = []
+    for i in range(2):
+        given.append(tmp_path / f"given-{i}" / "frozen_model.pb")
+        given[-1].parent.mkdir()
+        given[-1].write_bytes(b"model %d" % i)
+    execution = StepExecution()
+    step = Step("train", PrepRunTrain("prep-run-train", execution, execution,
+                                      numb_models_hint=2),
+                key="iter-000000--train",
+                artifacts={"init_data": upload_artifact([emt_data]),
+                           "init_models": upload_artifact(given)},
+                parameters={"template": template(), "numb_models": 2,
+                            "block_id": "iter-000000",
+                            "config": {"init_model": {"given_model_first": True},
+                                       "dp": {"command": ["no-such-dp"]}}})
+    workflow = Workflow(name="given-test", id="given-test")
+    workflow.add(step)
+    assert run_locally(workflow, tmp_path / "dflow") == "Succeeded"
+    outputs = tmp_path / "dflow" / "given-test" / "iter-000000--train" / "outputs"
+    models = sorted(Path(outputs / "artifacts" / "models").resolve().rglob("*.pb"))
+    assert [m.read_bytes() for m in models] == [b"model 0", b"model 1"]
