@@ -15,7 +15,7 @@ are wide on purpose: they catch unit mistakes and typos, not unusual science.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -37,6 +37,23 @@ def bounded(base: type, low: float, high: float, unit: str = "", *,
     schema: dict[str, Any] = {"maximum": high}
     schema["exclusiveMinimum" if low_open else "minimum"] = low
     return Annotated[base, AfterValidator(check), Field(json_schema_extra=schema)]
+
+
+def bounded_or_word(base: type, low: float, high: float, word: str, unit: str = "") -> Any:
+    """`base` within [low, high], or the string `word` (e.g. 'auto'): one error naming both
+    (a plain union would report each branch's error, the range and "should be 'auto'")."""
+    where = f"[{low:g}, {high:g}]" + (f" {unit}" if unit else "")
+
+    def check(value: Any) -> Any:
+        if value == word:
+            return value
+        if not math.isfinite(float(value)) or not low <= float(value) <= high:
+            raise ValueError(f"outside the accepted values: {word!r} or {where}")
+        return value
+
+    return Annotated[base | Literal[word],  # type: ignore[valid-type]
+                     AfterValidator(check),
+                     Field(json_schema_extra={"minimum": low, "maximum": high})]
 
 
 #: a lattice constant or cell length: Å (0.359 is a value in nm)
@@ -124,8 +141,8 @@ SmearingRy = bounded(float, 0.0, 0.5, "Ry", low_open=True)
 KSpacingPerA = bounded(float, 0.0, 10.0, "1/Å", low_open=True)
 #: a net charge of the cell or molecule: elementary charges
 ChargeE = bounded(int, -100, 100, "e")
-#: a spin multiplicity 2S+1
-Multiplicity = bounded(int, 1, 100)
+#: a spin multiplicity 2S+1, or 'auto' (dpdata's rule)
+MultiplicityOrAuto = bounded_or_word(int, 1, 100, "auto")
 #: a count of extra orbitals or other solver sizes that may be zero
 OrbitalCount = bounded(int, 0, 100_000, "orbitals")
 #: a neighbour-list skin or other small length that must be above 0: Å
@@ -160,7 +177,7 @@ def _site_fractions(value: dict[str, float]) -> dict[str, float]:
 #: element -> fraction of a host's sites it takes: each in [0, 1], together at most 1 (the
 #: host keeps the rest); a composition given in percent (25 for 0.25) is refused here
 SiteFractions = Annotated[dict[str, Fraction], AfterValidator(_site_fractions)]
-#: slices packed into one step of a fan-out
-GroupSize = bounded(int, 1, 10**6, "slices")
+#: slices packed into one step of a fan-out, or 'auto' (picked by the executor)
+GroupSizeOrAuto = bounded_or_word(int, 1, 10**6, "auto", "slices")
 #: a number of helper processes that may be zero (0: the work stays in the calling process)
 WorkerCountOrZero = bounded(int, 0, 4096, "workers")

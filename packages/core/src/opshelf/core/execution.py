@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from opshelf.core.bounds import GpuCount, GroupSize, PoolSizeOrAll, RetryCount, TimeoutS
+from opshelf.core.bounds import GpuCount, GroupSizeOrAuto, PoolSizeOrAll, RetryCount, TimeoutS
 from opshelf.core.config import StrictModel
 from opshelf.core.errors import ConfigError
 
@@ -80,18 +80,12 @@ class StepExecution(StrictModel):
                                "dispatcher (Slurm, PBS, ...) or argo")
     retries: RetryCount = Field(0, description="retries of a step that fails with a transient error")
     timeout_s: TimeoutS | None = Field(None, description="wall-time limit of one step (one slice group)")
-    group_size: GroupSize | Literal["auto"] = Field(
+    group_size: GroupSizeOrAuto = Field(
         "auto", description="slices packed into one step of a fan-out; 'auto' picks by executor "
         "(local: a few groups per CPU; elsewhere: 1)")
     pool_size: PoolSizeOrAll | None = Field(None, description="inside a group, run slices in a process pool of this size (-1: all at once)")
     continue_on_success_ratio: float | None = Field(
         None, gt=0, le=1, description="a fan-out succeeds when at least this fraction of its slices succeed")
-
-    @model_validator(mode="after")
-    def _group_size_positive(self) -> StepExecution:
-        if isinstance(self.group_size, int) and self.group_size < 1:
-            raise ValueError("group_size must be >= 1 or 'auto'")
-        return self
 
 
 class StepExecutionPatch(StrictModel):
@@ -103,7 +97,7 @@ class StepExecutionPatch(StrictModel):
                                 "transient error; unset: the default's")
     timeout_s: TimeoutS | None = Field(None, description="wall-time limit of one step (one "
                                     "slice group); unset: the default's")
-    group_size: GroupSize | Literal["auto"] | None = Field(
+    group_size: GroupSizeOrAuto | None = Field(
         None, description="slices packed into one step of a fan-out (one batch job with a "
         "dispatcher executor); unset: the default's")
     pool_size: PoolSizeOrAll | None = Field(None, description="inside a group, run slices in a process "

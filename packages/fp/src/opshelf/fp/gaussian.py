@@ -4,12 +4,12 @@ multiplicity), results are read by dpdata's `gaussian/log` reader (the last geom
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import dpdata
 from pydantic import Field
 
-from opshelf.core.bounds import ChargeE, Multiplicity, PoolSize
+from opshelf.core.bounds import ChargeE, MultiplicityOrAuto, PoolSize
 from opshelf.core.config import StrictModel
 from opshelf.core.engine import EngineResult, Task, TaskFailed, TaskKind
 from opshelf.core.errors import ConfigError
@@ -28,7 +28,7 @@ class GaussianSettings(StrictModel):
         "b3lyp/6-31g**", description="route section without '#'; 'force' is added"
     )
     charge: ChargeE = Field(0, description="total charge of the molecule")
-    multiplicity: Multiplicity | Literal["auto"] = Field(
+    multiplicity: MultiplicityOrAuto = Field(
         "auto", description="'auto': dpdata's rule (1 or 2)"
     )
     nproc: PoolSize = Field(1, description="%nproc: shared-memory processors")
