@@ -71,17 +71,22 @@ def time_status(run: Path, repeats: int) -> float:
     return statistics.median(walls)
 
 
-def steps_busy_s(run: RunDir, since: float) -> float:
-    """Seconds between `since` and now in which at least one step was running."""
-    intervals = []
+def resumed_launches(run: RunDir, since: float) -> list[tuple[float, dict]]:
+    """(end time, launcher.json record) of every step launched after `since`."""
+    out = []
     for info in run.step_phases().values():
         record = info.path / "launcher.json"
         if record.is_file() and record.stat().st_mtime >= since:
-            end = record.stat().st_mtime
-            launched = json.loads(record.read_text())
-            # a step that waited for the fork server to finish its imports did not run yet
-            intervals.append((end - launched["wall_s"] + launched.get("server_wait_s", 0.0),
-                              end))
+            out.append((record.stat().st_mtime, json.loads(record.read_text())))
+    return out
+
+
+def steps_busy_s(run: RunDir, since: float) -> float:
+    """Seconds between `since` and now in which at least one step was running."""
+    intervals = []
+    for end, launched in resumed_launches(run, since):
+        # a step that waited for the fork server to finish its imports did not run yet
+        intervals.append((end - launched["wall_s"] + launched.get("server_wait_s", 0.0), end))
     busy, reach = 0.0, since
     for start, end in sorted(intervals):
         start = max(start, reach)
@@ -92,9 +97,10 @@ def steps_busy_s(run: RunDir, since: float) -> float:
 
 
 def resume_overhead(workdir: Path, workflow: str = "label", config: Path = CONFIG,
-                    n_steps: int = N_STEPS) -> tuple[float, float, int]:
-    """(overhead s, resume wall s, steps the resume ran) of a run of `workflow` on `config`
-    (`n_steps` steps in all) killed once all but 2 of its steps succeeded."""
+                    n_steps: int = N_STEPS) -> tuple[float, float, int, float]:
+    """(overhead s, resume wall s, steps the resume ran, longest wait of one of them for
+    the fork server s) of a run of `workflow` on `config` (`n_steps` steps in all) killed
+    once all but 2 of its steps succeeded."""
     runs = workdir / "runs"
     env = {**os.environ, "OPSHELF_RUNS_DIR": str(runs)}
     run = sigkill_after_steps([*OPSHELF, "run", workflow, str(config), "--name", "bench",
@@ -108,10 +114,9 @@ def resume_overhead(workdir: Path, workflow: str = "label", config: Path = CONFI
     wall = time.perf_counter() - start
     if res.returncode != 0:
         raise SystemExit(f"resume failed ({res.returncode}):\n{res.stderr[-3000:]}")
-    ran = sum(1 for i in run.step_phases().values()
-              if (i.path / "launcher.json").is_file()
-              and (i.path / "launcher.json").stat().st_mtime >= since)
-    return wall - steps_busy_s(run, since), wall, ran
+    launches = resumed_launches(run, since)
+    server_wait = max((r.get("server_wait_s", 0.0) for _, r in launches), default=0.0)
+    return wall - steps_busy_s(run, since), wall, len(launches), server_wait
 
 
 def main() -> None:
@@ -126,8 +131,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="opshelf-bench-runs-") as tmp:
         workdir = args.workdir or Path(tmp)
-        overhead, wall, ran = resume_overhead(workdir, args.workflow, args.config, args.steps)
-        print(f"resume: {wall:.2f} s wall, {ran} step(s) run, {overhead:.2f} s of its own")
+        overhead, wall, ran, wait = resume_overhead(workdir, args.workflow, args.config,
+                                                    args.steps)
+        print(f"resume: {wall:.2f} s wall, {ran} step(s) run, {overhead:.2f} s of its own; "
+              f"a resumed step waited up to {wait:.2f} s for the fork server")
         status_s = time_status(workdir / "runs" / "bench", args.repeats)
         print(f"status of the resumed run: {status_s:.3f} s (median of {args.repeats})")
         if args.status_run is not None:
@@ -135,7 +142,8 @@ def main() -> None:
             print(f"status of {args.status_run.name}: {other:.3f} s (median of {args.repeats})")
             status_s = max(status_s, other)
     load = os.getloadavg()[0]
-    print(f"status_s={status_s:.3f} resume_overhead_s={overhead:.2f} load={load:.2f}")
+    print(f"status_s={status_s:.3f} resume_overhead_s={overhead:.2f} "
+          f"server_wait_s={wait:.2f} load={load:.2f}")
 
 
 if __name__ == "__main__":

@@ -214,12 +214,14 @@ class ForkServerProcess:
     """The fork server of one run, as seen from the driver."""
 
     def __init__(self, proc: subprocess.Popen[bytes], socket_path: str, sock_dir: str | None,
-                 log_path: Path, modules: list[str] | None = None) -> None:
+                 log_path: Path, modules: list[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.proc = proc
         self.socket_path = socket_path
         self._sock_dir = sock_dir
         self.log_path = log_path
         self.modules = list(modules or [])
+        self.env = dict(env or {})
 
     @classmethod
     def start(cls, modules: list[str], log_path: Path, env: Mapping[str, str]
@@ -255,7 +257,7 @@ class ForkServerProcess:
         finally:
             log.close()
         log_path.with_name(FORKSERVER_MODULES_FILE).write_text(json.dumps(modules))
-        return cls(proc, socket_path, sock_dir, log_path, modules)
+        return cls(proc, socket_path, sock_dir, log_path, modules, env)
 
     def ready(self) -> ForkServerProcess | None:
         """Wait until it serves: itself, or None (after a logged warning) when it cannot."""
@@ -494,13 +496,14 @@ def _forkserver_for(workflow: Workflow, workdir: Path, step_env: Mapping[str, st
             started.stop()
         return None
     modules = preload_modules(workflow)
+    env = {**os.environ, **step_env}
     if started is not None:
-        if started.modules == modules and started.proc.poll() is None:
+        if started.modules == modules and started.env == env and started.proc.poll() is None:
             return started
-        logger.info("the fork server started early preloads other modules; starting another")
+        logger.info("the fork server started early preloads other modules or has another "
+                    "environment; starting another")
         started.stop()
-    return ForkServerProcess.launch(modules, workdir / "forkserver.log",
-                                    {**os.environ, **step_env})
+    return ForkServerProcess.launch(modules, workdir / "forkserver.log", env)
 
 
 def run_locally(workflow: Workflow, workdir: str | os.PathLike[str], *, resume: bool = False,
