@@ -57,8 +57,10 @@ def test_old_layout_alloy_npt_vasp_maps_with_units() -> None:
     assert stage.convergence.max_iterations == 4 and not stage.convergence.fatal_at_max
     engine = config.fp.engine
     assert engine.name == "vasp"
-    assert engine.settings == {"incar_file": "INCAR", "kspacing_per_A": 0.25,
-                               "gamma_centered": True, "potcar_dir": "potcars",
+    # engine settings are read in the task folder: written absolute, resolved as DPGEN2
+    # resolves them (against the input's folder)
+    assert engine.settings == {"incar_file": str(FIXTURES / "INCAR"), "kspacing_per_A": 0.25,
+                               "gamma_centered": True, "potcar_dir": str(FIXTURES / "potcars"),
                                "potcar_variants": {"Mg": "Mg_pv"}}
     assert engine.profile.mpi_prefix == ["mpirun", "-np", "8"]
     assert engine.profile.command == ["vasp_std"]
@@ -88,7 +90,7 @@ def test_new_layout_files_adaptive_lower_cp2k_maps_conf_indices() -> None:
     assert first.convergence.fatal_at_max and config.max_iterations == 6
     assert config.train.template == "train.json" and config.train.init_model.policy == "yes"
     assert config.fp.engine.name == "cp2k"
-    assert config.fp.engine.settings == {"template": "cp2k.inp"}
+    assert config.fp.engine.settings == {"template": str(FIXTURES / "cp2k.inp")}
     assert config.fp.engine.profile.command == ["cp2k.psmp"]
     assert config.select.max_select == 6
     assert {"'bohrium_config'", "'step_configs'"} <= {w.split()[2].rstrip(':') for w in result.warnings}
@@ -110,7 +112,8 @@ def test_paths_are_relative_to_the_written_config(tmp_path: Path) -> None:
     ({"fp__type": "deepmd"}, "fp.type"),
     ({"fp__pp_files": {"Al": "potcars/Al/POTCAR"}}, "fp.inputs_config.pp_files"),
     ({"fp__pp_files": {"Al": "Al.pot", "Mg": "Mg.pot"}}, "fp.inputs_config.pp_files"),
-    ({"inputs__mass_map": [27.0, 40.0]}, "inputs.mass_map"),
+    ({"inputs__mass_map": [27.0]}, "inputs.mass_map"),
+    ({"inputs__mass_map": [27.0, -1]}, "inputs.mass_map"),
     ({"explore__configurations__0__concentration": [[1, 0], [0, 1]]},
      "explore.configurations[0].concentration"),
 ])
@@ -138,7 +141,7 @@ def test_gaussian_and_abacus_inputs(tmp_path: Path) -> None:
     result = import_dpgen2(data, tmp_path, tmp_path)
     assert result.errors == []
     settings = ClConfig.model_validate(result.config).fp.engine.settings
-    assert settings == {"pseudo_dir": "pp",
+    assert settings == {"pseudo_dir": str(tmp_path / "pp"),
                         "pseudopotentials": {"Al": "Al_ONCV_PBE-1.0.upf",
                                              "Mg": "Mg_ONCV_PBE-1.0.upf"},
                         "kpoints": [4, 4, 4], "ecutwfc_Ry": 60.0, "scf_thr": 1e-7,
@@ -157,7 +160,7 @@ def test_cli_writes_a_config_that_loads_and_refuses_a_cp2k_input_without_placeho
     assert done.returncode == 0, done.stderr
     assert "warning: dpgen2 key 'bohrium_config'" in done.stderr
     config = ClConfig.model_validate(yaml.safe_load(out.read_text()))
-    assert config.fp.engine.settings["template"] == "../in/cp2k.inp"
+    assert config.fp.engine.settings["template"] == str(work / "cp2k.inp")
     (work / "cp2k.inp").write_text("&FORCE_EVAL\n  &SUBSYS\n  &END SUBSYS\n&END FORCE_EVAL\n")
     out.unlink()
     done = opshelf("cl", "import-dpgen2", str(work / "cu-cp2k-new-layout.json"), "-o", str(out),

@@ -15,6 +15,7 @@ opshelf-fp's `kspacing_per_A` does.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,12 @@ class Dpgen2Import:
     config: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: files the config needs written next to it: absolute path -> text (a CP2K template
+    #: converted from fpop's @INCLUDE convention)
+    files: dict[Path, str] = field(default_factory=dict)
+    #: symbolic links the config needs: absolute link path -> absolute target (a POTCAR
+    #: library laid out as opshelf-fp reads it, over DPGEN2's per-element POTCAR files)
+    links: dict[Path, Path] = field(default_factory=dict)
 
     def warn(self, key: str, why: str) -> None:
         self.warnings.append(f"dpgen2 key {key!r}: {why}")
@@ -85,6 +92,11 @@ class _Paths:
 
     def absolute(self, path: str) -> Path:
         return self.out_dir / path
+
+    def resolved(self, path: str, prefix: str | None = None) -> str:
+        """The absolute path: engine settings are read by the engine in its task folder,
+        where a path relative to the config would not be found."""
+        return str(Path(os.path.normpath(self.absolute(self(path, prefix)))))
 
 
 #: dpgen2 v0.0.5's flat input (examples/almg/input-v005.json): key -> (section, key) of
@@ -172,15 +184,8 @@ def _inputs(inputs: dict[str, Any], config: dict[str, Any], result: Dpgen2Import
         type_map = []
     config["type_map"] = list(type_map)
     config["seed"] = 0
-    masses = inputs.get("mass_map")
-    if masses is not None:
-        from ase.data import atomic_masses, atomic_numbers
-
-        for element, mass in zip(type_map, masses):
-            standard = float(atomic_masses[atomic_numbers.get(element, 0)])
-            if abs(float(mass) - standard) > 1.0:
-                result.error("inputs.mass_map", f"{element} mass {mass} differs from the "
-                             f"standard {standard:.2f}; opshelf uses the standard masses")
+    if inputs.get("mass_map") is not None:
+        config["_mass_lines"] = _mass_lines(inputs["mass_map"], type_map, result)
     systems = inputs.get("init_data_sys")
     if isinstance(systems, str):  # DPGEN2 accepts one path as a string
         systems = [systems]
@@ -203,6 +208,21 @@ def _inputs(inputs: dict[str, Any], config: dict[str, Any], result: Dpgen2Import
                                      "init_data_prefix", "mixed_type", "do_finetune",
                                      "multi_init_data"}):
         result.warn(f"inputs.{key}", "not mapped")
+
+
+def _mass_lines(masses: Any, type_map: list[str], result: Dpgen2Import) -> list[str]:
+    """DPGEN2's mass_map (any masses, in type_map order) as LAMMPS `mass` lines: opshelf-md
+    writes the standard masses after read_data and its extra_commands after them, so these
+    lines set the masses DPGEN2 would (LAMMPS keeps the last `mass` of a type)."""
+    if not isinstance(masses, list) or len(masses) != len(type_map):
+        result.error("inputs.mass_map", f"{masses!r}: one mass (amu) per type_map element "
+                     f"({len(type_map)})")
+        return []
+    bad = [m for m in masses if not isinstance(m, int | float) or not 0 < float(m) < 1e4]
+    if bad:
+        result.error("inputs.mass_map", f"{bad}: masses are numbers in (0, 1e4) amu")
+        return []
+    return [f"mass {i} {float(m):.10g}" for i, m in enumerate(masses, 1)]
 
 
 def _train(train: dict[str, Any], result: Dpgen2Import, paths: _Paths) -> dict[str, Any]:
@@ -293,6 +313,9 @@ def _explore(explore: dict[str, Any], config: dict[str, Any], result: Dpgen2Impo
     config["select"] = select
     command = _public(explore.get("config") or {}).get("command")
     section: dict[str, Any] = {"engine": "lammps", "stages": []}
+    mass_lines = config.pop("_mass_lines", None)
+    if mass_lines:  # lmp-template groups set their own masses in their templates
+        section["settings"] = {"extra_commands": mass_lines}
     if command:
         argv = [a for a in shlex.split(str(command)) if a]
         # DPGEN2 appends '-var restart 0' for its own restart logic: not a program argument
@@ -584,7 +607,7 @@ def _fp_vasp(inputs: dict[str, Any], result: Dpgen2Import, paths: _Paths,
     where = "fp.inputs_config"
     settings: dict[str, Any] = {}
     if inputs.get("incar"):
-        settings["incar_file"] = paths(inputs["incar"])
+        settings["incar_file"] = paths.resolved(inputs["incar"])
     else:
         result.error(f"{where}.incar", "missing")
     if "kspacing" in inputs:
@@ -594,49 +617,95 @@ def _fp_vasp(inputs: dict[str, Any], result: Dpgen2Import, paths: _Paths,
             settings["kspacing_per_A"] = float(inputs["kspacing"])
     settings["gamma_centered"] = bool(inputs.get("kgamma", True))
     pp_files = inputs.get("pp_files") or {}
-    # opshelf reads POTCARs from a library: <potcar_dir>/<variant>/POTCAR
-    folders = {el: Path(paths(p)) for el, p in pp_files.items()}
-    libraries = {f.parent.parent for f in folders.values() if f.name == "POTCAR"}
-    if len(libraries) == 1 and all(f.name == "POTCAR" for f in folders.values()):
-        settings["potcar_dir"] = str(libraries.pop())
-        variants = {el: f.parent.name for el, f in folders.items() if f.parent.name != el}
-        if variants:
-            settings["potcar_variants"] = variants
-    else:
-        result.error(f"{where}.pp_files", "opshelf-fp reads POTCARs from a library laid out "
-                     "as <potcar_dir>/<element or variant>/POTCAR; these files are not "
-                     f"({sorted(str(v) for v in folders.values())}): set potcar_dir and "
-                     "potcar_variants")
     missing = sorted(set(type_map) - set(pp_files))
     if pp_files and missing:
         result.error(f"{where}.pp_files", f"no POTCAR for {missing}")
+    if pp_files:
+        settings.update(_potcar_library(pp_files, result, paths))
     for key in sorted(set(inputs) - {"incar", "kspacing", "kgamma", "pp_files"}):
         result.warn(f"{where}.{key}", "not mapped")
     return settings
 
 
+#: the folder of POTCAR links the importer makes next to the config when DPGEN2's pp_files
+#: are not laid out as a library
+POTCAR_LINKS = "dpgen2-potcars"
+
+
+def _potcar_library(pp_files: dict[str, str], result: Dpgen2Import, paths: _Paths
+                    ) -> dict[str, Any]:
+    """potcar_dir (+ potcar_variants): opshelf-fp reads <potcar_dir>/<variant>/POTCAR. Files
+    already laid out so are used in place; other per-element files (POTCAR.Al, Al/POTCAR_pv,
+    ...) get a library of links next to the config, one <element>/POTCAR each."""
+    files = {el: Path(paths.resolved(p)) for el, p in pp_files.items()}
+    absent = sorted(str(f) for f in files.values() if not f.is_file())
+    if absent:
+        result.error("fp.inputs_config.pp_files", f"not found: {absent}")
+        return {}
+    libraries = {f.parent.parent for f in files.values()}
+    if len(libraries) == 1 and all(f.name == "POTCAR" for f in files.values()):
+        variants = {el: f.parent.name for el, f in files.items() if f.parent.name != el}
+        return {"potcar_dir": str(libraries.pop()),
+                **({"potcar_variants": variants} if variants else {})}
+    library = paths.out_dir / POTCAR_LINKS
+    for element, target in files.items():
+        result.links[library / element / "POTCAR"] = target
+    result.warn("fp.inputs_config.pp_files", f"per-element POTCAR files: linked as "
+                f"{library}/<element>/POTCAR (opshelf-fp's library layout)")
+    return {"potcar_dir": str(library)}
+
+
 def _fp_cp2k(inputs: dict[str, Any], result: Dpgen2Import, paths: _Paths,
              type_map: list[str]) -> dict[str, Any]:
+    """fpop's CP2K input: `inp_file` as it is, with `@INCLUDE CELL_PARAMETER` (inside &CELL)
+    and `@INCLUDE coord.xyz` (inside &COORD) where fpop writes each frame; opshelf's cp2k
+    engine takes {{CELL}}/{{COORD}} placeholders instead, so such an input is converted into
+    a template written next to the config. An input with the placeholders is used as it is."""
     where = "fp.inputs_config"
     name = inputs.get("inp_file")
     for key in sorted(set(inputs) - {"inp_file"}):
-        result.error(f"{where}.{key}", "not mapped (opshelf's cp2k engine takes an input "
-                     "file with {{CELL}} and {{COORD}} placeholders: inp_file)")
+        result.error(f"{where}.{key}", "not mapped (fpop's cp2k input is inp_file alone)")
     if not name:
         result.error(f"{where}.inp_file", "missing")
         return {}
-    template = paths(name)
-    path = paths.absolute(template)
-    if path.is_file():
-        text = path.read_text()
-        if "{{CELL}}" not in text or "{{COORD}}" not in text:
-            result.error(f"{where}.inp_file", f"{name}: add the placeholders {{{{CELL}}}} and "
-                         "{{COORD}} inside &SUBSYS (opshelf writes each frame's cell and "
-                         "coordinates there; DPGEN2/fpop appended them)")
-    else:
-        result.warn(f"{where}.inp_file", f"{name} not found from here; it must hold "
-                    "{{CELL}} and {{COORD}} placeholders")
-    return {"template": template}
+    path = Path(paths.resolved(name))
+    if not path.is_file():
+        result.error(f"{where}.inp_file", f"not found: {path}")
+        return {}
+    text = path.read_text()
+    if "{{CELL}}" in text and "{{COORD}}" in text:
+        return {"template": str(path)}
+    converted = fpop_cp2k_template(text)
+    if converted is None:
+        result.error(f"{where}.inp_file", f"{name}: neither fpop's '@INCLUDE CELL_PARAMETER' "
+                     "in &CELL and '@INCLUDE coord.xyz' in &COORD nor opshelf's {{CELL}} and "
+                     "{{COORD}} placeholders inside &SUBSYS")
+        return {}
+    out = paths.out_dir / f"{path.stem}.opshelf{path.suffix or '.inp'}"
+    result.files[out] = converted
+    result.warn(f"{where}.inp_file", f"fpop's @INCLUDE CELL_PARAMETER / coord.xyz replaced "
+                f"by opshelf's {{{{CELL}}}} / {{{{COORD}}}} placeholders in {out}")
+    return {"template": str(out)}
+
+
+def fpop_cp2k_template(text: str) -> str | None:
+    """fpop's CP2K input -> the same with its &CELL block (`@INCLUDE CELL_PARAMETER`, and at
+    most `PERIODIC XYZ`, which opshelf's block writes too) replaced by {{CELL}} and its &COORD
+    block (`@INCLUDE coord.xyz` alone) by {{COORD}}; None when it is not that."""
+    blocks = {"CELL": ({"@INCLUDE CELL_PARAMETER", "PERIODIC XYZ"}, "@INCLUDE CELL_PARAMETER"),
+              "COORD": ({"@INCLUDE coord.xyz"}, "@INCLUDE coord.xyz")}
+    for section, (allowed, needed) in blocks.items():
+        pattern = re.compile(rf"^[ \t]*&{section}\b[^\n]*\n(.*?)^[ \t]*&END[ \t]+{section}\b"
+                             r"[^\n]*$", re.MULTILINE | re.DOTALL | re.IGNORECASE)
+        found = list(pattern.finditer(text))
+        if len(found) != 1:
+            return None
+        body = {" ".join(line.split("#", 1)[0].split()).upper()
+                for line in found[0].group(1).splitlines()} - {""}
+        if body - {a.upper() for a in allowed} or needed.upper() not in body:
+            return None
+        text = text[:found[0].start()] + "{{" + section + "}}" + text[found[0].end():]
+    return text
 
 
 def _fp_abacus(inputs: dict[str, Any], result: Dpgen2Import, paths: _Paths,
@@ -646,7 +715,7 @@ def _fp_abacus(inputs: dict[str, Any], result: Dpgen2Import, paths: _Paths,
     pp_files = inputs.get("pp_files") or {}
     if not pp_files:
         result.error(f"{where}.pp_files", "missing")
-    dirs = {str(Path(paths(p)).parent) for p in pp_files.values()}
+    dirs = {str(Path(paths.resolved(p)).parent) for p in pp_files.values()}
     if len(dirs) > 1:
         result.error(f"{where}.pp_files", f"pseudopotentials in several folders {sorted(dirs)}; "
                      "opshelf's abacus engine reads them from one pseudo_dir")
@@ -655,7 +724,7 @@ def _fp_abacus(inputs: dict[str, Any], result: Dpgen2Import, paths: _Paths,
         settings["pseudopotentials"] = {el: Path(p).name for el, p in pp_files.items()}
     orbitals = inputs.get("orb_files") or {}
     if orbitals:
-        settings["orbital_dir"] = str(Path(paths(next(iter(orbitals.values())))).parent)
+        settings["orbital_dir"] = str(Path(paths.resolved(next(iter(orbitals.values())))).parent)
         settings["orbitals"] = {el: Path(p).name for el, p in orbitals.items()}
     if inputs.get("kpt_file"):
         mesh = _abacus_kpt_mesh(paths.absolute(paths(inputs["kpt_file"])))
@@ -758,3 +827,20 @@ def finish_lattices(config: dict[str, Any], result: Dpgen2Import) -> None:
         by = {type_map[i]: float(f) for i, f in enumerate(fractions) if i != host and f > 0}
         if by:
             generate["substitutions"] = [{"replace": type_map[host], "by": by}]
+
+
+def write_import_files(files: dict[Path, str], links: dict[Path, Path]) -> None:
+    """Write the converted files and links a config needs (Dpgen2Import.files/links); an
+    existing link to the same target is kept, anything else in the way is an error."""
+    from opshelf.core.errors import UserError
+
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for link, target in links.items():
+        if link.is_symlink() and link.resolve() == target.resolve():
+            continue
+        if link.exists() or link.is_symlink():
+            raise UserError(f"{link} exists and is not a link to {target}: move it away")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target)

@@ -259,7 +259,7 @@ def import_dpgen2_command(args: argparse.Namespace) -> int:
     import yaml
     from pydantic import ValidationError
 
-    from opshelf.cl.dpgen2 import import_dpgen2
+    from opshelf.cl.dpgen2 import import_dpgen2, write_import_files
     from opshelf.core.config import read_mapping
     from opshelf.core.errors import MissingInputError, UserError
     from opshelf.core.outputs import refuse_output_over_inputs
@@ -279,6 +279,9 @@ def import_dpgen2_command(args: argparse.Namespace) -> int:
             ClConfig.model_validate(result.config)
         except ValidationError as exc:
             result.errors.append(f"the mapped config does not validate: {exc}")
+    if out is None and (result.files or result.links):
+        result.errors.append("the config needs files written next to it "
+                             f"({sorted(map(str, [*result.files, *result.links]))}): give -o")
     if result.errors:
         raise UserError(f"cannot import {source} ({len(result.errors)} problem(s), nothing "
                         "written):\n  " + "\n  ".join(result.errors))
@@ -288,6 +291,7 @@ def import_dpgen2_command(args: argparse.Namespace) -> int:
     if out is None:
         print(text, end="")
     else:
+        write_import_files(result.files, result.links)
         out.write_text(text)
         print(f"wrote {out} ({len(result.warnings)} warning(s))", file=sys.stderr)
     return 0
