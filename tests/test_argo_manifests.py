@@ -294,7 +294,8 @@ def test_a_dispatcher_step_exports_as_a_pod_that_submits_to_the_scheduler(
     # the pod runs dpdispatcher in core's image (dflow's dispatcher_image), pinned
     assert script["image"] == f"{DEFAULT_REGISTRY}/opshelf-core:{metadata.version('opshelf-core')}"
     source = script["source"]
-    machine_json = re.search(r"Machine\.load_from_dict\(json\.loads\(r'(.*?)'\)\)", source)
+    # opshelf's loader (it resolves remote_profile's {env: NAME} in memory) builds the Machine
+    machine_json = re.search(r"_opshelf_machine\(json\.loads\(r'(.*?)'\)\)", source)
     assert machine_json, "no dpdispatcher Machine in the step script"
     assert json.loads(machine_json[1])["remote_profile"]["hostname"] == "hpc.example.org"
     # opshelf's polling/retry loop replaces dflow's bare run_submission call

@@ -142,7 +142,8 @@ def cmd_export_argo(args: argparse.Namespace) -> int:
     settings = ArgoSettings(service_account=args.service_account, s3_secret=args.s3_secret,
                             image_registry=args.image_registry,
                             artifact_repository=args.artifact_repository,
-                            ssh_secret=args.ssh_secret)
+                            ssh_secret=args.ssh_secret,
+                            secret_refs=tuple(args.secret_ref or ()))
     done = export_argo(args.workflow, args.config, args.output, name=args.name,
                        settings=settings)
     print(upload_instructions(done), file=sys.stderr)
@@ -278,6 +279,10 @@ def _add_export_command(sub: argparse._SubParsersAction) -> None:
                    "(default: $OPSHELF_ARGO_ARTIFACT_REPOSITORY, else Argo's default)")
     p.add_argument("--ssh-secret", help="Kubernetes secret with the SSH key of dispatcher "
                    "steps, mounted at /etc/opshelf/ssh (default: $OPSHELF_ARGO_SSH_SECRET)")
+    p.add_argument("--secret-ref", action="append", metavar="NAME=SECRET[/KEY]",
+                   help="Kubernetes secret (and key) giving dispatcher pods the variable NAME "
+                   "of a remote_profile {env: NAME} reference; repeatable (default: secret "
+                   "opshelf-credentials, key NAME lower-cased)")
     p.set_defaults(func=cmd_export_argo)
 
 

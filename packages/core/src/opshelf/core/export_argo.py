@@ -24,6 +24,12 @@ What the manifest holds, and why:
   and its output artifact ``results`` holds the run's results.
 - ``--ssh-secret NAME`` (else OPSHELF_ARGO_SSH_SECRET): the Kubernetes secret holding the SSH
   key of dispatcher steps, mounted read-only at ``/etc/opshelf/ssh`` in their pods.
+- A dispatcher password by reference (``remote_profile.password: {env: NAME}``, also a
+  passphrase, a TOTP secret): the pods of the dispatcher steps whose machine names NAME get
+  the variable from a Kubernetes secret (``env[].valueFrom.secretKeyRef``): ``--secret-ref
+  NAME=SECRET/KEY`` (repeatable) names the secret and its key, else secret
+  ``opshelf-credentials``, key NAME lower-cased. The manifest keeps the reference; the value
+  need not be set at export time, and if it is, the export fails should it reach any file.
 - ``artifactRepositoryRef`` (CLI ``--artifact-repository CONFIGMAP[:KEY]``, else
   OPSHELF_ARGO_ARTIFACT_REPOSITORY): the artifact repository of the namespace that stores the
   steps' outputs; without it, Argo's default repository of the namespace/controller.
@@ -53,7 +59,9 @@ from opshelf.core.outputs import refuse_output_over_inputs
 from opshelf.core.secrets import (
     SECRET_ENV,
     SENSITIVE_KEYS,
+    check_env_references,
     config_credentials,
+    env_references,
     scrub_step_script,
 )
 from opshelf.core.workflow import BuildContext
@@ -68,6 +76,8 @@ SSH_KEY_DIR = "/etc/opshelf/ssh"
 #: group of the image's `opshelf` user (containers/runtime): may read the mounted keys
 IMAGE_GID = 10001
 DEFAULT_S3_SECRET = "opshelf-s3"
+#: the Kubernetes secret of a `{env: NAME}` reference that no --secret-ref names (key: name.lower())
+DEFAULT_CREDENTIALS_SECRET = "opshelf-credentials"
 #: environment variable of a step <- key in the S3 secret (dflow reads these variables)
 S3_SECRET_KEYS = {"DFLOW_S3_ACCESS_KEY": "accesskey", "DFLOW_S3_SECRET_KEY": "secretkey"}
 # dflow's own placeholders (config.py defaults): not secrets, and common words
@@ -76,7 +86,8 @@ _DFLOW_DEFAULTS = {"admin", "password"}
 
 # Kubernetes object names (RFC 1123 subdomain) and ConfigMap keys
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+_CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")  # also a Secret's data key
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REGISTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 
 
@@ -91,6 +102,8 @@ class ArgoSettings:
     artifact_repository: str | None = None
     #: Kubernetes secret with the SSH key(s) of dispatcher steps, mounted at SSH_KEY_DIR
     ssh_secret: str | None = None
+    #: "NAME=SECRET/KEY" or "NAME=SECRET": the Kubernetes secret of a `{env: NAME}` reference
+    secret_refs: tuple[str, ...] = ()
 
     def resolved(self) -> ArgoSettings:
         """Arguments over environment variables; each value checked (ConfigError names it)."""
@@ -104,7 +117,7 @@ class ArgoSettings:
             s3_secret=pick(self.s3_secret, S3_SECRET_ENV) or DEFAULT_S3_SECRET,
             image_registry=pick(self.image_registry, REGISTRY_ENV),
             artifact_repository=pick(self.artifact_repository, ARTIFACT_REPOSITORY_ENV),
-            ssh_secret=pick(self.ssh_secret, SSH_SECRET_ENV))
+            ssh_secret=pick(self.ssh_secret, SSH_SECRET_ENV), secret_refs=self.secret_refs)
         for what, value, env in (("service account", settings.service_account,
                                   "--service-account / " + SERVICE_ACCOUNT_ENV),
                                  ("S3 secret", settings.s3_secret,
@@ -119,7 +132,31 @@ class ArgoSettings:
             raise ConfigError(f"image registry {settings.image_registry!r} (--image-registry / "
                               f"{REGISTRY_ENV}): expected HOST[/PATH], e.g. registry.example.org/opshelf")
         settings.artifact_repository_ref()  # checks it
+        settings.secret_key_refs()  # checks them
         return settings
+
+    def secret_key_refs(self) -> dict[str, tuple[str, str]]:
+        """Environment variable NAME -> (secret, key) of each --secret-ref (checked)."""
+        refs: dict[str, tuple[str, str]] = {}
+        for given in self.secret_refs:
+            name, eq, target = given.partition("=")
+            secret, _, key = target.partition("/")
+            key = key or name.lower()
+            where = f"--secret-ref {given!r}"
+            if not eq or not _ENV_NAME.match(name):
+                raise ConfigError(f"{where}: expected NAME=SECRET/KEY (NAME an environment "
+                                  "variable: letters, digits, _), e.g. "
+                                  "SLURM_PASSWORD=hpc-login/password")
+            if not _K8S_NAME.match(secret):
+                raise ConfigError(f"{where}: secret {secret!r} is not a Kubernetes name "
+                                  "(lowercase letters, digits, '-', '.')")
+            if not _CONFIGMAP_KEY.match(key):
+                raise ConfigError(f"{where}: key {key!r} is not a secret key "
+                                  "(letters, digits, '-', '_', '.')")
+            if name in refs and refs[name] != (secret, key):
+                raise ConfigError(f"{where}: {name} is given twice")
+            refs[name] = (secret, key)
+        return refs
 
     def artifact_repository_ref(self) -> dict[str, str] | None:
         """Argo's ``artifactRepositoryRef`` for ``artifact_repository``, or None."""
@@ -251,6 +288,10 @@ def secret_values(user_config: Any) -> dict[str, str]:
             found[f"environment {name}"] = os.environ[name]
 
     found.update(config_credentials(user_config))
+    # a `{env: NAME}` reference travels as the reference: its value, if set here, must not
+    for where, name in env_references(user_config).items():
+        if os.environ.get(name):
+            found[f"environment {name} (config {where})"] = os.environ[name]
     return found
 
 
@@ -304,7 +345,46 @@ def _complete_s3_artifacts(node: Any, secret_name: str) -> None:
             _complete_s3_artifacts(value, secret_name)
 
 
-_MACHINE = re.compile(r"Machine\.load_from_dict\(json\.loads\(r'(?P<json>.*?)'\)\)")
+#: the dpdispatcher machine of a dispatcher step's script: dflow's own load, or the one
+#: opshelf's PolledDispatcherExecutor puts in its place (it resolves `{env: NAME}`)
+_MACHINE = re.compile(r"(?:Machine\.load_from_dict|_opshelf_machine)"
+                      r"\(json\.loads\(r'(?P<json>.*?)'\)\)")
+
+
+def _dispatcher_templates(manifest: dict[str, Any]) -> Iterator[
+        tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    """(template, its script, its dpdispatcher machine) of every pod that runs dpdispatcher."""
+    for template in _templates(manifest):
+        script = template.get("script")
+        found = _MACHINE.search(script.get("source", "")) if isinstance(script, dict) else None
+        if found:
+            yield template, script, json.loads(found.group("json"))
+
+
+def _wire_env_secrets(manifest: dict[str, Any], refs: dict[str, tuple[str, str]]) -> set[str]:
+    """Give each dispatcher pod the variables its machine's `{env: NAME}` references read,
+    from a Kubernetes secret (`refs`, else DEFAULT_CREDENTIALS_SECRET, key NAME lower-cased);
+    the names wired. A --secret-ref naming no reference of a dispatcher step is refused."""
+    from opshelf.core.secrets import env_reference
+
+    wired: set[str] = set()
+    for _template, script, machine in _dispatcher_templates(manifest):
+        names = sorted({name for value in (machine.get("remote_profile") or {}).values()
+                        if (name := env_reference(value)) is not None})
+        if not names:
+            continue
+        env = [e for e in script.get("env") or [] if e.get("name") not in names]
+        for name in names:
+            secret, key = refs.get(name, (DEFAULT_CREDENTIALS_SECRET, name.lower()))
+            env.append({"name": name,
+                        "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+        script["env"] = env
+        wired.update(names)
+    unused = sorted(set(refs) - wired)
+    if unused:
+        raise ConfigError(f"--secret-ref {', '.join(unused)}: no dispatcher step of this config "
+                          "reads it (machine.remote_profile.KEY: {env: NAME})")
+    return wired
 
 
 def _mount_ssh_secret(manifest: dict[str, Any], secret_name: str) -> None:
@@ -312,12 +392,7 @@ def _mount_ssh_secret(manifest: dict[str, Any], secret_name: str) -> None:
     dispatcher step), readable by the image's user only (group IMAGE_GID, mode 0440). An SSH
     step's ``remote_profile.key_filename`` must point there."""
     mounted = 0
-    for template in _templates(manifest):
-        script = template.get("script")
-        found = _MACHINE.search(script.get("source", "")) if isinstance(script, dict) else None
-        if not found:
-            continue
-        machine = json.loads(found.group("json"))
+    for template, script, machine in _dispatcher_templates(manifest):
         if machine.get("context_type") == "SSHContext":
             key = str((machine.get("remote_profile") or {}).get("key_filename") or "")
             if not key.startswith(SSH_KEY_DIR + "/"):
@@ -400,6 +475,7 @@ def _build_manifest(workflow_ref: str, config_path: str | Path, *, name: str | N
     ctx = BuildContext(run_dir=base, config_dir=config_file.resolve().parent, mode="argo",
                        workflow_id=wf_name)
     settings = (settings or ArgoSettings()).resolved()
+    check_env_references(config.model_dump(mode="json"), config_file, require_set=False)
     plugin.check(config, ctx)
     with use_registry(settings.image_registry), _argo_build(staging) as staged:
         from opshelf.core.dflow_build import results_step
@@ -424,13 +500,15 @@ def _build_manifest(workflow_ref: str, config_path: str | Path, *, name: str | N
         spec["artifactRepositoryRef"] = repository
     if settings.ssh_secret:
         _mount_ssh_secret(manifest, settings.ssh_secret)
+    _wire_env_secrets(manifest, settings.secret_key_refs())
     leaked = sorted({*_find_secrets(manifest, secrets), *_find_staged_secrets(staging, secrets)})
     if leaked:
         raise ConfigError(
             "refusing to export (nothing written): the manifest or its staged inputs would hold "
             f"the credential(s) of {', '.join(leaked)}. Pass credentials as environment "
             "variables from a Kubernetes secret reference, not in the config (SSH keys: "
-            "--ssh-secret; S3 keys: --s3-secret; an SSH password: sshpass -e with SSHPASS).")
+            "--ssh-secret; S3 keys: --s3-secret; a password: remote_profile.password: "
+            "{env: NAME} with --secret-ref NAME=SECRET/KEY).")
     return manifest, staged
 
 

@@ -28,7 +28,10 @@ variable is read in the memory of the process that submits the job (`RESOLVE_MAC
 put into the dispatcher step's script), and dpdispatcher's records of the submission (its
 local recovery record, the remote ``<hash>.json``) show ``<env:NAME>``. `check_env_references`
 refuses, before any work, a reference anywhere but in a dispatcher machine's
-``remote_profile`` and one whose variable is not set.
+``remote_profile`` and (for a run) one whose variable is not set. ``export-argo`` keeps the
+reference and gives each dispatcher pod that reads NAME the variable from a Kubernetes
+secret (``env[].valueFrom.secretKeyRef``; ``--secret-ref NAME=SECRET/KEY``, else secret
+``opshelf-credentials``, key NAME lower-cased: ``opshelf.core.export_argo``).
 """
 
 from __future__ import annotations
@@ -140,10 +143,13 @@ def env_references(user_config: Any) -> dict[str, str]:
 
 
 def check_env_references(user_config: Any, config_file: str | Path,
-                         environ: Mapping[str, str] | None = None) -> None:
+                         environ: Mapping[str, str] | None = None, *,
+                         require_set: bool = True) -> None:
     """ConfigError (one line, naming the key and the variable, never a value) for a reference
     `{env: NAME}` outside a dispatcher machine's remote_profile, with a malformed NAME, or
-    whose variable is unset or empty in `environ` (this process's environment)."""
+    (`require_set`: a run, which submits from here) whose variable is unset or empty in
+    `environ` (this process's environment). An export does not need the value: its pods read
+    the variable from a Kubernetes secret."""
     environ = os.environ if environ is None else environ
     for where, name in sorted(env_references(user_config).items()):
         if not _REFERENCE_PLACE.search(where):
@@ -153,7 +159,7 @@ def check_env_references(user_config: Any, config_file: str | Path,
         if not _ENV_NAME.fullmatch(name):
             raise ConfigError(f"{config_file}: {where}: {{env: {name!r}}} is no environment "
                               "variable name (letters, digits, _; not starting with a digit)")
-        if not environ.get(name):
+        if require_set and not environ.get(name):
             raise ConfigError(f"{config_file}: {where} names the environment variable {name}, "
                               "which is not set (nothing written); export it in the shell "
                               "that runs opshelf")
