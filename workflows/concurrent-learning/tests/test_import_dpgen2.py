@@ -4,10 +4,13 @@ validates; every unmappable key named, an error only when the config would be wr
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
+import ase.io
+import numpy as np
 import pytest
 import yaml
 from conftest import DATA, opshelf
@@ -39,12 +42,13 @@ def test_old_layout_alloy_npt_vasp_maps_with_units() -> None:
     assert config.train.init_model.policy == "old_data_larger_than:100"
     assert config.train.init_model.numb_steps == 500
     (stage,) = config.explore.stages
-    generate = stage.confs.generate
-    assert generate is not None
-    assert (generate.element, generate.crystal, generate.lattice_constant_A) == ("Al", "fcc", 4.1)
-    assert generate.supercell == (2, 2, 2) and generate.n_confs == 5
-    assert generate.substitutions[0].by == {"Mg": 0.25}
-    assert generate.rattle_A == 0.02
+    # DPGEN2 generates its alloy confs at submission: the import does, into a file
+    assert stage.confs.files == ["dpgen2-confs/stage-0-conf-0.extxyz"]
+    frames = ase.io.read(io.StringIO(result.files[FIXTURES / stage.confs.files[0]]), ":",
+                         format="extxyz")
+    assert len(frames) == 5 and {len(f) for f in frames} == {32}  # 2x2x2 conventional fcc
+    assert np.allclose([f.cell.lengths() for f in frames], 8.2)
+    assert set().union(*(f.get_chemical_symbols() for f in frames)) == {"Al", "Mg"}
     (group,) = stage.groups
     # units: 1 bar = 1e-4 GPa; DPGEN2's dt and tau_t are in ps (LAMMPS metal units)
     assert group.pressures_GPa == pytest.approx([1e-4, 0.1], rel=1e-12)
@@ -114,8 +118,9 @@ def test_paths_are_relative_to_the_written_config(tmp_path: Path) -> None:
     ({"fp__pp_files": {"Al": "Al.pot", "Mg": "Mg.pot"}}, "fp.inputs_config.pp_files"),
     ({"inputs__mass_map": [27.0]}, "inputs.mass_map"),
     ({"inputs__mass_map": [27.0, -1]}, "inputs.mass_map"),
-    ({"explore__configurations__0__concentration": [[1, 0], [0, 1]]},
+    ({"explore__configurations__0__concentration": [[1, 0, 0]]},
      "explore.configurations[0].concentration"),
+    ({"explore__configurations__0__lattice": ["fcc"]}, "explore.configurations[0].lattice"),
 ])
 def test_what_would_be_wrong_is_an_error_naming_the_key(changes: dict, key: str) -> None:
     result = imported("almg-vasp-old-layout.json", **changes)

@@ -120,10 +120,9 @@ def test_what_opshelf_cl_lacks_is_refused_naming_the_key(section: str, key: str,
 
 
 def test_the_v005_flat_layout_is_read(tmp_path: Path) -> None:
-    """examples/almg/input-v005.json with what opshelf cannot represent changed (one
-    composition, n_sample removed, a POTCAR library): it maps, jobs as stages."""
+    """examples/almg/input-v005.json with what opshelf cannot represent changed (n_sample
+    removed, POTCARs made): it maps, jobs as stages."""
     data = json.loads((EXAMPLES / "almg" / "input-v005.json").read_text())
-    data["sys_configs"][0]["concentration"] = [[0.5, 0.5]]
     del data["model_devi_jobs"][0]["n_sample"]
     data["fp_pp_files"] = {"Al": "potcars/Al/POTCAR", "Mg": "potcars/Mg/POTCAR"}
     for element in ("Al", "Mg"):
@@ -137,14 +136,14 @@ def test_the_v005_flat_layout_is_read(tmp_path: Path) -> None:
     assert (group.ensemble, group.n_steps, group.temperatures_K) == ("nvt", 20, [50.0, 100.0])
     assert group.n_samples == 2  # two pressures of an nvt job
     assert config.select.trust.f_lo == 0.05 and config.select.max_select == 2
-    assert stage.confs.generate.n_confs == 30 and config.train.numb_models == 4
+    assert stage.confs.files == ["dpgen2-confs/stage-0-conf-0.extxyz"]
+    assert config.train.numb_models == 4
     assert config.fp.engine.settings["incar_file"] == str(tmp_path / "vasp" / "INCAR")
 
 
 #: example -> the DPGEN2 keys its import is refused for (all of them, in order)
 EXPECTED_REFUSALS = {
-    "almg/input-v005.json": ["explore.configurations[0].concentration",
-                             "explore.stages[0][0].n_sample", "fp.inputs_config.pp_files"],
+    "almg/input-v005.json": ["explore.stages[0][0].n_sample", "fp.inputs_config.pp_files"],
     "chno/input.json": ["explore.stages[0][0].n_sample"],
 }
 

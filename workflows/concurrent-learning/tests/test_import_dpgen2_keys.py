@@ -5,6 +5,7 @@ placeholders, and engine paths that resolve from any working folder."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -184,3 +185,59 @@ def test_fpop_cp2k_includes_become_placeholders_and_the_template_is_found_anywhe
 ])
 def test_a_cp2k_input_fpop_would_run_otherwise_is_not_converted(text: str) -> None:
     assert fpop_cp2k_template(text) is None
+
+
+def generated(result: Any, name: str) -> list[Any]:
+    return ase.io.read(io.StringIO(result.files[FIXTURES / name]), ":", format="extxyz")
+
+
+def test_several_compositions_per_alloy_configuration_as_dpgen2_draws_them() -> None:
+    """examples/almg/input-v005.json: 30 fcc confs, each with one of the compositions
+    [[1, 0], [0.5, 0.5], [0, 1]] drawn at random and each atom's element drawn with its
+    weights (dpgen2/conf/alloy_conf.py); the file is the same on every import (seeded)."""
+    data = json.loads((EXAMPLES / "almg" / "input-v005.json").read_text())
+    del data["model_devi_jobs"][0]["n_sample"]
+    result = import_dpgen2(data, FIXTURES, FIXTURES)
+    assert [e for e in result.errors if "pp_files" not in e] == []
+    frames = generated(result, "dpgen2-confs/stage-0-conf-0.extxyz")
+    assert len(frames) == 30 and {len(f) for f in frames} == {32}  # 2x2x2 conventional fcc
+    mg = np.array([f.get_chemical_symbols().count("Mg") / 32 for f in frames])
+    pure = (mg == 0) | (mg == 1)
+    assert (mg == 0).any() and (mg == 1).any() and (~pure).any()
+    # a 50/50 frame: binomial(32, 0.5) Mg atoms, 0.5 +- 0.09 (1 sigma); 4 sigma bound
+    assert np.all(np.abs(mg[~pure] - 0.5) < 0.36)
+    again = import_dpgen2(json.loads((EXAMPLES / "almg" / "input-v005.json").read_text()),
+                          FIXTURES, FIXTURES)
+    assert again.files == result.files  # seeded: the same confs every time
+
+
+def test_no_concentration_is_equal_fractions_and_dpgen2s_unit_cells() -> None:
+    """concentration None: DPGEN2 weighs every element equally (not the first element
+    alone). hcp: the 2-atom cell with a = the constant; diamond: the primitive cell of
+    vectors (0, a, a)...: nearest neighbours at sqrt(3)/2 a."""
+    data = json.loads((FIXTURES / "almg-vasp-old-layout.json").read_text())
+    data["explore"]["configurations"] = [
+        {"lattice": ["fcc", 4.1], "replicate": [2, 2, 2], "numb_confs": 20},
+        {"lattice": ["hcp", 3.2], "replicate": [2, 2, 2], "numb_confs": 1},
+        {"lattice": ["diamond", 2.0], "replicate": [2, 2, 2], "numb_confs": 1,
+         "cell_pert_frac": 0.03}]
+    data["explore"]["stages"] = [[{"conf_idx": [0, 1, 2], "temps": [300]},
+                                  {"conf_idx": [2], "temps": [600]}]]
+    result = import_dpgen2(data, FIXTURES, FIXTURES)
+    assert result.errors == []
+    config = ClConfig.model_validate(result.config)
+    (stage,) = config.explore.stages
+    assert len(stage.confs.files) == 3
+    assert [g.confs for g in stage.groups] == [None, [21]]  # conf 2 is the 22nd frame
+    fcc = generated(result, stage.confs.files[0])
+    mg = sum(f.get_chemical_symbols().count("Mg") for f in fcc) / (20 * 32)
+    assert abs(mg - 0.5) < 0.06  # 640 draws: sigma 0.020, 3 sigma
+    (hcp,) = generated(result, stage.confs.files[1])
+    assert len(hcp) == 16
+    assert np.sort(hcp.get_all_distances(mic=True)[0])[1] == pytest.approx(3.2, abs=1e-6)
+    (diamond,) = generated(result, stage.confs.files[2])
+    assert len(diamond) == 16
+    # the cell perturbation (up to 3 %) moves the neighbours off sqrt(3)/2 * 2.0 = 1.732
+    nearest = np.sort(diamond.get_all_distances(mic=True)[0])[1]
+    assert nearest == pytest.approx(3**0.5, rel=0.06) and nearest != pytest.approx(3**0.5,
+                                                                                 abs=1e-9)

@@ -171,7 +171,6 @@ def import_dpgen2(data: dict[str, Any], input_dir: Path, out_dir: Path) -> Dpgen
     config["train"] = _train(_public(data["train"]), result, paths)
     _explore(_public(data["explore"]), config, result, paths)
     config["fp"] = _fp(_public(data["fp"]), config, result, paths)
-    finish_lattices(config, result)
     result.config = config
     return result
 
@@ -336,7 +335,8 @@ def _explore(explore: dict[str, Any], config: dict[str, Any], result: Dpgen2Impo
             continue
         # conf_idx or its alias sys_idx: which configurations the stage explores
         used = sorted({i for g in groups for i in (g.get("conf_idx", g.get("sys_idx")) or [])})
-        confs, offsets = _stage_confs(used, configurations, prefix, where, result, paths)
+        confs, offsets = _stage_confs(used, configurations, prefix, where, result, paths,
+                                      (s, config.get("type_map", [])))
         n_confs = _n_stage_confs(confs, offsets)
         stage = {"name": f"stage-{s}", "confs": confs, "convergence": dict(convergence),
                  "groups": [_group(g, offsets, used, f"{where}[{k}]", result, paths, n_confs)
@@ -355,17 +355,17 @@ def _explore(explore: dict[str, Any], config: dict[str, Any], result: Dpgen2Impo
 
 def _n_stage_confs(confs: dict[str, Any], offsets: dict[int, list[int]]) -> int | None:
     """How many confs a stage explores, when known here."""
-    if "generate" in confs:
-        return int(confs["generate"]["n_confs"])
     if offsets and all(offsets.values()):
         return sum(len(v) for v in offsets.values())
     return None
 
 
 def _stage_confs(used: list[int], configurations: list[dict[str, Any]], prefix: str | None,
-                 where: str, result: Dpgen2Import, paths: _Paths
-                 ) -> tuple[dict[str, Any], dict[int, list[int]]]:
-    """opshelf's `confs` for one stage and DPGEN2 conf_idx -> opshelf conf indices."""
+                 where: str, result: Dpgen2Import, paths: _Paths,
+                 stage: tuple[int, list[str]]) -> tuple[dict[str, Any], dict[int, list[int]]]:
+    """opshelf's `confs` for one stage and DPGEN2 conf_idx -> opshelf conf indices. Alloy
+    configurations are generated here, as DPGEN2 generates them when the workflow is
+    submitted, into an extxyz file written next to the config."""
     if not used:
         result.error(f"{where}[*].conf_idx", "no configuration referenced")
         return {"files": []}, {}
@@ -374,25 +374,23 @@ def _stage_confs(used: list[int], configurations: list[dict[str, Any]], prefix: 
         result.error(f"{where}[*].conf_idx", f"{bad} out of range: "
                      f"explore.configurations has {len(configurations)} entries")
         return {"files": []}, {}
-    entries = [_public(configurations[i]) for i in used]
-    kinds = {e.get("type", "alloy" if "lattice" in e else "file") for e in entries}
-    if kinds == {"alloy"} and len(entries) == 1:
-        return _lattice(entries[0], f"explore.configurations[{used[0]}]", result), {}
-    if kinds != {"file"}:
-        result.error(where, "a stage uses several generated (alloy) configurations or mixes "
-                     "them with files; opshelf has one conf source per stage: split the stage")
-        return {"files": []}, {}
     files: list[str] = []
     fmts = set()
     offsets: dict[int, list[int]] = {}
     running: int | None = 0  # None once a file's frames cannot be counted here
-    for i, entry in zip(used, entries):
-        key = f"explore.configurations[{i}]"
-        fmts.add(entry.get("fmt", "auto"))
-        names = [paths(f, entry.get("prefix") or prefix) for f in entry.get("files") or []]
-        if not names:
-            result.error(f"{key}.files", "no file")
-        counts = [_count_frames(paths.absolute(n), entry.get("fmt", "auto")) for n in names]
+    for i in used:
+        entry, key = _public(configurations[i]), f"explore.configurations[{i}]"
+        if entry.get("type", "alloy" if "lattice" in entry else "file") == "alloy":
+            names, counts = _alloy_file(entry, key, result, paths, (*stage, i))
+            fmts.add("auto")
+        else:
+            fmts.add(entry.get("fmt", "auto"))
+            names = [paths(f, entry.get("prefix") or prefix) for f in entry.get("files") or []]
+            if not names:
+                result.error(f"{key}.files", "no file")
+            counts = [_count_frames(paths.absolute(n), entry.get("fmt", "auto")) for n in names]
+            for extra in sorted(set(entry) - {"type", "files", "fmt", "prefix"}):
+                result.warn(f"{key}.{extra}", "not mapped")
         if running is None or None in counts:
             running, offsets[i] = None, []
         else:
@@ -400,8 +398,6 @@ def _stage_confs(used: list[int], configurations: list[dict[str, Any]], prefix: 
             offsets[i] = list(range(running, running + n_frames))
             running += n_frames
         files.extend(names)
-        for extra in sorted(set(entry) - {"type", "files", "fmt", "prefix"}):
-            result.warn(f"{key}.{extra}", "not mapped")
     if len(fmts) > 1:
         result.error(where, f"configurations of several formats {sorted(fmts)} in one stage")
     fmt = fmts.pop() if fmts else "auto"
@@ -409,6 +405,87 @@ def _stage_confs(used: list[int], configurations: list[dict[str, Any]], prefix: 
     if fmt != "auto":
         confs["fmt"] = fmt
     return confs, offsets
+
+
+def _alloy_file(entry: dict[str, Any], key: str, result: Dpgen2Import, paths: _Paths,
+                where: tuple[int, list[str], int]) -> tuple[list[str], list[int | None]]:
+    """One DPGEN2 alloy configuration generated into dpgen2-confs/stage-S-conf-I.extxyz."""
+    import io
+
+    import ase.io
+
+    s, type_map, i = where
+    frames = alloy_confs(entry, type_map, key, result, seed=1000 * s + i)
+    if frames is None:
+        return [], [0]
+    text = io.StringIO()
+    ase.io.write(text, frames, format="extxyz")
+    name = f"{CONF_FILES}/stage-{s}-conf-{i}.extxyz"
+    result.files[paths.out_dir / name] = text.getvalue()
+    return [name], [len(frames)]
+
+
+#: the folder of generated alloy configurations the importer writes next to the config
+CONF_FILES = "dpgen2-confs"
+
+
+def _unit_cell(crystal: str, a: float, element: str) -> Any:
+    """DPGEN2's unit cells (dpgen2/conf/unit_cells.py) built with ASE: conventional cubic
+    fcc, bcc and sc; the 2-atom hcp cell with a = the constant and ideal c/a; diamond as the
+    primitive cell with vectors (0, a, a), (a, 0, a), (a, a, 0), i.e. conventional 2a."""
+    from ase.build import bulk
+
+    if crystal == "hcp":
+        return bulk(element, "hcp", a=a, c=a * 2.0 * (2.0 / 3.0) ** 0.5)
+    if crystal == "diamond":
+        return bulk(element, "diamond", a=2.0 * a)
+    return bulk(element, crystal, a=a, cubic=True)
+
+
+def alloy_confs(entry: dict[str, Any], type_map: list[str], key: str, result: Dpgen2Import,
+                seed: int = 0) -> list[Any] | None:
+    """DPGEN2's AlloyConfGenerator, seeded: per conf, one composition drawn from the list
+    (None: equal fractions), each atom's element drawn with those weights, then dpdata's
+    perturb(1, cell_pert_frac, atom_pert_dist) as DPGEN2 calls it."""
+    import dpdata
+    import numpy as np
+
+    lattice = entry.get("lattice")
+    if not (isinstance(lattice, list) and len(lattice) == 2 and isinstance(lattice[1], int | float)
+            and lattice[0] in ("fcc", "bcc", "hcp", "sc", "diamond")):
+        result.error(f"{key}.lattice", f"{lattice!r}: expected [fcc|bcc|hcp|sc|diamond, lattice "
+                     "constant] (a dpdata system as lattice is not mapped)")
+        return None
+    n = len(type_map)
+    concentration = entry.get("concentration")
+    choices = ([[1.0 / n] * n] if concentration is None else concentration
+               if concentration and isinstance(concentration[0], list) else [concentration])
+    if any(len(c) != n or min(c) < 0 or sum(c) <= 0 for c in choices):
+        result.error(f"{key}.concentration", f"{concentration!r}: fractions (>= 0) per "
+                     f"type_map element {type_map}, or a list of such")
+        return None
+    replicate = entry.get("replicate") or [1, 1, 1]
+    cell = _unit_cell(lattice[0], float(lattice[1]), type_map[0]).repeat(
+        [replicate] * 3 if isinstance(replicate, int) else replicate)
+    rng = np.random.default_rng(seed)
+    state = np.random.get_state()  # dpdata's perturb draws from numpy's global generator
+    np.random.seed(seed)
+    try:
+        frames = []
+        for _ in range(int(entry.get("numb_confs", 1))):
+            weights = np.asarray(choices[rng.integers(len(choices))], dtype=float)
+            system = dpdata.System(cell, fmt="ase/structure").perturb(
+                1, float(entry.get("cell_pert_frac", 0.0)), float(entry.get("atom_pert_dist", 0.0)))
+            atoms = system.to("ase/structure")[0]
+            types = rng.choice(n, size=len(atoms), p=weights / weights.sum())
+            atoms.set_chemical_symbols([type_map[t] for t in types])
+            frames.append(atoms)
+    finally:
+        np.random.set_state(state)
+    for extra in sorted(set(entry) - {"type", "lattice", "replicate", "numb_confs",
+                                      "concentration", "atom_pert_dist", "cell_pert_frac"}):
+        result.warn(f"{key}.{extra}", "not mapped")
+    return frames
 
 
 def _count_frames(path: Path, fmt: str) -> int | None:
@@ -421,31 +498,6 @@ def _count_frames(path: Path, fmt: str) -> int | None:
         return len(read_frames(path, fmt))
     except Exception:  # any reader error: the mapping then needs the whole stage's confs
         return None
-
-
-def _lattice(entry: dict[str, Any], key: str, result: Dpgen2Import) -> dict[str, Any]:
-    lattice = entry.get("lattice")
-    if not (isinstance(lattice, list) and len(lattice) == 2):
-        result.error(f"{key}.lattice", "expected [crystal, lattice constant]")
-        return {"files": []}
-    crystal, constant = lattice
-    generate: dict[str, Any] = {"crystal": crystal, "lattice_constant_A": float(constant),
-                                "supercell": list(entry.get("replicate", [1, 1, 1])),
-                                "n_confs": int(entry.get("numb_confs", 1))}
-    concentration = entry.get("concentration")
-    if concentration is not None and len(concentration) != 1:
-        result.error(f"{key}.concentration", f"{len(concentration)} compositions; opshelf "
-                     "generates one composition per stage: one configuration per composition")
-    generate["_concentration"] = concentration[0] if concentration else None
-    if entry.get("atom_pert_dist"):
-        generate["rattle_A"] = float(entry["atom_pert_dist"])
-    if entry.get("cell_pert_frac"):
-        result.warn(f"{key}.cell_pert_frac", "cell perturbation is not mapped (confs keep "
-                    "the ideal cell)")
-    for extra in sorted(set(entry) - {"type", "lattice", "replicate", "numb_confs",
-                                      "concentration", "atom_pert_dist", "cell_pert_frac"}):
-        result.warn(f"{key}.{extra}", "not mapped")
-    return {"generate": generate}
 
 
 def normalize_group(group: dict[str, Any], key: str, result: Dpgen2Import) -> dict[str, Any]:
@@ -806,27 +858,6 @@ def _fp_gaussian(inputs: dict[str, Any], result: Dpgen2Import, paths: _Paths,
         else:
             result.warn(f"{where}.{key}", "not mapped")
     return settings
-
-
-def finish_lattices(config: dict[str, Any], result: Dpgen2Import) -> None:
-    """Turn DPGEN2 concentrations into opshelf substitutions (needs type_map)."""
-    type_map = config.get("type_map", [])
-    for s, stage in enumerate(config.get("explore", {}).get("stages", [])):
-        generate = stage["confs"].get("generate")
-        if generate is None:
-            continue
-        fractions = generate.pop("_concentration", None)
-        if fractions is None:
-            fractions = [1.0] + [0.0] * (len(type_map) - 1)
-        if len(fractions) != len(type_map):
-            result.error(f"explore.configurations (stage {s}).concentration",
-                         f"{len(fractions)} fractions for type_map {type_map}")
-            continue
-        host = max(range(len(type_map)), key=lambda i: fractions[i])
-        generate["element"] = type_map[host]
-        by = {type_map[i]: float(f) for i, f in enumerate(fractions) if i != host and f > 0}
-        if by:
-            generate["substitutions"] = [{"replace": type_map[host], "by": by}]
 
 
 def write_import_files(files: dict[Path, str], links: dict[Path, Path]) -> None:
