@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+from test_config_credentials import PLANTED as PLANTED_IN_CONFIG
+from test_config_credentials import _config as credential_config
 
 from opshelf.core.errors import ConfigError
 from opshelf.core.export_argo import ArgoSettings, build_manifest
@@ -159,6 +161,14 @@ def test_a_bad_secret_ref_on_the_command_line_is_one_line_and_writes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]
 
 
+def test_a_reference_to_the_s3_variables_is_refused(tmp_path: Path) -> None:
+    """The pods take DFLOW_S3_SECRET_KEY from the S3 secret: a password reference of that
+    name would replace it (the pod's store key then the SSH password)."""
+    cfg = config(tmp_path / "cfg.yaml", {"password": {"env": "DFLOW_S3_SECRET_KEY"}})
+    with pytest.raises(ConfigError, match="DFLOW_S3_SECRET_KEY.*S3 secret"):
+        build_manifest("label", cfg, run_dir=tmp_path, inputs_dir=tmp_path / "staged")
+
+
 def test_a_reference_outside_remote_profile_stops_the_export(tmp_path: Path) -> None:
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump({**LABEL, "steps": {"run-task": {"executor": {
@@ -183,3 +193,20 @@ def test_the_command_the_cluster_guide_shows(tmp_path: Path) -> None:
     manifest = yaml.safe_load((tmp_path / "wf.yaml").read_text())
     assert any(secret_env(t).get("SLURM_PASSWORD") == {"name": "hpc-login", "key": "password"}
                for t in manifest["spec"]["templates"])
+
+
+@pytest.mark.parametrize("where,secret,key", PLANTED_IN_CONFIG)
+def test_an_export_of_a_config_with_a_credential_is_refused_and_leaves_nothing(
+        where: str, secret: str, key: str, tmp_path: Path) -> None:
+    """The issue's list for export-argo: each credential a user can write into a config
+    stops the export (exit 2, one line naming the key, never the value), and nothing is left
+    behind: no manifest, no staged inputs, no scratch folder in TMPDIR."""
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(credential_config(where, secret)))
+    (tmp_path / "tmp").mkdir()
+    done = export(tmp_path, "cfg.yaml", "-o", "out/wf.yaml",
+                  env={"TMPDIR": str(tmp_path / "tmp")})
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and key in done.stderr, done.stderr
+    assert secret not in done.stdout + done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml", "tmp"]
+    assert list((tmp_path / "tmp").iterdir()) == []

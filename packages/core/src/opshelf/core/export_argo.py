@@ -373,6 +373,9 @@ def _wire_env_secrets(manifest: dict[str, Any], refs: dict[str, tuple[str, str]]
                         if (name := env_reference(value)) is not None})
         if not names:
             continue
+        if set(names) & set(S3_SECRET_KEYS):
+            raise ConfigError(f"remote_profile: {{env: {min(set(names) & set(S3_SECRET_KEYS))}}}"
+                              " names a variable the pods take from the S3 secret; use another")
         env = [e for e in script.get("env") or [] if e.get("name") not in names]
         for name in names:
             secret, key = refs.get(name, (DEFAULT_CREDENTIALS_SECRET, name.lower()))
