@@ -241,3 +241,27 @@ def test_no_concentration_is_equal_fractions_and_dpgen2s_unit_cells() -> None:
     nearest = np.sort(diamond.get_all_distances(mic=True)[0])[1]
     assert nearest == pytest.approx(3**0.5, rel=0.06) and nearest != pytest.approx(3**0.5,
                                                                                  abs=1e-9)
+
+
+def test_step_envs_keep_each_programs_threads_and_environment() -> None:
+    """DPGEN2's step_configs.<step>.template_config.envs (dpgen2/utils/step_config.py),
+    default_step_config's for a step without its own: OMP_NUM_THREADS -> `threads`, the rest
+    -> `env` of dp, the exploration engine and the fp engine."""
+    data = json.loads((FIXTURES / "cu-cp2k-new-layout.json").read_text())
+    data["default_step_config"] = {"template_config": {"envs": {"OMP_NUM_THREADS": "1"}}}
+    data["step_configs"] = {
+        "run_train_config": {"template_config": {"envs": {"OMP_NUM_THREADS": "4",
+                                                          "CUDA_VISIBLE_DEVICES": "0"}}},
+        "run_fp_config": {"template_config": {"envs": {"OMP_NUM_THREADS": 2,
+                                                       "CP2K_DATA_DIR": "/opt/cp2k/data"}}}}
+    result = import_dpgen2(data, FIXTURES, FIXTURES)
+    assert result.errors == []
+    config = ClConfig.model_validate(result.config)
+    assert (config.train.dp.threads, config.train.dp.env) == (4, {"CUDA_VISIBLE_DEVICES": "0"})
+    assert config.explore.profile == {"command": ["lmp"], "threads": 1}
+    assert config.fp.engine.profile.threads == 2
+    assert config.fp.engine.profile.env == {"CP2K_DATA_DIR": "/opt/cp2k/data"}
+    assert load_engine(config.fp.engine).environment()["OMP_NUM_THREADS"] == "2"
+    data["step_configs"]["run_fp_config"]["template_config"]["envs"]["OMP_NUM_THREADS"] = "x"
+    result = import_dpgen2(data, FIXTURES, FIXTURES)
+    assert any("run_fp_config.template_config.envs.OMP_NUM_THREADS" in e for e in result.errors)

@@ -140,8 +140,10 @@ def from_v005(data: dict[str, Any], result: Dpgen2Import) -> dict[str, Any]:
             out[section][name] = value
         elif key == "model_devi_jobs":
             out["explore"]["stages"] = [[job] for job in value]
-        elif key in V005_EXECUTION or key in EXECUTION_KEYS:
-            out.setdefault("default_step_config", {})  # reported once as execution
+        elif key in V005_EXECUTION:  # step settings: their envs are read (threads)
+            out.setdefault("step_configs", {})[key] = value
+        elif key in EXECUTION_KEYS:
+            out[key] = value
         else:
             result.warn(key, "not mapped (dpgen2 v0.0.5 key unknown to this importer)")
     return out
@@ -156,8 +158,9 @@ def import_dpgen2(data: dict[str, Any], input_dir: Path, out_dir: Path) -> Dpgen
         result.warn("train_style", "dpgen2 v0.0.5's flat layout: read as the sectioned one")
         data = from_v005(data, result)
     for key in sorted(set(data) & set(EXECUTION_KEYS)):
-        result.warn(key, "execution settings are not mapped; set the `steps` block "
-                    "(local by default; dispatcher or argo per step)")
+        result.warn(key, "execution settings are not mapped (the run steps' envs are: "
+                    "threads and environment); set the `steps` block (local by default; "
+                    "dispatcher or argo per step)")
     known = {"inputs", "train", "explore", "fp", *EXECUTION_KEYS}
     for key in sorted(k for k in _public(data) if k not in known):
         result.warn(key, "not mapped (unknown to this importer)")
@@ -171,8 +174,42 @@ def import_dpgen2(data: dict[str, Any], input_dir: Path, out_dir: Path) -> Dpgen
     config["train"] = _train(_public(data["train"]), result, paths)
     _explore(_public(data["explore"]), config, result, paths)
     config["fp"] = _fp(_public(data["fp"]), config, result, paths)
+    _step_envs(data, config, result)
     result.config = config
     return result
+
+
+#: DPGEN2 step config -> where its program's environment goes in the opshelf config
+STEP_ENVS = {"run_train_config": ("train", "dp"), "run_explore_config": ("explore", "profile"),
+             "run_fp_config": ("fp", "engine", "profile")}
+
+
+def _step_envs(data: dict[str, Any], config: dict[str, Any], result: Dpgen2Import) -> None:
+    """DPGEN2's step_configs.<step>.template_config.envs (default_step_config's when the step
+    has none) are the environment its programs run with: kept as the engine's (or dp's)
+    `env`, OMP_NUM_THREADS as its `threads`, so each program runs with the threads it had."""
+    steps = data.get("step_configs") or {}
+    default = data.get("default_step_config") or {}
+    for step, where in STEP_ENVS.items():
+        envs = ((steps.get(step) or default).get("template_config") or {}).get("envs")
+        if not envs:
+            continue
+        if not isinstance(envs, dict):
+            result.error(f"step_configs.{step}.template_config.envs", "not a mapping")
+            continue
+        node = config
+        for key in where:
+            node = node.setdefault(key, {})
+        env = {str(k): str(v) for k, v in envs.items()}
+        threads = env.pop("OMP_NUM_THREADS", None)
+        if threads is not None:
+            if not threads.isdigit() or int(threads) < 1:
+                result.error(f"step_configs.{step}.template_config.envs.OMP_NUM_THREADS",
+                             f"{threads!r}: a positive whole number")
+                continue
+            node["threads"] = int(threads)
+        if env:
+            node["env"] = {**node.get("env", {}), **env}
 
 
 def _inputs(inputs: dict[str, Any], config: dict[str, Any], result: Dpgen2Import,
