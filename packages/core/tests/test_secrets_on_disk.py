@@ -136,16 +136,17 @@ def test_a_password_by_reference_reaches_the_submission_and_no_file(tmp_path: Pa
         "kind": "dispatcher", "machine": machine, "poll_interval_s": 0.5,
         "python": str(wrapper)}}}}
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
-    records = Path.home() / ".dpdispatcher" / "submission"
-    before = set(records.glob("*.json")) if records.is_dir() else set()
-    env = {**os.environ, name: value, "OMP_NUM_THREADS": "1"}
+    # HOME (dpdispatcher's ~/.dpdispatcher records, caches) and TMPDIR inside tmp_path: every
+    # file the run writes, outside its run directory too, is searched
+    (tmp_path / "home").mkdir()
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, name: value, "OMP_NUM_THREADS": "1", "HOME": str(tmp_path / "home"),
+           "TMPDIR": str(tmp_path / "tmp")}
     done = subprocess.run([sys.executable, "-m", "opshelf.core.cli", "run", "label", "cfg.yaml",
                            "--runs-dir", "runs", "--no-progress"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     files = contents(tmp_path)
-    if records.is_dir():  # records of this run still there (dpdispatcher removes them when done)
-        files.update({str(p): p.read_bytes() for p in set(records.glob("*.json")) - before})
     assert not [where for where, data in files.items() if value.encode() in data]
     assert value not in done.stdout + done.stderr
     # dpdispatcher did write the machine's remote_profile, showing the reference
