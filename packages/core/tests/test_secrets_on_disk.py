@@ -13,6 +13,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 from opshelf.core.secrets import scrub_step_script
@@ -173,3 +174,28 @@ def test_a_reference_to_an_unset_variable_stops_the_run_before_any_work(tmp_path
     assert "remote_profile.password" in lines[0] and "OPSHELF_TEST_UNSET_PW" in lines[0]
     assert "not set" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]
+
+
+@pytest.mark.xfail(strict=True, reason="gap (issue 19, core/local): resume does not check "
+                   "{env: NAME} references; the run works until its dispatcher step fails")
+def test_resume_with_the_referenced_variable_unset_stops_before_any_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`opshelf run` refuses an unset variable before anything is written; `opshelf resume`
+    of a run made while it was set should refuse the same way, before any step runs."""
+    from opshelf.core.local.runner import create_run
+
+    name = "OPSHELF_TEST_RESUME_PW"
+    machine = {"batch_type": "Shell", "context_type": "LocalContext",
+               "remote_root": str(tmp_path / "remote"), "remote_profile": {"password": {"env": name}}}
+    (tmp_path / "remote").mkdir()
+    config = {**LABEL, "steps": {"run-task": {"executor": {"kind": "dispatcher",
+                                                           "machine": machine}}}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv(name, "resume-pw-opshelf-plant-19c3")
+    run = create_run("label", tmp_path / "cfg.yaml", runs_root=tmp_path / "runs")
+    env = {k: v for k, v in os.environ.items() if k != name}
+    done = subprocess.run([sys.executable, "-m", "opshelf.core.cli", "resume", str(run.path),
+                           "--no-progress"], cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert name in done.stderr and "Traceback" not in done.stderr
