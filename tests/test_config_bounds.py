@@ -33,6 +33,7 @@ RECORD_MODELS = {
     "opshelf.props.defects.VacancySite",  # a site index found by spglib
     "opshelf.props.elastic.AppliedStrain",  # strains made from ElasticParams (bounded)
     "opshelf.props.eos.EosContext",  # volume ratios made from EosParams (bounded)
+    "opshelf.props.gamma_surface.GammaSurfaceContext",  # geometry of the built cell
     "opshelf.props.stacking_fault.StackingFaultContext",  # geometry of the built slab
     "opshelf.props.surface.Slab",  # geometry of the built slab
     "opshelf.train.score.EnsembleScore",  # model errors, computed

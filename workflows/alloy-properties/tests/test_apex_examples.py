@@ -34,7 +34,10 @@ EXPECTED: dict[str, list[dict] | str] = {
     "annealing/param_joint.json": "properties[0] (annealing): no such property",
     "gamma/param_props_gammaline.json": [{"type": "stacking_fault", "slip_system": "bcc_110_111",
                                           "n_points": 20}],
-    "gamma/param_props_gammasurface.json": "properties[0] (gamma_surface): no such property",
+    # plane (110) of bcc Mo, 20 x 20 shifts
+    "gamma/param_props_gammasurface.json": [{"type": "gamma_surface", "slip_system":
+                                             "bcc_110_111", "n_points_x": 20,
+                                             "n_points_y": 20}],
     "lammps/finite_t_elastic_fcc_Al/param_joint.json":
         "properties[0] (finite_t_elastic): no such property",
     "lammps/lammps_tutorial1_quick_start/lammps_example1.1_Mo/param_joint.json":

@@ -20,6 +20,7 @@ from opshelf.props.defects import (
 )
 from opshelf.props.elastic import Elastic, ElasticContext, ElasticParams
 from opshelf.props.eos import Eos, EosContext, EosParams
+from opshelf.props.gamma_surface import GammaSurface, GammaSurfaceContext, GammaSurfaceParams
 from opshelf.props.phonon import Phonon, PhononContext, PhononParams
 from opshelf.props.relax import Relax, RelaxContext, RelaxParams
 from opshelf.props.stacking_fault import StackingFault, StackingFaultContext, StackingFaultParams
@@ -27,19 +28,20 @@ from opshelf.props.surface import Surface, SurfaceContext, SurfaceParams
 
 PROPERTIES: dict[str, type[Property]] = {
     cls.type: cls
-    for cls in (Relax, Eos, Elastic, Vacancy, Interstitial, Surface, StackingFault, Phonon)
+    for cls in (Relax, Eos, Elastic, Vacancy, Interstitial, Surface, StackingFault,
+                GammaSurface, Phonon)
 }
 
 PropertyParams = Annotated[
     RelaxParams | EosParams | ElasticParams | VacancyParams | InterstitialParams
-    | SurfaceParams | StackingFaultParams | PhononParams,
+    | SurfaceParams | StackingFaultParams | GammaSurfaceParams | PhononParams,
     Field(discriminator="type"),
 ]
 
 #: context.json of any property, read by its `type`
 PropertyContextRecord = Annotated[
     RelaxContext | EosContext | ElasticContext | VacancyContext | InterstitialContext
-    | SurfaceContext | StackingFaultContext | PhononContext,
+    | SurfaceContext | StackingFaultContext | GammaSurfaceContext | PhononContext,
     Field(discriminator="type"),
 ]
 CONTEXT_RECORD: TypeAdapter[Any] = TypeAdapter(PropertyContextRecord)

@@ -3,11 +3,11 @@ parameter files -> an opshelf alloy config.
 
 Mapped: `structures` (globs of folders holding a POSCAR), `interaction` (deepmd, eam_alloy,
 eam_fs, meam), `relaxation.cal_setting` (relax_pos/shape/vol, ftol, maxiter) and the
-properties eos, elastic, vacancy, interstitial, surface, gamma (-> stacking_fault) and
-phonon. Everything else is listed in a note that says why it is not mapped; a mapping that
+properties eos, elastic, vacancy, interstitial, surface, gamma (-> stacking_fault),
+gamma_surface and phonon. Everything else is listed in a note that says why it is not mapped; a mapping that
 would change what is computed (absolute EOS volumes, another interaction type) is an error,
-and so is a conversion left with no property (e.g. APEX's annealing, gamma_surface or
-finite_t_elastic alone). The EOS volumes are the ones the APEX version given computes (its
+and so is a conversion left with no property (e.g. APEX's annealing or finite_t_elastic
+alone). The EOS volumes are the ones the APEX version given computes (its
 own loop, floating point included); model and potential files are resolved against the
 folder of the APEX file that names them and must exist. Pure functions, no dflow.
 """
@@ -255,6 +255,18 @@ def _gamma(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
     return out
 
 
+def _gamma_surface(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
+    """APEX's gamma_surface (a 2-D grid of shifts of one plane) -> opshelf-props'."""
+    line = _gamma(p, imp)
+    out: dict[str, Any] = {"type": "gamma_surface"}
+    if "slip_system" in line:
+        out["slip_system"] = line["slip_system"]
+    for apex_key, key in (("n_steps_x", "n_points_x"), ("n_steps_y", "n_points_y")):
+        if apex_key in p:
+            out[key] = max(2, int(p.pop(apex_key)))
+    return out
+
+
 def _phonon(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "phonon"}
     if "supercell_size" in p:
@@ -266,7 +278,7 @@ def _phonon(p: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
 
 PROPERTY_MAPS = {"eos": _eos, "elastic": _elastic, "vacancy": _vacancy,
                  "interstitial": _interstitial, "surface": _surface, "gamma": _gamma,
-                 "phonon": _phonon}
+                 "gamma_surface": _gamma_surface, "phonon": _phonon}
 #: keys every APEX property may have that carry no physics
 IGNORED_KEYS = {"skip", "req_calc", "start_confs_path"}
 
