@@ -27,6 +27,35 @@ alongside dflow's start (new); the wait of a step for the server is not counted 
     2026-12-05 21:41  load 1.0-1.2, alloy cu-eam (24 steps, killed with 2 left; 5-6 steps ran
                       again): old resume_overhead_s=11.55, new 10.17; status_s 0.08
 
+    2026-12-06 02:46  load 0.2 (the one idle moment), label, HEAD before the changes below:
+                      resume_overhead_s=3.54 (wall 3.75 s), status_s 0.114
+    2026-12-06 03:36-03:49  load 17-27 all along (other sessions' cl and lameval runs), label,
+                      6 interleaved rounds, "old" (HEAD at 02:46) vs "new": the fork server
+                      of a resume starts before the build with the last attempt's modules,
+                      it and the driver exit without interpreter teardown, the CLI imports
+                      no pydantic before launching:
+                      old resume_overhead_s 13.72, 25.31, 11.06, 11.41, 10.26 (median 11.41)
+                      new resume_overhead_s 11.16, 8.95, 21.59, 10.48, 9.66, 8.61 (median 10.07)
+                      server_wait_s (the longest wait of a resumed step for the fork server):
+                      old 1.72-2.50, new 0.00. The overheads' spread (2.5x within one side)
+                      is the load's; no idle-machine figure for "new" yet.
+                      alloy cu-eam (now 7 steps, killed with 2 left), new only (old core no
+                      longer imports with today's workflows): resume_overhead_s 15.57, 38.91,
+                      64.92 at load 20-22; server_wait_s 2.1-4.6 (its server imports pymatgen,
+                      phonopy and matplotlib, longer than alloy's build).
+                      alloy, the driver alone resuming one killed run (copied back each time),
+                      the early server off/on by the presence of forkserver.modules.json,
+                      interleaved, load 20-27: wall off 64.8, 23.9, 66.8 s, on 59.9, 27.3,
+                      32.1 s; build off 8.9, 3.8, 4.2 s, on 21.8, 9.2, 17.4 s (the early
+                      server's imports compete with the build for 2 loaded cores); steps'
+                      server wait off 11.9, 5.9, 4.5 s, on 9.9, 3.6, 1.3 s. Not resolved at
+                      this load: measure again on an idle machine.
+  dflow's walk over finished blocks (~5 s of an alloy resume on 2026-12-05) went with
+  opshelf-props' packing (one step per property: 7 steps, not 24-46). What a walk still costs,
+  per item of a finished sliced fan-out: dflow deep-copies the step, pickles the call and
+  sends it to a pool worker that finds the item done: a resume of a finished 20-step chain
+  + 40-way fan-out took 4.9 s at load 20 (deepcopy 2.0 s, pickling 0.9 s, pipe writes 0.5 s).
+
   Before this benchmark existed `opshelf status` took 1.35-2.99 s (alloy, lameval, cl runs,
   load 0.4-5). Where a resume's own time goes (driver.log, cProfile of the alloy driver at
   load ~1): the driver's imports and build 2.4-3.3 s (alloy: 1.3 s of it opshelf-props
@@ -36,8 +65,8 @@ alongside dflow's start (new); the wait of a step for the server is not counted 
   12-14 the alloy check alone took 16 s: a resume no longer checks.
 
 Usage: python benchmarks/run_management.py [--repeats 5] [--status-run RUN_DIR] [--workdir DIR]
-       [--workflow alloy --config examples/cu-eam/config.yaml --steps 46]  (a real workflow)
-Last line: status_s=<x> resume_overhead_s=<y> load=<1-min load average at the end>
+       [--workflow alloy --config examples/cu-eam/config.yaml --steps 7]  (a real workflow)
+Last line: status_s=<x> resume_overhead_s=<y> server_wait_s=<z> load=<1-min load average at the end>
 """
 
 from __future__ import annotations
@@ -127,7 +156,7 @@ def main() -> None:
     parser.add_argument("--workflow", default="label", help="workflow of the resumed run")
     parser.add_argument("--config", type=Path, default=CONFIG, help="its config")
     parser.add_argument("--steps", type=int, default=N_STEPS,
-                        help="the number of steps of that run (alloy cu-eam: 46)")
+                        help="the number of steps of that run (alloy cu-eam: 7)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="opshelf-bench-runs-") as tmp:
         workdir = args.workdir or Path(tmp)
