@@ -77,10 +77,10 @@ def test_apex_files_map_to_a_valid_config(apex_dir: Path) -> None:
 
 
 def test_unmappable_inputs_are_errors_that_say_why(apex_dir: Path) -> None:
-    vasp = dict(RELAX, interaction={"type": "vasp", "incar": "INCAR"})
-    (apex_dir / "vasp.json").write_text(json.dumps(vasp))
-    with pytest.raises(ConfigError, match="interaction type 'vasp' cannot be mapped"):
-        import_apex([apex_dir / "vasp.json"], apex_dir)
+    abacus = dict(RELAX, interaction={"type": "abacus", "incar": "INPUT"})
+    (apex_dir / "abacus.json").write_text(json.dumps(abacus))
+    with pytest.raises(ConfigError, match="interaction type 'abacus' cannot be mapped"):
+        import_apex([apex_dir / "abacus.json"], apex_dir)
     absolute = dict(PROPS, properties=[{"type": "eos", "vol_start": 10, "vol_end": 14,
                                         "vol_step": 1, "vol_abs": True}])
     (apex_dir / "abs.json").write_text(json.dumps(absolute))
@@ -121,3 +121,40 @@ def test_cli_refuses_to_write_over_an_input(apex_dir: Path, link: str,
     assert code == 2 and len(err) == 1
     assert f"-o/--output {out} " in err[0] and f"the input {param}: refusing" in err[0]
     assert param.read_bytes() == before
+
+
+def test_a_vasp_interaction_becomes_opshelf_fps_vasp_engine(apex_dir: Path) -> None:
+    """APEX's vasp interaction (apex/core/calculator/VASP.py): the INCAR as is, k-points from
+    its KSPACING (KGAMMA: Gamma-centred), POTCARs at potcar_prefix/potcars[element]."""
+    from opshelf.core.engine import Task, load_engine, write_task
+
+    pytest.importorskip("opshelf.fp.vasp")
+    import dpdata
+
+    (apex_dir / "vasp_input").mkdir()
+    (apex_dir / "vasp_input" / "INCAR").write_text("ENCUT = 520\nKSPACING = 0.2\n"
+                                                   "KGAMMA = .TRUE.  ! comment\n")
+    for element in ("Al", "Cu"):
+        (apex_dir / "pp" / element).mkdir(parents=True)
+        (apex_dir / "pp" / element / "POTCAR").write_text(f"PAW_PBE {element}\n")
+    vasp = dict(PROPS, properties=PROPS["properties"][:1],
+                interaction={"type": "vasp", "incar": "vasp_input/INCAR",
+                             "potcar_prefix": "pp",
+                             "potcars": {"Al": "Al/POTCAR", "Cu": "Cu/POTCAR"}})
+    (apex_dir / "vasp.json").write_text(json.dumps(vasp))
+    config, _ = import_apex([apex_dir / "vasp.json"], apex_dir / "out")
+    validate_into(AlloyConfig, config)
+    (inter,) = config["interactions"]
+    assert inter["engine"] == {"name": "vasp", "settings": {
+        "incar_file": str(apex_dir / "vasp_input" / "INCAR"), "kspacing_per_A": 0.2,
+        "gamma_centered": True, "potcar_dir": str(apex_dir / "pp")}}
+    frame = dpdata.System(bulk("Al", "fcc", a=4.05, cubic=True), fmt="ase/structure")
+    write_task(apex_dir / "task", frame, Task(), load_engine(inter["engine"]))
+    assert (apex_dir / "task" / "POTCAR").read_text() == "PAW_PBE Al\n"
+    assert "ENCUT = 520" in (apex_dir / "task" / "INCAR").read_text()
+    # per-element files not laid out as a library: one line naming the key
+    vasp["interaction"]["potcars"] = {"Al": "Al/POTCAR", "Cu": "Cu/POTCAR.cu"}
+    (apex_dir / "pp" / "Cu" / "POTCAR.cu").write_text("PAW_PBE Cu\n")
+    (apex_dir / "vasp.json").write_text(json.dumps(vasp))
+    with pytest.raises(ConfigError, match="interaction.potcars: opshelf-fp reads"):
+        import_apex([apex_dir / "vasp.json"], apex_dir / "out")

@@ -2,7 +2,7 @@
 parameter files -> an opshelf alloy config.
 
 Mapped: `structures` (globs of folders holding a POSCAR), `interaction` (deepmd, eam_alloy,
-eam_fs, meam), `relaxation.cal_setting` (relax_pos/shape/vol, ftol, maxiter) and the
+eam_fs, meam, vasp), `relaxation.cal_setting` (relax_pos/shape/vol, ftol, maxiter) and the
 properties eos, elastic, vacancy, interstitial, surface, gamma (-> stacking_fault),
 gamma_surface and phonon. Everything else is listed in a note that says why it is not mapped; a mapping that
 would change what is computed (absolute EOS volumes, another interaction type) is an error,
@@ -122,6 +122,8 @@ def map_interaction(inter: dict[str, Any], base: Path, imp: ApexImport) -> dict[
     files = [_model_file(str(m), base, imp) for m in models] if kind in MODEL_TYPES else []
     if "type_map" in inter:
         imp.note("interaction.type_map: not needed (opshelf maps atom types by element name)")
+    if kind == "vasp":
+        return {"name": "vasp", "engine": {"name": "vasp", "settings": vasp_settings(inter, base)}}
     for key in sorted(set(inter) - {"type", "model", "type_map", "deepmd_version"}):
         imp.note(f"interaction.{key}: not mapped")
     name = slug(str(kind))
@@ -142,8 +144,56 @@ def map_interaction(inter: dict[str, Any], base: Path, imp: ApexImport) -> dict[
             potential["parameters"] = files[1]
         return {"name": name, "lammps": {"potential": potential}}
     raise ConfigError(f"interaction type {kind!r} cannot be mapped: opshelf maps deepmd, "
-                      f"eam_alloy, eam_fs and meam; for DFT ({kind}) write an `engine:` "
+                      f"eam_alloy, eam_fs, meam and vasp; for {kind} write an `engine:` "
                       "interaction (opshelf-fp) by hand")
+
+
+def _incar_tags(path: Path) -> dict[str, str]:
+    """KEY = value tags of an INCAR ('!' and '#' start comments, ';' separates)."""
+    tags: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        for statement in raw.split("!", 1)[0].split("#", 1)[0].split(";"):
+            if "=" in statement:
+                key, value = statement.split("=", 1)
+                tags[key.strip().upper()] = value.strip()
+    return tags
+
+
+def vasp_settings(inter: dict[str, Any], base: Path) -> dict[str, Any]:
+    """APEX's vasp interaction (apex/core/calculator/VASP.py) -> opshelf-fp vasp settings:
+    the INCAR as is; APEX's k-points, a mesh from the INCAR's KSPACING (2*pi included, as
+    opshelf-fp's kspacing_per_A) centred on Gamma when KGAMMA (default false); POTCARs at
+    potcar_prefix/potcars[element], which must be laid out as opshelf-fp's library
+    (<potcar_dir>/<element or variant>/POTCAR). Paths absolute: the engine reads them in its
+    task folder."""
+    unknown = sorted(set(inter) - {"type", "incar", "potcar_prefix", "potcars", "type_map"})
+    if unknown:
+        raise ConfigError(f"interaction.{unknown[0]}: not a key opshelf maps for vasp "
+                          "(incar, potcar_prefix, potcars)")
+    incar = (base / str(inter.get("incar", ""))).resolve()
+    if "incar" not in inter or not incar.is_file():
+        raise ConfigError(f"interaction.incar: INCAR not found ({incar})")
+    tags = _incar_tags(incar)
+    if "KSPACING" not in tags:
+        raise ConfigError(f"interaction.incar: {incar} has no KSPACING (APEX requires it)")
+    prefix = base / str(inter.get("potcar_prefix", ""))
+    files = {el: (prefix / str(f)).resolve() for el, f in (inter.get("potcars") or {}).items()}
+    missing = sorted(str(f) for f in files.values() if not f.is_file())
+    if not files or missing:
+        raise ConfigError(f"interaction.potcars: POTCAR files not found {missing or '(none)'}")
+    libraries = {f.parent.parent for f in files.values()}
+    if len(libraries) != 1 or any(f.name != "POTCAR" for f in files.values()):
+        raise ConfigError("interaction.potcars: opshelf-fp reads <potcar_dir>/<element or "
+                          "variant>/POTCAR; lay these files out so (links will do) "
+                          f"({sorted(map(str, files.values()))})")
+    settings: dict[str, Any] = {
+        "incar_file": str(incar), "kspacing_per_A": float(tags["KSPACING"]),
+        "gamma_centered": tags.get("KGAMMA", "F").strip(".").upper().startswith("T"),
+        "potcar_dir": str(libraries.pop())}
+    variants = {el: f.parent.name for el, f in files.items() if f.parent.name != el}
+    if variants:
+        settings["potcar_variants"] = variants
+    return settings
 
 
 def map_relaxation(relaxation: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
