@@ -176,8 +176,6 @@ def test_a_reference_to_an_unset_variable_stops_the_run_before_any_work(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]
 
 
-@pytest.mark.xfail(strict=True, reason="gap (issue 19, core/local): resume does not check "
-                   "{env: NAME} references; the run works until its dispatcher step fails")
 def test_resume_with_the_referenced_variable_unset_stops_before_any_work(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`opshelf run` refuses an unset variable before anything is written; `opshelf resume`

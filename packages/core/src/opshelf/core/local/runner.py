@@ -198,6 +198,17 @@ def kill_leftovers(run: RunDir, *, timeout_s: float = 5.0) -> list[int]:
     return [p.pid for p in procs]
 
 
+def _check_env_references(run: RunDir) -> None:
+    """What `create_run` checks of a config's `{env: NAME}` references, again for a resume:
+    the variables are read from this shell, which may not be the one that made the run. On
+    the run's YAML as written (no pydantic, no plugin: a resume stays quick to start)."""
+    import yaml
+
+    from opshelf.core.secrets import check_env_references
+
+    check_env_references(yaml.safe_load(run.config_path.read_text()), run.config_path)
+
+
 def resume(run: RunDir, *, detach: bool = False, progress: bool = True,
            stream: TextIO | None = None) -> int:
     """Relaunch a stopped run: steps that had Succeeded are not run again."""
@@ -211,6 +222,7 @@ def resume(run: RunDir, *, detach: bool = False, progress: bool = True,
         print(f"opshelf: run {run.name} has already finished ({record.outcome or record.status});"
               " nothing to resume", file=out)
         return 0
+    _check_env_references(run)
     killed = kill_leftovers(run)
     if killed:
         print(f"opshelf: killed {len(killed)} leftover process(es) of run {run.name}", file=out)
