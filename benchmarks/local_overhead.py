@@ -40,6 +40,26 @@ the builder; under such load only the opshelf/stock ratio of the same run means 
     fanout100_g10    4.52   16.36
     fanout1000_auto  3.08     nan
     per_step_s=0.157 stock_per_step_s=1.319 fanout100_s=55.68 stock_fanout100_s=131.59 fanout1000_s=3.08 failures=0
+
+Issue 17 check (2026-12-06, opshelf side only, this script run against each tree's sources
+through PYTHONPATH; trees: 4fa3b39 = last commit before issue 17, 2c20653 = its first commit,
+6f7cba2 = after its last; runs interleaved tree by tree; 2 shared cores, load average 16-26
+throughout, so single runs swing 3-10x):
+
+    6 rounds x 1, base vs head, medians (min) s:
+    step1            1.15 (0.77)   0.92 (0.56)
+    chain20          5.39 (2.68)   8.85 (2.87)
+    fanout100       42.03 (18.64) 30.92 (11.59)
+    fanout100_g10    2.63 (2.00)   2.62 (1.78)
+    fanout1000_auto  1.63 (1.20)   2.41 (1.82)
+    per_step_s       0.223 (0.101) 0.418 (0.122)
+    3 rounds x 3 (step1, chain20, fanout1000_auto), base / 2c20653 / head, medians (min):
+    per_step_s       0.157 (0.072) / 0.090 (0.044) / 0.230 (0.050)
+    fanout1000_s     1.60 (1.24)   / 0.95 (0.77)   / 1.18 (0.99)
+    failures=0 everywhere. No regression shows: the medians change sign from one series to the
+    next, and head's fastest run is at least as fast as base's except chain20 and
+    fanout1000_auto in the first series (2.87 vs 2.68 s, 1.82 vs 1.20 s), both reversed in the
+    second (chain20 min 1.37 vs 1.92 s, fanout1000_auto 0.99 vs 1.24 s).
 """
 
 from __future__ import annotations
