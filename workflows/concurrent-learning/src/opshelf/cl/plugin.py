@@ -122,10 +122,14 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
             "type_map": config.type_map,
             "train_config": {
                 "dp": config.train.dp.model_dump(mode="json"),
-                # given models: the first iteration uses them as they are (DPGEN2)
+                # a given model and no iteration data yet: used as it is, as DPGEN2's
+                # RunDPTrain.skip_training does. The given model is the user's
+                # (train.init_models) in the first iteration, then the previous iteration's:
+                # while no iteration has labelled anything the data are unchanged, and a
+                # retrain only reshuffles seeds (the demo: 0.162 -> 0.167 eV/A on the same 6
+                # frames, a minute of training)
                 "init_model": {**config.train.init_model.model_dump(mode="json"),
-                               "given_model_first": bool(config.train.init_models)
-                               or config.train.init_model.given_model_first},
+                               "given_model_first": True},
                 "scaling": {"reference_frames": n_init if config.train.scale_steps else None,
                             "max_numb_steps": config.train.max_numb_steps}},
             "tasks_per_batch": config.explore.tasks_per_batch,
