@@ -50,6 +50,11 @@ alongside dflow's start (new); the wait of a step for the server is not counted 
                       server's imports compete with the build for 2 loaded cores); steps'
                       server wait off 11.9, 5.9, 4.5 s, on 9.9, 3.6, 1.3 s. Not resolved at
                       this load: measure again on an idle machine.
+    2026-12-06 06:14  IDLE machine (load 0.0-0.5, nothing else running), HEAD fff75a2, 3 runs
+                      of label (--repeats 5): resume_overhead_s 1.69, 1.76, 1.54 (issue 20's
+                      target: under 3 s), server_wait_s 0.00-0.06, status_s 0.078-0.084;
+                      alloy cu-eam (7 steps, killed with 2 left, --repeats 3):
+                      resume_overhead_s 2.45, server_wait_s 0.48, status_s 0.058.
   dflow's walk over finished blocks (~5 s of an alloy resume on 2026-12-05) went with
   opshelf-props' packing (one step per property: 7 steps, not 24-46). What a walk still costs,
   per item of a finished sliced fan-out: dflow deep-copies the step, pickles the call and
