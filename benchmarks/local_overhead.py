@@ -60,6 +60,18 @@ throughout, so single runs swing 3-10x):
     next, and head's fastest run is at least as fast as base's except chain20 and
     fanout1000_auto in the first series (2.87 vs 2.68 s, 1.82 vs 1.20 s), both reversed in the
     second (chain20 min 1.37 vs 1.92 s, fanout1000_auto 0.99 vs 1.24 s).
+
+Issue 17 check on an IDLE machine (2026-12-06 06:15-06:23, load 0.4-2.2, i.e. only this
+benchmark; base 4fa3b39 vs HEAD fff75a2, `--repeats 3`, two interleaved rounds):
+
+    round            base 1   base 2   head 1   head 2  (medians of 3, s)
+    per_step_s        0.026    0.042    0.028    0.024
+    fanout100_s       3.30     3.96     2.09     1.69
+    fanout100_g10     0.42     0.43     0.37     0.31
+    fanout1000_s      0.39     0.45     0.28     0.26
+    stock per step    0.419    0.435    0.453    0.405
+    failures=0. No regression: per step within the rounds' spread; the fan-outs 1.6-2.3x faster
+    at HEAD (issue 17's sliced fan-out builder). Stock dflow: 0.41-0.45 s per step, 15x ours.
 """
 
 from __future__ import annotations
