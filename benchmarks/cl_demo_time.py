@@ -21,6 +21,17 @@ throughout): wall 625.0 s, step processes 1064.1 s, floor 532.1 s, floor_ratio 1
 260.6 s, train 124.8 s, overhead 23.5 s): NOT the 1.05 target. The launch change cuts process
 time, not idle cores: in each iteration the third of three CP2K labels runs alone (25-43 s
 with one core idle), and the two models train beside nothing else.
+
+On the IDLE machine (2026-12-06 06:23, load 0-2.7, nothing else running; today's demo config:
+4 models, 4 labels per iteration, 4 held-out labels; converged at iteration 3): wall 175.0 s,
+step processes 305.1 s, floor 152.6 s, **floor_ratio 1.147** (train 91.6 s, label 36.0 s,
+explore 7.1 s, overhead 6.7 s, overhead_fraction 0.039). Both cores are busy through every
+training and labelling round now (4 models and 4 labels on 2 cores: no lone third task); the
+38 idle core-seconds are the steps that run one process on the critical path: score-models
+(3.8-5.9 s each, 18.5 s in all: deepmd's import and four graphs for a few frames), exploration
+(one LAMMPS process of 1.5-2.2 s per iteration, both temperatures packed in one task) and the
+0.2-0.9 s hand-overs between steps. 1.05 needs these off the critical path (score beside
+exploration, exploration split over both cores), not faster engines.
 """
 
 from __future__ import annotations
