@@ -100,7 +100,9 @@ def score_ensemble(models: Sequence[Path], data: Sequence[Path]) -> EnsembleScor
                                  + sum(len(t) for t in labelled[:k])
                                  for k, s in enumerate(labelled)])
     ref = _concat(labelled, with_virial)
-    preds = [_concat([s.predict(str(m)) for s in labelled], with_virial) for m in models]
+    # one driver per model: dpdata's predict(path) loads the graph again for every system
+    drivers = [dpdata.driver.Driver.get_driver("dp")(str(m)) for m in models]
+    preds = [_concat([s.predict(driver=d) for s in labelled], with_virial) for d in drivers]
     model_errors = [_errors(p, ref, natoms) for p in preds]
     mean = _Labels(energy=np.mean([p.energy for p in preds], axis=0),
                    forces=np.mean([p.forces for p in preds], axis=0),
