@@ -9,6 +9,7 @@ against Argo's pinned schema."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -21,7 +22,7 @@ from test_config_credentials import PLANTED as PLANTED_IN_CONFIG
 from test_config_credentials import _config as credential_config
 
 from opshelf.core.errors import ConfigError
-from opshelf.core.export_argo import ArgoSettings, build_manifest
+from opshelf.core.export_argo import MIN_SEARCHED_SECRET, ArgoSettings, build_manifest
 from opshelf.core.testing.argo import argo_schema_errors
 
 #: distinctive stand-ins for real credentials: found anywhere, they leaked
@@ -132,9 +133,36 @@ def test_the_value_elsewhere_in_the_config_stops_the_export(tmp_path: Path) -> N
                   env={PASSWORD[0]: PASSWORD[1], "TMPDIR": str(tmp_path / "tmp")})
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and PASSWORD[0] in done.stderr
+    # which variable matched, and where (the manifest's path, or the staged input's name)
+    assert re.search(rf"environment {PASSWORD[0]} \(config [^)]*password\) "
+                     r"(at manifest\.\S+|in staged input \S+)", done.stderr), done.stderr
     assert PASSWORD[1] not in done.stdout + done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml", "tmp"]
     assert list((tmp_path / "tmp").iterdir()) == []  # no scratch left behind either
+
+
+def test_a_short_password_in_the_environment_does_not_stop_the_export(tmp_path: Path) -> None:
+    """"me" is in "name" and "image": before, any manifest "held" it and the export refused
+    with "the credential(s) of environment NAME". A value shorter than MIN_SEARCHED_SECRET
+    is not searched for, and the export says so, naming the variable."""
+    assert MIN_SEARCHED_SECRET > len("me")
+    config(tmp_path / "cfg.yaml", {"password": {"env": PASSWORD[0]}})
+    done = export(tmp_path, "cfg.yaml", "-o", "wf.yaml", env={PASSWORD[0]: "me"})
+    assert done.returncode == 0, done.stderr
+    assert "me" in (tmp_path / "wf.yaml").read_text()  # the control: the text does hold it
+    note = [line for line in done.stderr.splitlines() if "not searched for" in line]
+    assert len(note) == 1 and f"environment {PASSWORD[0]} (config " in note[0], done.stderr
+
+
+def test_a_short_credential_written_in_the_config_is_still_refused(tmp_path: Path) -> None:
+    """The length rule is for searching: a password written into the config is refused by
+    its key, whatever its length, before any work."""
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(credential_config("password", "me")))
+    done = export(tmp_path, "cfg.yaml", "-o", "wf.yaml")
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "remote_profile.password" in done.stderr and "refusing to export" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]
 
 
 @pytest.mark.parametrize(("given", "message"), [

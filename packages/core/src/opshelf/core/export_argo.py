@@ -14,8 +14,12 @@ What the manifest holds, and why:
   environment variables from a Kubernetes secret instead (``env[].valueFrom.secretKeyRef``;
   secret ``opshelf-s3`` with keys ``accesskey``/``secretkey`` unless OPSHELF_ARGO_S3_SECRET
   names another). Artifacts move through the namespace's artifact repository, whose
-  credentials Argo reads from its own secret. The export fails, naming the place, if a
-  secret value from the config, dflow's config or the environment is still in the manifest.
+  credentials Argo reads from its own secret. A credential written into the config stops
+  the export before any work (the config travels into the manifest and its staged inputs).
+  The export fails, naming the variable and the place, if a secret value of dflow's config
+  or of the environment is still in the manifest or a staged input; a value shorter than
+  MIN_SEARCHED_SECRET characters cannot be told from ordinary text ("me" is in "name"): it
+  is not searched for, and the export says so.
 - ``serviceAccountName``: dflow hard-codes ``argo``; here it is the one given (CLI
   ``--service-account``, else OPSHELF_ARGO_SERVICE_ACCOUNT), else left out (the namespace's
   default service account).
@@ -82,6 +86,9 @@ DEFAULT_CREDENTIALS_SECRET = "opshelf-credentials"
 S3_SECRET_KEYS = {"DFLOW_S3_ACCESS_KEY": "accesskey", "DFLOW_S3_SECRET_KEY": "secretkey"}
 # dflow's own placeholders (config.py defaults): not secrets, and common words
 _DFLOW_DEFAULTS = {"admin", "password"}
+#: a secret value shorter than this is not searched for in an export: it matches ordinary
+#: manifest text ("me" in "name", "image"), so a match would say nothing
+MIN_SEARCHED_SECRET = 8
 
 
 # Kubernetes object names (RFC 1123 subdomain) and ConfigMap keys
@@ -182,6 +189,8 @@ class ArgoExport:
     staged_keys: list[str] = field(default_factory=list)
     bucket: str | None = None
     endpoint: str | None = None
+    #: secrets (where each comes from) too short to search the export for
+    unsearched: list[str] = field(default_factory=list)
 
 
 class StagedInputs:
@@ -274,7 +283,8 @@ def _argo_build(staging: Path) -> Iterator[StagedInputs]:
 
 
 def secret_values(user_config: Any) -> dict[str, str]:
-    """Credentials that must not appear in a manifest: where each comes from -> value."""
+    """Credentials that must not appear in a manifest: where each comes from -> value (the
+    config's own credentials included; `export_argo` refuses those before any work)."""
     from dflow import config, s3_config
 
     found: dict[str, str] = {}
@@ -414,9 +424,32 @@ def _mount_ssh_secret(manifest: dict[str, Any], secret_name: str) -> None:
                           "dispatcher (steps: {STEP: {executor: {kind: dispatcher, ...}}})")
 
 
+def _first_place(node: Any, value: str, path: str = "manifest") -> str | None:
+    """The dotted path of the first string of `node` holding `value` (a key holding it: its
+    mapping's path, so the message never shows the value)."""
+    if isinstance(node, dict):
+        if any(value in str(key) for key in node):
+            return f"{path} (a key)"
+        children = [(f"{path}.{key}", child) for key, child in node.items()]
+    elif isinstance(node, list):
+        children = [(f"{path}[{i}]", child) for i, child in enumerate(node)]
+    else:
+        return path if value in str(node) else None
+    for here, child in children:
+        found = _first_place(child, value, here)
+        if found is not None:
+            return found
+    return None
+
+
 def _find_secrets(manifest: dict[str, Any], secrets: dict[str, str]) -> list[str]:
-    text = json.dumps(manifest)
-    return [where for where, value in secrets.items() if value in text]
+    """'<where the secret comes from> at manifest.<path>' for each secret found."""
+    found = []
+    for where, value in secrets.items():
+        place = _first_place(manifest, value)
+        if place is not None:
+            found.append(f"{where} at {place}")
+    return found
 
 
 def _staged_contents(root: Path) -> Iterator[tuple[str, bytes]]:
@@ -440,10 +473,31 @@ def _find_staged_secrets(root: Path, secrets: dict[str, str]) -> list[str]:
     config among them, as files, and the input files as tarballs)."""
     if not root.is_dir() or not secrets:
         return []
-    leaked: set[str] = set()
-    for _name, data in _staged_contents(root):
-        leaked |= {where for where, value in secrets.items() if value.encode() in data}
-    return sorted(leaked)
+    leaked: dict[str, str] = {}
+    for name, data in _staged_contents(root):
+        for where, value in secrets.items():
+            if where not in leaked and value.encode() in data:
+                leaked[where] = f"{where} in staged input {name}"
+    return sorted(leaked.values())
+
+
+def _refuse_config_credentials(user_config: Any, config_file: Path) -> None:
+    """A credential written into the config travels with it (a workflow parameter, a staged
+    input): refused before any work, naming the keys, never the values."""
+    found = sorted(w.removeprefix("config ") for w in config_credentials(user_config))
+    if found:
+        raise ConfigError(
+            f"{config_file}: a credential in the config ({', '.join(found)}): refusing to "
+            "export (nothing written), the config travels into the manifest and its staged "
+            "inputs. Name an environment variable instead (remote_profile.password: "
+            "{env: NAME}, with --secret-ref NAME=SECRET/KEY), or use an SSH key "
+            "(--ssh-secret)")
+
+
+def _split_searchable(secrets: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(the secrets long enough to search for, where the too-short ones come from)."""
+    searched = {w: v for w, v in secrets.items() if len(v) >= MIN_SEARCHED_SECRET}
+    return searched, sorted(set(secrets) - set(searched))
 
 
 def build_manifest(workflow_ref: str, config_path: str | Path, *,
@@ -455,14 +509,15 @@ def build_manifest(workflow_ref: str, config_path: str | Path, *,
     Input files the workflow uploads are staged under `inputs_dir` (default:
     ``<run_dir>/<name>.inputs``) by their S3 keys.
     """
-    manifest, _ = _build_manifest(workflow_ref, config_path, name=name, run_dir=run_dir,
-                                  inputs_dir=inputs_dir, settings=settings)
+    manifest, _, _ = _build_manifest(workflow_ref, config_path, name=name, run_dir=run_dir,
+                                     inputs_dir=inputs_dir, settings=settings)
     return manifest
 
 
 def _build_manifest(workflow_ref: str, config_path: str | Path, *, name: str | None,
                     run_dir: Path | None, inputs_dir: Path | None,
-                    settings: ArgoSettings | None) -> tuple[dict[str, Any], StagedInputs]:
+                    settings: ArgoSettings | None,
+                    ) -> tuple[dict[str, Any], StagedInputs, list[str]]:
     from opshelf.core.local.runner import resolve_workflow
 
     plugin = resolve_workflow(workflow_ref)
@@ -479,6 +534,7 @@ def _build_manifest(workflow_ref: str, config_path: str | Path, *, name: str | N
                        workflow_id=wf_name)
     settings = (settings or ArgoSettings()).resolved()
     check_env_references(config.model_dump(mode="json"), config_file, require_set=False)
+    _refuse_config_credentials(config.model_dump(mode="json"), config_file)
     plugin.check(config, ctx)
     with use_registry(settings.image_registry), _argo_build(staging) as staged:
         from opshelf.core.dflow_build import results_step
@@ -489,7 +545,7 @@ def _build_manifest(workflow_ref: str, config_path: str | Path, *, name: str | N
         if final is not None:
             workflow.add(final)
         body = workflow.to_dict()
-        secrets = secret_values(config.model_dump(mode="json"))
+        secrets, unsearched = _split_searchable(secret_values(config.model_dump(mode="json")))
         # Put the identifying keys first, as kubectl and Argo write them.
         manifest: dict[str, Any] = {"apiVersion": ARGO_API_VERSION, "kind": "Workflow"}
         manifest.update({k: v for k, v in body.items() if k not in ("apiVersion", "kind")})
@@ -508,11 +564,11 @@ def _build_manifest(workflow_ref: str, config_path: str | Path, *, name: str | N
     if leaked:
         raise ConfigError(
             "refusing to export (nothing written): the manifest or its staged inputs would hold "
-            f"the credential(s) of {', '.join(leaked)}. Pass credentials as environment "
+            f"a credential: {'; '.join(leaked)}. Pass credentials as environment "
             "variables from a Kubernetes secret reference, not in the config (SSH keys: "
             "--ssh-secret; S3 keys: --s3-secret; a password: remote_profile.password: "
             "{env: NAME} with --secret-ref NAME=SECRET/KEY).")
-    return manifest, staged
+    return manifest, staged, unsearched
 
 
 def export_argo(workflow_ref: str, config_path: str | Path, output: str | Path, *,
@@ -530,9 +586,9 @@ def export_argo(workflow_ref: str, config_path: str | Path, output: str | Path, 
     inputs_dir = out.parent / f"{out.stem}.inputs"
     with tempfile.TemporaryDirectory(prefix="opshelf-export-") as scratch:
         staging = Path(scratch, "inputs")
-        manifest, staged = _build_manifest(workflow_ref, config_path, name=name,
-                                           run_dir=Path(scratch, "run"), inputs_dir=staging,
-                                           settings=settings)
+        manifest, staged, unsearched = _build_manifest(
+            workflow_ref, config_path, name=name, run_dir=Path(scratch, "run"),
+            inputs_dir=staging, settings=settings)
         refuse_output_over_inputs(out, staged.sources)
         text = yaml.safe_dump(manifest, sort_keys=False)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -543,7 +599,8 @@ def export_argo(workflow_ref: str, config_path: str | Path, output: str | Path, 
             shutil.move(staging / key, target)
         out.write_text(text)
     return ArgoExport(manifest_path=out, inputs_dir=inputs_dir, staged_keys=keys,
-                      bucket=s3_config.get("bucket_name"), endpoint=s3_config.get("endpoint"))
+                      bucket=s3_config.get("bucket_name"), endpoint=s3_config.get("endpoint"),
+                      unsearched=unsearched)
 
 
 def upload_instructions(done: ArgoExport) -> str:
@@ -562,4 +619,8 @@ def upload_instructions(done: ArgoExport) -> str:
     else:
         lines.append("opshelf: the workflow has no input files to upload")
     lines.append(f"opshelf: then submit: argo submit -n <namespace> {done.manifest_path}")
+    if done.unsearched:
+        lines.append(f"opshelf: note: not searched for in the export (shorter than "
+                     f"{MIN_SEARCHED_SECRET} characters, indistinguishable from ordinary text): "
+                     f"{', '.join(done.unsearched)}")
     return "\n".join(lines)
