@@ -31,6 +31,10 @@ EOS_04 = "eos: vol_start 0.6, vol_end 1.4, vol_step 0.4 give 3 volume(s)"
 ELASTIC = {"type": "elastic", "normal_strain": 0.01, "shear_strain": 0.01, "fmax_eV_per_A": 1e-10}
 #: file -> the opshelf properties it converts to, or the text of its exit-2 refusal
 EXPECTED: dict[str, list[dict] | str] = {
+    # APEX's ABACUS demo: the relaxation then EOS 0.6..1.4 by 0.05 (the rest skipped)
+    "abacus_demo/param_joint.json": [EOS_005],
+    # its phonon alone, k-points from the phonon's cal_setting K_POINTS [6, 6, 6, 0, 0, 0]
+    "abacus_demo/param_props.json": [{"type": "phonon", "supercell": [1, 1, 1]}],
     "annealing/param_joint.json": "properties[0] (annealing): no such property",
     "gamma/param_props_gammaline.json": [{"type": "stacking_fault", "slip_system": "bcc_110_111",
                                           "n_points": 20}],
@@ -64,11 +68,35 @@ EXPECTED: dict[str, list[dict] | str] = {
 CONF = {"confs/std-*": "confs/std-x", "confs/*": "confs/x", "RSS_HEA/conf_*": "RSS_HEA/conf_0"}
 
 
+#: the ABACUS INPUT files made for APEX's abacus_demo (APEX's own are not in its repository
+#: snapshot copied here): INPUT with kspacing (1/Bohr), INPUT_phonon without (K_POINTS used)
+ABACUS_INPUTS = {"INPUT": "INPUT_PARAMETERS\nbasis_type lcao\necutwfc 100\nscf_thr 1e-7\n"
+                          "smearing_method mp\nsmearing_sigma 0.015\nkspacing 0.1\n",
+                 "INPUT_phonon": "INPUT_PARAMETERS\nbasis_type lcao\necutwfc 100\n"
+                                 "scf_thr 1e-8\n"}
+
+
+def _abacus_inputs_beside(param: Path, data: dict) -> None:
+    """APEX's abacus_demo folder: its STRU (copied) and the INPUT, pseudopotential and
+    orbital files its interaction names (made here)."""
+    shutil.copytree(DATA / "abacus_demo" / "confs", param.parent / "confs", dirs_exist_ok=True)
+    prefix = param.parent / data["interaction"]["potcar_prefix"]
+    prefix.mkdir(exist_ok=True)
+    for name, text in ABACUS_INPUTS.items():
+        (prefix / name).write_text(text)
+    for files in (data["interaction"]["potcars"], data["interaction"]["orb_files"]):
+        for name in files.values():
+            (prefix / name).write_text("placeholder: import-apex only checks it exists\n")
+
+
 def _inputs_beside(param: Path) -> None:
     """Structures and the model files `param` names, in its folder."""
     import json
 
     data = json.loads(param.read_text())
+    if data["interaction"]["type"] == "abacus":
+        _abacus_inputs_beside(param, data)
+        return
     elements = list(data["interaction"]["type_map"])
     atoms = bulk(elements[0], "bcc" if elements[0] == "Mo" else "fcc", a=3.16 if
                  elements[0] == "Mo" else 4.05, cubic=True)
@@ -83,7 +111,7 @@ def _inputs_beside(param: Path) -> None:
 
 
 def test_every_copied_example_has_an_expectation() -> None:
-    assert sorted(EXPECTED) == EXAMPLES and len(EXAMPLES) == 15
+    assert sorted(EXPECTED) == EXAMPLES and len(EXAMPLES) == 17
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -107,10 +135,18 @@ def test_apex_example(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
     config = yaml.safe_load(out.read_text())
     assert config["properties"] == expected
     interaction = config["interactions"][0]
-    files = [interaction["deepmd"]] if "deepmd" in interaction else [
-        v for k, v in interaction["lammps"]["potential"].items() if k != "style"]
+    folder = param.parent.resolve()
+    if "engine" in interaction:  # abacus: absolute paths under potcar_prefix
+        settings = interaction["engine"]["settings"]
+        files = [str(Path(settings[d]) / f) for d, names in (
+            ("pseudo_dir", settings["pseudopotentials"]), ("orbital_dir", settings["orbitals"]))
+            for f in names.values()]
+        folder = folder / "abacus_input"
+    else:
+        files = [interaction["deepmd"]] if "deepmd" in interaction else [
+            v for k, v in interaction["lammps"]["potential"].items() if k != "style"]
     for file in files:  # resolved against the APEX file's folder, written relative to -o's
-        assert (out.parent / file).resolve().parent == param.parent.resolve(), file
+        assert (out.parent / file).resolve().parent == folder, file
     for structure in config["structures"]:
         assert (out.parent / structure["file"]).is_file()
 
@@ -176,3 +212,4 @@ def test_a_converted_example_computes_its_properties_with_emt_substituted(
     assert volumes[0] < v0 < volumes[-1]
     assert volumes[-1] / volumes[0] == pytest.approx(1.4 / 0.6, rel=1e-6)
     assert computed["elastic"]["c11_GPa"] > computed["elastic"]["c12_GPa"] > 0
+

@@ -77,10 +77,10 @@ def test_apex_files_map_to_a_valid_config(apex_dir: Path) -> None:
 
 
 def test_unmappable_inputs_are_errors_that_say_why(apex_dir: Path) -> None:
-    abacus = dict(RELAX, interaction={"type": "abacus", "incar": "INPUT"})
-    (apex_dir / "abacus.json").write_text(json.dumps(abacus))
-    with pytest.raises(ConfigError, match="interaction type 'abacus' cannot be mapped"):
-        import_apex([apex_dir / "abacus.json"], apex_dir)
+    nep = dict(RELAX, interaction={"type": "nep", "model": "nep.txt"})
+    (apex_dir / "nep.json").write_text(json.dumps(nep))
+    with pytest.raises(ConfigError, match="interaction type 'nep' cannot be mapped"):
+        import_apex([apex_dir / "nep.json"], apex_dir)
     absolute = dict(PROPS, properties=[{"type": "eos", "vol_start": 10, "vol_end": 14,
                                         "vol_step": 1, "vol_abs": True}])
     (apex_dir / "abs.json").write_text(json.dumps(absolute))
@@ -151,3 +151,76 @@ def test_a_vasp_interaction_becomes_opshelf_fps_vasp_engine(apex_dir: Path) -> N
     (apex_dir / "vasp.json").write_text(json.dumps(vasp))
     with pytest.raises(ConfigError, match="interaction.potcars: opshelf-fp reads"):
         import_apex([apex_dir / "vasp.json"], apex_dir / "out")
+
+
+def _abacus_files(apex_dir: Path, input_text: str) -> dict:
+    """An APEX abacus interaction (apex/core/calculator/ABACUS.py) with its files: the INPUT,
+    pseudopotentials and orbitals under potcar_prefix; a STRU beside the POSCAR of std-fcc."""
+    import dpdata
+
+    (apex_dir / "abacus").mkdir()
+    (apex_dir / "abacus" / "INPUT").write_text(input_text)
+    for name in ("Al.upf", "Cu.upf", "Al.orb", "Cu.orb"):
+        (apex_dir / "abacus" / name).write_text("placeholder\n")
+    stru = bulk("Al", "fcc", a=4.04, cubic=True)
+    dpdata.System(stru, fmt="ase/structure").to("abacus/stru", str(apex_dir / "confs" / "std-fcc"
+                                                                   / "STRU"))
+    return {"type": "abacus", "incar": "abacus/INPUT", "potcar_prefix": "abacus",
+            "potcars": {"Al": "Al.upf", "Cu": "Cu.upf"},
+            "orb_files": {"Al": "Al.orb", "Cu": "Cu.orb"}, "atom_masses": {"Al": 27.0}}
+
+
+def test_an_abacus_interaction_becomes_opshelf_fps_abacus_engine(apex_dir: Path) -> None:
+    """APEX's abacus interaction: the INPUT's keywords (typed where opshelf-fp types them,
+    the rest as given; the per-task ones left to the engine as APEX sets them per task), the
+    pseudopotential and orbital folders, kspacing kept for ABACUS to make its mesh, a STRU
+    read before the POSCAR."""
+    inter = _abacus_files(apex_dir, "INPUT_PARAMETERS  # ABACUS\nbasis_type lcao\n"
+                          "ecutwfc 80 # Ry\nscf_thr 1e-8\nsmearing_method mp\n"
+                          "smearing_sigma 0.015\nkspacing 0.1\ncalculation scf\n"
+                          "// a comment\nmixing_beta 0.4\nmixing_beta 0.3\n")
+    joint = dict(PROPS, interaction=inter, relaxation={"cal_setting": {
+        "relax_pos": True, "relax_shape": True, "relax_vol": True}},
+        properties=PROPS["properties"][:1])
+    (apex_dir / "abacus.json").write_text(json.dumps(joint))
+    config, notes = import_apex([apex_dir / "abacus.json"], apex_dir / "out")
+    validate_into(AlloyConfig, config)
+    (interaction,) = config["interactions"]
+    lib = str(apex_dir / "abacus")
+    assert interaction == {"name": "abacus", "engine": {"name": "abacus", "settings": {
+        "pseudo_dir": lib, "pseudopotentials": {"Al": "Al.upf", "Cu": "Cu.upf"},
+        "orbital_dir": lib, "orbitals": {"Al": "Al.orb", "Cu": "Cu.orb"},
+        "basis_type": "lcao", "ecutwfc_Ry": 80.0, "scf_thr": 1e-8, "scf_nmax": 100,
+        "extra": {"smearing_method": "mp", "smearing_sigma": "0.015", "kspacing": "0.1",
+                  "mixing_beta": "0.3"}}}}  # ABACUS keeps the last of a repeated keyword
+    assert config["structures"][0] == {"name": "std-fcc", "file": "../confs/std-fcc/STRU",
+                                       "format": "abacus/stru"}
+    assert config["relax"]["relax_cell"] and not config["relax"]["relax_volume_only"]
+    assert any("atom_masses" in n for n in notes)
+
+
+def test_abacus_k_points_and_inputs_per_task_as_apex_reads_them(apex_dir: Path) -> None:
+    """No kspacing: every task's cal_setting K_POINTS (APEX stops without one), one mesh for
+    all; a property's input_prop other than the interaction's INPUT is refused; ABACUS's own
+    defaults (pw: ecutwfc 50 Ry, scf_thr 1e-9) where the INPUT is silent; DeePKS refused."""
+    inter = _abacus_files(apex_dir, "INPUT_PARAMETERS\n")
+    del inter["orb_files"]
+    mesh = {"K_POINTS": [4, 4, 4, 0, 0, 0]}
+    joint = dict(PROPS, interaction=inter, relaxation={"cal_setting": dict(mesh)},
+                 properties=[dict(PROPS["properties"][0], cal_setting=dict(mesh))])
+    (apex_dir / "abacus.json").write_text(json.dumps(joint))
+    config, notes = import_apex([apex_dir / "abacus.json"], apex_dir)
+    settings = config["interactions"][0]["engine"]["settings"]
+    assert (settings["kpoints"], settings["basis_type"]) == ([4, 4, 4], "pw")
+    assert (settings["ecutwfc_Ry"], settings["scf_thr"]) == (50.0, 1e-9)
+    assert not any("K_POINTS" in n for n in notes)
+    for change, match in (
+            ({"properties": [PROPS["properties"][0]]}, r"no K_POINTS in properties\[0\]"),
+            ({"properties": [dict(PROPS["properties"][0], cal_setting={
+                "K_POINTS": [6, 6, 6, 0, 0, 0]})]}, r"K_POINTS: \[\[4, 4, 4, 0, 0, 0\], \[6"),
+            ({"properties": [dict(PROPS["properties"][0], cal_setting={
+                **mesh, "input_prop": "abacus/INPUT_other"})]}, r"input_prop: .* is not "),
+            ({"interaction": {**inter, "deepks_desc": "jle.orb"}}, "deepks_desc: not a key")):
+        (apex_dir / "bad.json").write_text(json.dumps({**joint, **change}))
+        with pytest.raises(ConfigError, match=match):
+            import_apex([apex_dir / "bad.json"], apex_dir)

@@ -1,11 +1,13 @@
 """`opshelf alloy import-apex param.json [more.json ...] [global.json]`: APEX (apex-flow)
 parameter files -> an opshelf alloy config.
 
-Mapped: `structures` (globs of folders holding a POSCAR), `interaction` (deepmd, eam_alloy,
-eam_fs, meam, vasp), `relaxation.cal_setting` (relax_pos/shape/vol, ftol, maxiter) and the
+Mapped: `structures` (globs of folders holding a POSCAR, or with the abacus interaction an
+ABACUS STRU), `interaction` (deepmd, eam_alloy, eam_fs, meam, vasp, abacus),
+`relaxation.cal_setting` (relax_pos/shape/vol, ftol, maxiter; ABACUS's K_POINTS) and the
 properties eos, elastic, vacancy, interstitial, surface, gamma (-> stacking_fault),
-gamma_surface and phonon. Everything else is listed in a note that says why it is not mapped; a mapping that
-would change what is computed (absolute EOS volumes, another interaction type) is an error,
+gamma_surface and phonon. Everything else is listed in a note that says why it is not
+mapped; a mapping that would change what is computed (absolute EOS volumes, another
+interaction type, per-task ABACUS inputs opshelf's one engine cannot give) is an error,
 and so is a conversion left with no property (e.g. APEX's annealing or finite_t_elastic
 alone). The EOS volumes are the ones the APEX version given computes (its
 own loop, floating point included); model and potential files are resolved against the
@@ -53,6 +55,11 @@ class ApexImport:
         self.apex_version = parse_apex_version(apex_version)
         self.notes: list[str] = []
         self.config: dict[str, Any] = {}
+        #: cal_setting keys the interaction's mapping used (ABACUS's K_POINTS, input_prop)
+        self.consumed: set[str] = set()
+        #: (where, cal_setting) of the relaxation and of every property computed: the
+        #: settings APEX gives each task (ABACUS reads K_POINTS and input_prop there)
+        self.cal_settings: list[tuple[str, dict[str, Any]]] = []
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -80,19 +87,35 @@ def is_global_file(data: dict[str, Any]) -> bool:
         bool(set(data) & GLOBAL_KEYS)
 
 
-def map_structures(patterns: list[str], base: Path, imp: ApexImport) -> list[dict[str, Any]]:
+def _structure_file(folder: Path, abacus: bool) -> tuple[Path, str] | None:
+    """(file, dpdata format or 'auto') APEX reads in a structure folder: POSCAR; with the
+    abacus interaction its STRU first (APEX's ABACUS.make_potential_files: STRU, else the
+    POSCAR converted)."""
+    if not folder.is_dir():
+        return (folder, "auto") if folder.is_file() else None
+    candidates = [("STRU", "abacus/stru"), ("POSCAR", "auto")]
+    for name, fmt in candidates if abacus else candidates[1:]:
+        if (folder / name).is_file():
+            return folder / name, fmt
+    return None
+
+
+def map_structures(patterns: list[str], base: Path, imp: ApexImport,
+                   abacus: bool = False) -> list[dict[str, Any]]:
     out = []
     for pattern in patterns:
         matches = sorted(glob.glob(str(base / pattern)))
         if not matches:
             imp.note(f"structures: {pattern!r} matches no folder under {base}")
         for folder in map(Path, matches):
-            poscar = folder / "POSCAR" if folder.is_dir() else folder
-            if not poscar.is_file():
-                imp.note(f"structures: {folder} holds no POSCAR (APEX's 'confs' from Materials "
-                         "Project ids need a download: not mapped)")
+            found = _structure_file(folder, abacus)
+            if found is None:
+                imp.note(f"structures: {folder} holds no {'STRU or ' if abacus else ''}POSCAR "
+                         "(APEX's 'confs' from Materials Project ids need a download: not "
+                         "mapped)")
                 continue
-            out.append({"name": slug(folder.name), "file": imp.rel(poscar)})
+            spec = {"name": slug(folder.name), "file": imp.rel(found[0])}
+            out.append(spec if found[1] == "auto" else {**spec, "format": found[1]})
     names = [s["name"] for s in out]
     for index, item in enumerate(out):  # make repeated names unique
         if names.count(item["name"]) > 1:
@@ -124,6 +147,9 @@ def map_interaction(inter: dict[str, Any], base: Path, imp: ApexImport) -> dict[
         imp.note("interaction.type_map: not needed (opshelf maps atom types by element name)")
     if kind == "vasp":
         return {"name": "vasp", "engine": {"name": "vasp", "settings": vasp_settings(inter, base)}}
+    if kind == "abacus":
+        settings = abacus_settings(inter, base, imp)
+        return {"name": "abacus", "engine": {"name": "abacus", "settings": settings}}
     for key in sorted(set(inter) - {"type", "model", "type_map", "deepmd_version"}):
         imp.note(f"interaction.{key}: not mapped")
     name = slug(str(kind))
@@ -144,8 +170,8 @@ def map_interaction(inter: dict[str, Any], base: Path, imp: ApexImport) -> dict[
             potential["parameters"] = files[1]
         return {"name": name, "lammps": {"potential": potential}}
     raise ConfigError(f"interaction type {kind!r} cannot be mapped: opshelf maps deepmd, "
-                      f"eam_alloy, eam_fs, meam and vasp; for {kind} write an `engine:` "
-                      "interaction (opshelf-fp) by hand")
+                      f"eam_alloy, eam_fs, meam, vasp and abacus; for {kind} write an "
+                      "`engine:` interaction (opshelf-fp) by hand")
 
 
 def _incar_tags(path: Path) -> dict[str, str]:
@@ -196,6 +222,129 @@ def vasp_settings(inter: dict[str, Any], base: Path) -> dict[str, Any]:
     return settings
 
 
+#: ABACUS INPUT keyword -> opshelf-fp abacus setting (typed, bounded there)
+ABACUS_TYPED: dict[str, tuple[str, type]] = {
+    "ecutwfc": ("ecutwfc_Ry", float), "scf_thr": ("scf_thr", float),
+    "scf_nmax": ("scf_nmax", int)}
+#: ABACUS's own defaults (abacus-develop docs/advanced/input_files/input-main.md, v3.x) for
+#: the typed keywords, by basis: written when the user's INPUT leaves them out, since
+#: opshelf-fp's engine always writes them (its defaults are not ABACUS's)
+ABACUS_DEFAULTS = {"pw": {"ecutwfc_Ry": 50.0, "scf_thr": 1e-9, "scf_nmax": 100},
+                   "lcao": {"ecutwfc_Ry": 100.0, "scf_thr": 1e-7, "scf_nmax": 100}}
+#: keywords the engine writes per task (APEX sets them per task too: calculation from the
+#: cal_setting, the files from its pp_orb folder)
+ABACUS_OWNED = {"calculation", "ntype", "pseudo_dir", "orbital_dir", "cal_force", "cal_stress",
+                "stru_file", "kpoint_file", "suffix", "out_stru"}
+ABACUS_KEYS = {"type", "incar", "potcar_prefix", "potcars", "orb_files", "atom_masses",
+               "type_map"}
+
+
+def abacus_input(path: Path) -> dict[str, str]:
+    """keyword -> value of an ABACUS INPUT file, read as ABACUS reads it: after the
+    INPUT_PARAMETERS line, '#' and '//' start comments, the last of a repeated keyword wins."""
+    words: dict[str, str] = {}
+    started = False
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].split("//", 1)[0].strip()
+        if not started:
+            started = line.upper().startswith("INPUT_PARAMETERS")
+            continue
+        tokens = line.split()
+        if len(tokens) >= 2:
+            words[tokens[0].lower()] = " ".join(tokens[1:])
+    return words
+
+
+def _one_folder(files: dict[str, Path], key: str) -> tuple[str, dict[str, str]]:
+    """(folder, element -> file name): opshelf-fp's abacus engine reads each kind of file
+    from one folder, as APEX links them into one pp_orb folder."""
+    missing = sorted(str(f) for f in files.values() if not f.is_file())
+    if missing:
+        raise ConfigError(f"interaction.{key}: files not found {missing}")
+    folders = {f.parent for f in files.values()}
+    if len(folders) != 1:
+        raise ConfigError(f"interaction.{key}: files in several folders "
+                          f"{sorted(map(str, folders))}; opshelf-fp's abacus engine reads "
+                          "them from one (links will do)")
+    return str(folders.pop()), {el: f.name for el, f in files.items()}
+
+
+def _abacus_kpoints(words: dict[str, str], imp: ApexImport) -> list[int] | None:
+    """APEX's k-points: the INPUT's kspacing (1/Bohr; kept in the INPUT, where ABACUS makes
+    its mesh from it, as in APEX's run) else every task's cal_setting K_POINTS
+    [n1, n2, n3, 0, 0, 0] (one mesh here: opshelf has one engine per interaction)."""
+    if "kspacing" in words:
+        return None
+    given = {where: k for where, setting in imp.cal_settings
+             if (k := setting.get("K_POINTS")) is not None}
+    lacking = [where for where, setting in imp.cal_settings if "K_POINTS" not in setting]
+    if not given or lacking:
+        raise ConfigError(f"interaction.incar: no kspacing in the INPUT and no K_POINTS in "
+                          f"{'; '.join(lacking) or 'any cal_setting'} (APEX stops there: give "
+                          "kspacing (1/Bohr) or K_POINTS [n1, n2, n3, 0, 0, 0] in each)")
+    meshes = sorted({tuple(k) for k in given.values()})
+    if len(meshes) > 1 or len(meshes[0]) != 6 or any(meshes[0][3:]):
+        raise ConfigError(f"cal_setting.K_POINTS: {[list(m) for m in meshes]}: opshelf maps "
+                          "one unshifted mesh [n1, n2, n3, 0, 0, 0] for all tasks")
+    mesh = meshes[0]
+    imp.consumed.add("K_POINTS")
+    return [int(n) for n in mesh[:3]]
+
+
+def abacus_settings(inter: dict[str, Any], base: Path, imp: ApexImport) -> dict[str, Any]:
+    """APEX's abacus interaction (apex/core/calculator/ABACUS.py) -> opshelf-fp abacus
+    settings: the INPUT's keywords (typed where opshelf-fp types them, the rest verbatim in
+    `extra`, ABACUS's own defaults where the INPUT is silent), pseudopotentials and orbitals
+    at potcar_prefix/potcars[element] and potcar_prefix/orb_files[element], k-points as APEX
+    sets them. Paths absolute: the engine reads them in its task folder."""
+    unknown = sorted(set(inter) - ABACUS_KEYS)
+    if unknown:
+        raise ConfigError(f"interaction.{unknown[0]}: not a key opshelf maps for abacus "
+                          f"({', '.join(sorted(ABACUS_KEYS - {'type', 'type_map'}))}; "
+                          "deepks_desc: DeePKS is not in opshelf-fp)")
+    incar = (base / str(inter.get("incar", ""))).resolve()
+    if "incar" not in inter or not incar.is_file():
+        raise ConfigError(f"interaction.incar: ABACUS INPUT not found ({incar})")
+    for where, setting in imp.cal_settings:
+        prop = setting.get("input_prop")
+        if prop is not None and (base / str(prop)).resolve() != incar:
+            raise ConfigError(f"{where}.input_prop: {prop!r} is not interaction.incar; opshelf "
+                              "has one INPUT per interaction")
+    imp.consumed.add("input_prop")
+    words = abacus_input(incar)
+    prefix = base / str(inter.get("potcar_prefix", ""))
+    pp = {el: (prefix / str(f)).resolve() for el, f in (inter.get("potcars") or {}).items()}
+    if not pp:
+        raise ConfigError("interaction.potcars: no pseudopotential (element -> file)")
+    settings: dict[str, Any] = {}
+    settings["pseudo_dir"], settings["pseudopotentials"] = _one_folder(pp, "potcars")
+    orbitals = {el: (prefix / str(f)).resolve() for el, f in (inter.get("orb_files") or {}).items()}
+    if orbitals:
+        settings["orbital_dir"], settings["orbitals"] = _one_folder(orbitals, "orb_files")
+    basis = words.pop("basis_type", "pw").lower()
+    if basis == "lcao" and not orbitals:
+        raise ConfigError("interaction.orb_files: the INPUT's basis_type is lcao and no "
+                          "orbital file is given (APEX stops there too)")
+    settings["basis_type"] = basis
+    settings.update(ABACUS_DEFAULTS.get(basis, ABACUS_DEFAULTS["pw"]))
+    extra: dict[str, str] = {}
+    for word, value in words.items():
+        if word in ABACUS_TYPED:
+            name, cast = ABACUS_TYPED[word]
+            settings[name] = cast(value)
+        elif word not in ABACUS_OWNED:
+            extra[word] = value  # smearing, kspacing, ...: written as the user gave them
+    if extra:
+        settings["extra"] = extra
+    kpoints = _abacus_kpoints(words, imp)
+    if kpoints is not None:
+        settings["kpoints"] = kpoints
+    if "atom_masses" in inter:
+        imp.note("interaction.atom_masses: not mapped (masses enter neither an SCF nor a "
+                 "relaxation; opshelf-fp writes the standard masses)")
+    return settings
+
+
 def map_relaxation(relaxation: dict[str, Any], imp: ApexImport) -> dict[str, Any]:
     setting = dict(relaxation.get("cal_setting") or {})
     relax: dict[str, Any] = {}
@@ -214,7 +363,7 @@ def map_relaxation(relaxation: dict[str, Any], imp: ApexImport) -> dict[str, Any
     maxiter = setting.pop("maxiter", None)
     if maxiter:
         relax["max_steps"] = int(maxiter)
-    for key in sorted(setting):
+    for key in sorted(set(setting) - imp.consumed):
         imp.note(f"relaxation.cal_setting.{key}: not mapped (opshelf stops on fmax_eV_per_A)")
     for key in sorted(set(relaxation) - {"cal_setting"}):
         imp.note(f"relaxation.{key}: not mapped")
@@ -353,10 +502,40 @@ def map_property(raw: dict[str, Any], index: int, imp: ApexImport) -> dict[str, 
     setting = p.pop("cal_setting", None) or {}
     if "ftol" in setting and out["type"] in ("elastic", "vacancy", "interstitial", "surface"):
         out["fmax_eV_per_A"] = float(setting.pop("ftol"))
-    for key in sorted(setting):
+    for key in sorted(set(setting) - imp.consumed):
         imp.note(f"{where}.cal_setting.{key}: not mapped")
     for key in sorted(set(p) - IGNORED_KEYS):
         imp.note(f"{where}.{key}: not mapped")
+    return out
+
+
+def _param_files(files: list[Path], imp: ApexImport) -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, data) of each parameter file; a global (machine) file is noted and left out."""
+    out = []
+    for path in files:
+        data = read_mapping(path)
+        if is_global_file(data):
+            imp.note(f"{path.name}: global (machine) settings are not part of the config; "
+                     "set execution in its `steps` block")
+            continue
+        for key in sorted(set(data) - {"structures", "interaction", "relaxation",
+                                       "properties"}):
+            imp.note(f"{path.name}: {key}: not mapped")
+        out.append((path.resolve().parent, data))
+    return out
+
+
+def _task_settings(params: list[tuple[Path, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, cal_setting) of the relaxation and of each property APEX computes."""
+    out = []
+    for _, data in params:
+        if "relaxation" in data:
+            out.append(("relaxation.cal_setting",
+                        dict(data["relaxation"].get("cal_setting") or {})))
+        for index, raw in enumerate(data.get("properties") or []):
+            if not raw.get("skip"):
+                out.append((f"properties[{index}] ({raw.get('type')}).cal_setting",
+                            dict(raw.get("cal_setting") or {})))
     return out
 
 
@@ -366,35 +545,28 @@ def import_apex(files: list[Path], out_dir: Path, apex_version: str = APEX_CURRE
     an optional global file, as APEX `apex_version` reads them. Paths in the config are
     relative to `out_dir`."""
     imp = ApexImport(out_dir, apex_version)
+    params = _param_files(files, imp)
+    imp.cal_settings = _task_settings(params)
+    interactions = [(base, dict(d["interaction"])) for base, d in params if "interaction" in d]
+    if not interactions:
+        raise ConfigError("no `interaction` in the APEX files")
+    interaction = map_interaction(interactions[0][1], interactions[0][0], imp)
+    abacus = interactions[0][1].get("type") == "abacus"
     structures: list[dict[str, Any]] = []
-    interaction = None
     relax: dict[str, Any] | None = None
     properties: list[dict[str, Any]] = []
-    for path in files:
-        data = read_mapping(path)
-        base = path.resolve().parent
-        if is_global_file(data):
-            imp.note(f"{path.name}: global (machine) settings are not part of the config; "
-                     "set execution in its `steps` block")
-            continue
+    for base, data in params:
         if "structures" in data and not structures:
-            structures = map_structures(list(data["structures"]), base, imp)
-        if "interaction" in data and interaction is None:
-            interaction = map_interaction(dict(data["interaction"]), base, imp)
+            structures = map_structures(list(data["structures"]), base, imp, abacus)
         if "relaxation" in data:
             relax = map_relaxation(dict(data["relaxation"]), imp)
         for index, raw in enumerate(data.get("properties") or []):
             mapped = map_property(dict(raw), index, imp)
             if mapped is not None:
                 properties.append(mapped)
-        for key in sorted(set(data) - {"structures", "interaction", "relaxation",
-                                       "properties"}):
-            imp.note(f"{path.name}: {key}: not mapped")
     if not structures:
         raise ConfigError("no structure found: the APEX files give no `structures` that "
-                          "match a folder with a POSCAR")
-    if interaction is None:
-        raise ConfigError("no `interaction` in the APEX files")
+                          f"match a folder with a {'STRU or ' if abacus else ''}POSCAR")
     config: dict[str, Any] = {"structures": structures, "interactions": [interaction]}
     config["relax"] = relax if relax is not None else {"relax_cell": True}
     if relax is None:
