@@ -109,7 +109,7 @@ def test_paths_are_relative_to_the_written_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("changes", "key"), [
     ({"explore__stages__0__0__ensemble": "npt-a"}, "explore.stages[0][0].ens"),
-    ({"explore__stages__0__0__n_sample": 2}, "explore.stages[0][0].n_sample"),
+    ({"explore__stages__0__0__n_sample": 0}, "explore.stages[0][0].n_sample"),
     ({"explore__stages__0__0__type": "calypso"}, "explore.stages[0][0].type"),
     ({"explore__stages__0__0__pka_e": 5.0}, "explore.stages[0][0].pka_e"),
     ({"train__type": "dp-dist"}, "train.type"),
@@ -164,6 +164,8 @@ def test_cli_writes_a_config_that_loads_and_refuses_a_cp2k_input_without_placeho
                    runs_dir=tmp_path / "runs", timeout=120)
     assert done.returncode == 0, done.stderr
     assert "warning: dpgen2 key 'bohrium_config'" in done.stderr
+    # the warnings are in the converted config too, as comments above the keys
+    assert "\n# warning: dpgen2 key 'bohrium_config'" in out.read_text()
     config = ClConfig.model_validate(yaml.safe_load(out.read_text()))
     assert config.fp.engine.settings["template"] == str(work / "cp2k.inp")
     (work / "cp2k.inp").write_text("&FORCE_EVAL\n  &SUBSYS\n  &END SUBSYS\n&END FORCE_EVAL\n")

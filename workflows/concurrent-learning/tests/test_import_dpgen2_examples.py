@@ -9,11 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import DATA
 
 from opshelf.cl.config import ClConfig
-from opshelf.cl.dpgen2 import Dpgen2Import, import_dpgen2
+from opshelf.cl.dpgen2 import Dpgen2Import, dpgen2_draws, import_dpgen2
 
 EXAMPLES = DATA / "dpgen2-examples"
 FIXTURES = DATA / "dpgen2"
@@ -79,10 +80,41 @@ def test_pressures_of_an_nvt_group_multiply_its_runs_as_in_dpgen2() -> None:
     assert any("n_samples 3" in w for w in result.warnings)
 
 
-def test_n_sample_covering_every_conf_maps_and_a_subset_is_refused() -> None:
-    only_group(with_group({"temps": [300], "n_sample": 5}))  # the stage makes 5 confs
+def test_n_sample_draws_the_first_iterations_confs_as_dpgen2_does() -> None:
+    """n_sample of the stage's 5 generated confs: all 5 is every conf (no list); 4 is the
+    4 DPGEN2's first iteration would explore, drawn seeded (the same on every import), with
+    a warning that DPGEN2 redraws every iteration; 7 runs past the list, so confs repeat."""
+    assert only_group(with_group({"temps": [300], "n_sample": 5})).confs is None
     result = with_group({"temps": [300], "n_sample": 4})
-    assert any("n_sample" in e and "4 of the group's 5 confs" in e for e in result.errors)
+    group = only_group(result)
+    assert len(group.confs) == 4 and set(group.confs) <= set(range(5))
+    assert only_group(with_group({"temps": [300], "n_sample": 4})).confs == group.confs
+    (warning,) = [w for w in result.warnings if "n_sample" in w]
+    assert "4 of the group's 5 confs" in warning and "every iteration" in warning
+    many = only_group(with_group({"temps": [300], "n_sample": 7})).confs
+    assert len(many) == 7 and len(set(many)) < 7
+    bad = with_group({"temps": [300], "n_sample": 0})
+    assert any("'explore.stages[0][0].n_sample'" in e for e in bad.errors)
+
+
+@pytest.mark.parametrize(("n_confs", "n_sample"), [(5, 3), (5, 5), (4, 6), (10, 1)])
+def test_dpgen2_draws_follow_its_shuffled_queue(n_confs: int, n_sample: int) -> None:
+    """ConfSamplingTaskGroup._sample_confs (random_sample=True): one call at submission and
+    one per iteration pop n_sample confs from a queue of shuffled copies of the list, so
+    over the calls every conf is drawn once per copy: after k calls each conf was drawn
+    floor or ceil of k * n_sample / n_confs times, and a call that stays inside one copy
+    has no repeat."""
+    for seed in range(20):
+        draws = dpgen2_draws(n_confs, n_sample, 6, seed)
+        assert [len(d) for d in draws] == [n_sample] * 6
+        flat = [c for d in draws for c in d]
+        for k in range(1, 7):
+            counts = np.bincount(flat[:k * n_sample], minlength=n_confs)
+            assert counts.max() - counts.min() <= 1, (seed, k, counts)
+        if n_sample <= n_confs and n_confs % n_sample == 0:
+            assert all(len(set(d)) == n_sample for d in draws)
+    assert dpgen2_draws(5, 3, 2, 0) == dpgen2_draws(5, 3, 2, 0)
+    assert any(dpgen2_draws(5, 3, 2, 0) != dpgen2_draws(5, 3, 2, s) for s in range(1, 5))
 
 
 def test_adaptive_lower_gets_dpgen2s_defaults() -> None:
@@ -110,20 +142,34 @@ def test_a_string_init_data_sys_is_one_path_and_mixed_type_is_read() -> None:
 
 
 @pytest.mark.parametrize(("section", "key", "value"), [
-    ("inputs", "do_finetune", True), ("inputs", "multi_init_data", {"a": {}})])
+    ("inputs", "do_finetune", True), ("inputs", "multitask", True),
+    ("inputs", "init_data_uri", "s3://dpgen2/init")])
 def test_what_opshelf_cl_lacks_is_refused_naming_the_key(section: str, key: str,
                                                          value: object) -> None:
     data = base()
     data[section][key] = value
+    data[section]["multi_init_data"] = {"almg": {"sys": ["al"], "prefix": "init"}}
     result = import_dpgen2(data, FIXTURES, FIXTURES)
     assert any(f"dpgen2 key '{section}.{key}'" in e for e in result.errors), result.errors
 
 
+def test_multi_init_data_without_multitask_is_left_out_as_dpgen2_leaves_it() -> None:
+    """DPGEN2 (entrypoint/submit.py) reads multi_init_data only with inputs.multitask true;
+    otherwise init_data_sys is the data."""
+    data = base()
+    data["inputs"]["multi_init_data"] = {"almg": {"sys": ["elsewhere"], "prefix": "x"}}
+    data["inputs"]["head"] = "almg"
+    result = import_dpgen2(data, FIXTURES, FIXTURES)
+    assert result.errors == []
+    assert [d.path for d in ClConfig.model_validate(result.config).init_data] == [
+        "init/al", "init/mg"]
+    assert any("'inputs.multi_init_data'" in w and "multitask" in w for w in result.warnings)
+
+
 def test_the_v005_flat_layout_is_read(tmp_path: Path) -> None:
-    """examples/almg/input-v005.json with what opshelf cannot represent changed (n_sample
-    removed, POTCARs made): it maps, jobs as stages."""
+    """examples/almg/input-v005.json with its POTCARs made: it maps, jobs as stages, its
+    n_sample 3 of the 30 generated confs drawn."""
     data = json.loads((EXAMPLES / "almg" / "input-v005.json").read_text())
-    del data["model_devi_jobs"][0]["n_sample"]
     data["fp_pp_files"] = {"Al": "potcars/Al/POTCAR", "Mg": "potcars/Mg/POTCAR"}
     for element in ("Al", "Mg"):
         (tmp_path / "potcars" / element).mkdir(parents=True)
@@ -135,6 +181,7 @@ def test_the_v005_flat_layout_is_read(tmp_path: Path) -> None:
     (group,) = stage.groups
     assert (group.ensemble, group.n_steps, group.temperatures_K) == ("nvt", 20, [50.0, 100.0])
     assert group.n_samples == 2  # two pressures of an nvt job
+    assert len(group.confs) == 3 and set(group.confs) <= set(range(30))
     assert config.select.trust.f_lo == 0.05 and config.select.max_select == 2
     assert stage.confs.files == ["dpgen2-confs/stage-0-conf-0.extxyz"]
     assert config.train.numb_models == 4
@@ -143,8 +190,9 @@ def test_the_v005_flat_layout_is_read(tmp_path: Path) -> None:
 
 #: example -> the DPGEN2 keys its import is refused for (all of them, in order)
 EXPECTED_REFUSALS = {
-    "almg/input-v005.json": ["explore.stages[0][0].n_sample", "fp.inputs_config.pp_files"],
-    "chno/input.json": ["explore.stages[0][0].n_sample"],
+    "almg/input-v005.json": ["fp.inputs_config.pp_files"],
+    # its confs (md.data/*N1[56].equ/*) are not copied: nothing to explore or draw from
+    "chno/input.json": ["explore.configurations[0].files", "explore.stages[0][0].n_sample"],
 }
 
 

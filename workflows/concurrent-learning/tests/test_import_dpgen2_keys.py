@@ -38,6 +38,7 @@ def cu_input(tmp_path: Path, group: dict[str, Any], mass_map: list[float] | None
     if mass_map is not None:
         data["inputs"]["mass_map"] = mass_map
     data["explore"]["configurations"] = [{"type": "file", "files": ["conf.extxyz"]}]
+    del data["explore"]["configuration_prefix"]  # the conf is beside the input
     data["explore"]["stages"] = [[{"conf_idx": [0], **group}]]
     return data
 
@@ -265,3 +266,43 @@ def test_step_envs_keep_each_programs_threads_and_environment() -> None:
     data["step_configs"]["run_fp_config"]["template_config"]["envs"]["OMP_NUM_THREADS"] = "x"
     result = import_dpgen2(data, FIXTURES, FIXTURES)
     assert any("run_fp_config.template_config.envs.OMP_NUM_THREADS" in e for e in result.errors)
+
+
+def test_file_configurations_are_globbed_and_remove_pbc_is_done_at_import(
+        tmp_path: Path) -> None:
+    """DPGEN2's FileConfGenerator (dpgen2/conf/file_conf.py): `files` one pattern or a list,
+    each globbed and sorted; remove_pbc: dpdata's System.remove_pbc (the atoms' extent plus
+    its 9 A protect layer, centred), done when DPGEN2 submits; here at import, into a file."""
+    from ase.build import molecule
+
+    for name in ("b", "a"):
+        ase.io.write(tmp_path / f"conf-{name}.extxyz", bulk("Cu", "fcc", a=3.615, cubic=True))
+    data = cu_input(tmp_path, {"type": "lmp-md", "temps": [300]}, None)
+    data["explore"]["configurations"] = [{"type": "file", "files": "conf-*.extxyz"}]
+    result = import_dpgen2(data, tmp_path, tmp_path)
+    assert result.errors == []
+    (stage,) = ClConfig.model_validate(result.config).explore.stages
+    assert stage.confs.files == ["conf-a.extxyz", "conf-b.extxyz"]
+    water = molecule("H2O")
+    water.set_cell([20.0, 20.0, 20.0])
+    water.pbc = True
+    ase.io.write(tmp_path / "water.extxyz", water)
+    data["inputs"]["type_map"] = ["H", "O"]
+    del data["inputs"]["mass_map"]
+    data["explore"]["configurations"] = [{"type": "file", "files": ["water.extxyz"],
+                                          "remove_pbc": True}]
+    result = import_dpgen2(data, tmp_path, tmp_path)
+    assert result.errors == []
+    (stage,) = ClConfig.model_validate(result.config).explore.stages
+    (name,) = stage.confs.files
+    (frame,) = ase.io.read(io.StringIO(result.files[tmp_path / name]), ":", format="extxyz")
+    # dpdata: a cubic cell, every atom 9 A or more inside every face, the atoms' centroid at
+    # the cell's centre
+    length = frame.cell.lengths()[0]
+    assert np.allclose(frame.cell.array, np.eye(3) * length)
+    assert frame.positions.min() >= 9.0 - 1e-6 and frame.positions.max() <= length - 9.0 + 1e-6
+    assert np.allclose(frame.positions.mean(axis=0), length / 2, atol=1e-6)
+    assert frame.pbc.all() and any("remove_pbc" in w for w in result.warnings)
+    data["explore"]["configurations"][0]["files"] = ["nothing-*.extxyz"]
+    result = import_dpgen2(data, tmp_path, tmp_path)
+    assert any("'explore.configurations[0].files'" in e for e in result.errors)

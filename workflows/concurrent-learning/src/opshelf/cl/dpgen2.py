@@ -237,13 +237,39 @@ def _inputs(inputs: dict[str, Any], config: dict[str, Any], result: Dpgen2Import
     if inputs.get("do_finetune"):
         result.error("inputs.do_finetune", "fine-tuning a pretrained model in the loop is "
                      "not in opshelf cl's config yet (opshelf-train's FinetuneOptions is)")
-    if "multi_init_data" in inputs:
-        result.error("inputs.multi_init_data", "multi-task initial data (one data set per "
-                     "head) is not supported by opshelf cl")
+    _multitask(inputs, result)
     for key in sorted(set(inputs) - {"type_map", "mass_map", "init_data_sys",
                                      "init_data_prefix", "mixed_type", "do_finetune",
-                                     "multi_init_data"}):
+                                     *MULTITASK_KEYS}):
         result.warn(f"inputs.{key}", "not mapped")
+
+
+#: DPGEN2's multi-task inputs (entrypoint/submit.py workflow_concurrent_learning) and the
+#: data it fetches from its own storage instead of the files named
+MULTITASK_KEYS = ("multitask", "head", "multi_init_data", "multi_init_data_uri",
+                  "init_data_uri")
+
+
+def _multitask(inputs: dict[str, Any], result: Dpgen2Import) -> None:
+    """DPGEN2 reads multi_init_data (head -> {sys, prefix}) only with `multitask` true, then
+    trains a multi-task DeePMD model (one data set per head of the template's model_dict,
+    the loop's labels to `head`) and explores with that head frozen; without it, the keys
+    are ignored and init_data_sys is the data, as here. An *_uri is data in DPGEN2's
+    artifact storage, which cannot be read here."""
+    if inputs.get("multitask"):
+        heads = sorted((inputs.get("multi_init_data") or {}).keys())
+        result.error("inputs.multitask", f"multi-task training (heads {heads}, the loop's "
+                     f"labels to head {inputs.get('head')!r}) is not in opshelf-train; "
+                     "training one head's data alone would make another model")
+        return
+    for key in ("multi_init_data", "multi_init_data_uri", "head"):
+        if inputs.get(key) is not None:
+            result.warn(f"inputs.{key}", "left out, as DPGEN2 leaves it without "
+                        "inputs.multitask true: the data is init_data_sys")
+    if inputs.get("init_data_uri") is not None:
+        result.error("inputs.init_data_uri", "data in DPGEN2's artifact storage (it replaces "
+                     "init_data_sys there) cannot be read here: download it and name it in "
+                     "init_data_sys")
 
 
 def _mass_lines(masses: Any, type_map: list[str], result: Dpgen2Import) -> list[str]:
@@ -376,8 +402,8 @@ def _explore(explore: dict[str, Any], config: dict[str, Any], result: Dpgen2Impo
                                       (s, config.get("type_map", [])))
         n_confs = _n_stage_confs(confs, offsets)
         stage = {"name": f"stage-{s}", "confs": confs, "convergence": dict(convergence),
-                 "groups": [_group(g, offsets, used, f"{where}[{k}]", result, paths, n_confs)
-                            for k, g in enumerate(groups)]}
+                 "groups": [_group(g, offsets, used, f"{where}[{k}]", result, paths, n_confs,
+                                   seed=1000 * s + k) for k, g in enumerate(groups)]}
         section["stages"].append(stage)
     config["explore"] = section
     config["max_iterations"] = max(1, convergence["max_iterations"] * max(1, len(stages)))
@@ -421,12 +447,18 @@ def _stage_confs(used: list[int], configurations: list[dict[str, Any]], prefix: 
             names, counts = _alloy_file(entry, key, result, paths, (*stage, i))
             fmts.add("auto")
         else:
-            fmts.add(entry.get("fmt", "auto"))
-            names = [paths(f, entry.get("prefix") or prefix) for f in entry.get("files") or []]
+            names = _conf_files(entry.get("files"), entry.get("prefix") or prefix, paths)
             if not names:
-                result.error(f"{key}.files", "no file")
-            counts = [_count_frames(paths.absolute(n), entry.get("fmt", "auto")) for n in names]
-            for extra in sorted(set(entry) - {"type", "files", "fmt", "prefix"}):
+                result.error(f"{key}.files", f"{entry.get('files')!r}: no file (DPGEN2 reads "
+                             "the files that match, relative to the input's folder)")
+            if entry.get("remove_pbc") and names:
+                names, counts = _nopbc_file(names, entry, key, result, paths, (*stage, i))
+                fmts.add("auto")
+            else:
+                fmts.add(entry.get("fmt", "auto"))
+                counts = [_count_frames(paths.absolute(n), entry.get("fmt", "auto"))
+                          for n in names]
+            for extra in sorted(set(entry) - {"type", "files", "fmt", "prefix", "remove_pbc"}):
                 result.warn(f"{key}.{extra}", "not mapped")
         if running is None or None in counts:
             running, offsets[i] = None, []
@@ -442,6 +474,53 @@ def _stage_confs(used: list[int], configurations: list[dict[str, Any]], prefix: 
     if fmt != "auto":
         confs["fmt"] = fmt
     return confs, offsets
+
+
+def _nopbc_file(names: list[str], entry: dict[str, Any], key: str, result: Dpgen2Import,
+                paths: _Paths, where: tuple[int, list[str], int]
+                ) -> tuple[list[str], list[int | None]]:
+    """DPGEN2's remove_pbc (FileConfGenerator): each file read by dpdata, its System's
+    remove_pbc() (the box around the atoms plus dpdata's 9 A protect layer, the atoms
+    centred), written at import into dpgen2-confs/stage-S-conf-I.extxyz; periodic, as the
+    LAMMPS conf DPGEN2 writes from it is (boundary p p p unless no_pbc)."""
+    import io
+
+    import ase.io
+
+    from opshelf.core.ops.labelling import read_frames
+
+    s, _, i = where
+    frames = []
+    for name in names:
+        try:
+            systems = read_frames(paths.absolute(name), entry.get("fmt", "auto"))
+        except Exception as exc:  # any reader error: named, nothing written
+            result.error(f"{key}.files", f"{name}: cannot be read as "
+                         f"{entry.get('fmt', 'auto')!r} ({exc}), so remove_pbc cannot be done")
+            return [], [None]
+        for system in systems:
+            system.remove_pbc()
+            for atoms in system.to("ase/structure"):
+                atoms.pbc = True
+                frames.append(atoms)
+    text = io.StringIO()
+    ase.io.write(text, frames, format="extxyz")
+    name = f"{CONF_FILES}/stage-{s}-conf-{i}.extxyz"
+    result.files[paths.out_dir / name] = text.getvalue()
+    result.warn(f"{key}.remove_pbc", f"done at import as DPGEN2 does at submission: {name}")
+    return [name], [len(frames)]
+
+
+def _conf_files(files: str | list[str] | None, prefix: str | None, paths: _Paths) -> list[str]:
+    """DPGEN2's FileConfGenerator: one path or a list, under the prefix, each a glob pattern
+    expanded and sorted (dpgen2/conf/file_conf.py); written relative to the config."""
+    import glob
+
+    out: list[str] = []
+    for name in [files] if isinstance(files, str) else files or []:
+        pattern = str(paths.input_dir / (Path(prefix, name) if prefix else Path(name)))
+        out += [paths(m) for m in sorted(glob.glob(pattern))]
+    return out
 
 
 def _alloy_file(entry: dict[str, Any], key: str, result: Dpgen2Import, paths: _Paths,
@@ -614,7 +693,8 @@ def _template_group(group: dict[str, Any], key: str, result: Dpgen2Import,
 
 
 def _group(group: dict[str, Any], offsets: dict[int, list[int]], used: list[int], key: str,
-           result: Dpgen2Import, paths: _Paths, n_stage_confs: int | None) -> dict[str, Any]:
+           result: Dpgen2Import, paths: _Paths, n_stage_confs: int | None,
+           seed: int = 0) -> dict[str, Any]:
     group = normalize_group(group, key, result)
     idx = group.get("conf_idx") or []
     if group["type"] == "lmp-md":
@@ -625,31 +705,70 @@ def _group(group: dict[str, Any], offsets: dict[int, list[int]], used: list[int]
         result.error(f"{key}.type", f"{group['type']!r}: opshelf maps lmp-md (lmp-npt) and "
                      "lmp-template groups")
         return {"kind": "md", "temperatures_K": [0.0]}
-    n_confs = n_stage_confs
-    if offsets and set(idx) != set(used):
+    confs = None if n_stage_confs is None else list(range(n_stage_confs))
+    subset = bool(offsets) and set(idx) != set(used)
+    if subset:
         if any(not offsets.get(i) for i in idx):
             result.error(f"{key}.conf_idx", "the group uses some of the stage's conf files "
                          "and they cannot be read here to count their frames")
-        out["confs"] = [c for i in idx for c in offsets.get(i, [])]
-        n_confs = len(out["confs"])
-    _n_sample(group.get("n_sample"), n_confs, key, result)
+        confs = [c for i in idx for c in offsets.get(i, [])]
+        out["confs"] = confs
+    drawn = _n_sample(group.get("n_sample"), confs, key, result, seed)
+    if drawn is not None:
+        out["confs"] = drawn
     return out
 
 
-def _n_sample(n_sample: int | None, n_confs: int | None, key: str,
-              result: Dpgen2Import) -> None:
-    """DPGEN2 draws `n_sample` of the group's confs at random; opshelf explores them all:
-    the same only when n_sample covers every conf."""
+def dpgen2_draws(n_confs: int, n_sample: int, n_calls: int, seed: int) -> list[list[int]]:
+    """The conf indices DPGEN2 draws for a task group in `n_calls` calls of its make_task:
+    ConfSamplingTaskGroup._sample_confs with random_sample=True (entrypoint/submit.py): a
+    queue refilled with a shuffled copy of the conf list whenever empty, `n_sample` popped
+    per call (so a draw repeats confs only when it runs past the end of a shuffled copy).
+    DPGEN2 shuffles with Python's unseeded `random`; here a seeded random.Random."""
+    import random
+
+    rng = random.Random(seed)
+    queue: list[int] = []
+    draws = []
+    for _ in range(n_calls):
+        draw = []
+        for _ in range(n_sample):
+            if not queue:
+                refill = list(range(n_confs))
+                rng.shuffle(refill)
+                queue.extend(refill)
+            draw.append(queue.pop(0))
+        draws.append(draw)
+    return draws
+
+
+def _n_sample(n_sample: int | None, confs: list[int] | None, key: str,
+              result: Dpgen2Import, seed: int) -> list[int] | None:
+    """DPGEN2's n_sample: the confs its first iteration explores (None: every conf). DPGEN2
+    draws at submission (make_task, its tasks then dropped) and again each iteration; the
+    first iteration's draw is written here, and explored by every iteration of the stage:
+    opshelf's stage has one conf list (no redraw per iteration), said in a warning."""
     if n_sample is None:
-        return
-    if n_confs is None:
+        return None
+    if not isinstance(n_sample, int) or n_sample < 1:
+        result.error(f"{key}.n_sample", f"{n_sample!r}: a whole number >= 1")
+        return None
+    if confs is None:
         result.error(f"{key}.n_sample", f"{n_sample}: the group's confs cannot be counted "
-                     "here, so whether DPGEN2 would draw a subset is unknown; opshelf "
-                     "explores every conf (remove n_sample, or make the conf files readable)")
-    elif int(n_sample) < n_confs:
-        result.error(f"{key}.n_sample", f"{n_sample} of the group's {n_confs} confs drawn at "
-                     "random: opshelf explores every conf (no subsampling); select the confs "
-                     "in the files or remove n_sample")
+                     "here (their files are missing or unreadable), so DPGEN2's draw cannot "
+                     "be made (make the conf files readable, or remove n_sample)")
+        return None
+    _, first = dpgen2_draws(len(confs), n_sample, 2, seed)
+    if n_sample == len(confs):
+        return None  # a whole shuffled copy: every conf once, as without n_sample
+    drawn = [confs[i] for i in first]
+    shown = drawn if len(drawn) <= 12 else f"[{', '.join(map(str, drawn[:12]))}, ...]"
+    result.warn(f"{key}.n_sample", f"{n_sample} of the group's {len(confs)} confs drawn "
+                f"here as DPGEN2 draws its first iteration's (seed {seed}): conf indices "
+                f"{shown} in the group's confs; DPGEN2 draws the next {n_sample} of its "
+                "shuffled queue every iteration, opshelf explores these same confs in every "
+                "iteration of the stage")
+    return drawn
 
 
 def _fp(fp: dict[str, Any], config: dict[str, Any], result: Dpgen2Import,

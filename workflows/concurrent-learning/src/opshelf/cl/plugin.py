@@ -291,6 +291,7 @@ def import_dpgen2_command(args: argparse.Namespace) -> int:
                         "written):\n  " + "\n  ".join(result.errors))
     text = (f"# opshelf cl config imported from DPGEN2 input {source.name} "
             "(opshelf cl import-dpgen2)\n"
+            + "".join(f"# warning: {w}\n" for w in result.warnings)
             + yaml.safe_dump(result.config, sort_keys=False, default_flow_style=None))
     if out is None:
         print(text, end="")
