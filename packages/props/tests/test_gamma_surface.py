@@ -59,3 +59,18 @@ def test_rigid_gamma_surface_matches_the_hand_built_one(tmp_path: Path, emt: dic
     assert np.allclose(gamma[:, 0], line["gsfe_J_per_m2"], atol=1e-6)
     assert result["stable_fault_energy_J_per_m2"] == pytest.approx(
         line["stable_fault_energy_J_per_m2"], abs=1e-9)
+
+
+def test_gamma_surface_relax_names_its_own_key(tmp_path: Path, cu_emt: Atoms) -> None:
+    """relax: true on an engine without per-axis relaxation is refused naming
+    gamma_surface.relax (the check is stacking_fault's, shared through FaultParams)."""
+    from opshelf.core.engines.ase_engine import AseEngine
+    from opshelf.core.errors import ConfigError
+
+    class RigidOnly(AseEngine):  # an engine without RelaxOptions.move_axes
+        relax_features = frozenset()
+
+    with pytest.raises(ConfigError, match=r"^gamma_surface\.relax: true .*move_axes"):
+        compute_property({"type": "gamma_surface", "relax": True}, cu_emt,
+                         RigidOnly({"calculator": "emt"}), tmp_path)
+    assert not (tmp_path / "tasks").exists()  # refused before any work

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from opshelf.core.bounds import ForceThresholdEvA, LengthA, StepCount
-from opshelf.core.config import StrictModel
+from opshelf.core.bounds import LengthA
 from opshelf.core.engine import Task, TaskKind
 from opshelf.core.errors import ConfigError
 from opshelf.props.base import (
@@ -35,6 +34,8 @@ from opshelf.props.base import (
 )
 from opshelf.props.stacking_fault import (
     SLIP_SYSTEMS,
+    FaultParams,
+    SlipSystemName,
     StackingFault,
     fault_energies,
     oriented_cell,
@@ -46,26 +47,19 @@ if TYPE_CHECKING:
     from ase import Atoms
 
 
-class GammaSurfaceParams(StrictModel):
+class GammaSurfaceParams(FaultParams):
     """The 2-D GSFE surface of one slip plane; 'auto' picks the lattice's standard one."""
 
     type: Literal["gamma_surface"] = Field("gamma_surface", description="the property type")
-    slip_system: Literal["auto", "fcc_111_112", "bcc_110_111", "hcp_0001_1010"] = Field(
+    slip_system: SlipSystemName = Field(
         "auto", description="the fault plane (and slip direction of the headline line): fcc "
         "{111}<112>, bcc {110}<111>, hcp basal {0001}<10-10>")
-    n_layers: int = Field(12, ge=4, le=200, description="atomic planes normal to the fault (about)")
+    min_in_plane_A: LengthA = Field(5.0, description="repeat the shifted cell in the plane "
+                                    "until both lengths reach this")
     n_points_x: int = Field(12, ge=2, le=60, description="shifts fx = i/n_points_x of the "
                             "first in-plane repeat")
     n_points_y: int = Field(6, ge=2, le=60, description="shifts fy = j/n_points_y of the "
                             "second in-plane repeat")
-    min_in_plane_A: LengthA = Field(5.0, description="repeat the shifted cell in the plane "
-                                    "until both lengths reach this")
-    relax: bool | None = Field(
-        None, description="relax atoms normal to the fault plane at each shift. null: when "
-        "the engine implements per-axis relaxation (RelaxOptions.move_axes), else rigid; "
-        "true: relaxed or an error naming the engine; false: rigid shifts")
-    fmax_eV_per_A: ForceThresholdEvA = Field(1e-3, description="relaxation: force convergence")
-    max_steps: StepCount = Field(500, description="relaxation: at most this many steps")
 
 
 def shifted_2d(atoms: Atoms, fx: float, fy: float, z_split: float) -> Atoms:
@@ -123,7 +117,7 @@ class GammaSurface(StackingFault):
             raise ConfigError(f"gamma_surface: slip systems are defined for elemental fcc, bcc "
                               f"and hcp crystals; {atoms.get_chemical_formula()} is {kind}")
         grid, unit = surface_tasks(atoms, params, system)
-        task = relax_task(params) if params.relax else Task(kind=TaskKind.SINGLE_POINT)  # type: ignore[arg-type]
+        task = relax_task(params) if params.relax else Task(kind=TaskKind.SINGLE_POINT)
         tasks = [PropertyTask(f"gamma-{i:03d}-{j:03d}", structure, task)
                  for (_, _, structure), (i, j) in zip(
                      grid, np.ndindex(params.n_points_x, params.n_points_y))]

@@ -49,15 +49,20 @@ log = logging.getLogger(__name__)
 SLIP_SYSTEMS = {"fcc_111_112": "fcc", "bcc_110_111": "bcc", "hcp_0001_1010": "hcp"}
 
 
-class StackingFaultParams(StrictModel):
-    """GSFE along one slip system; 'auto' picks the standard one of the lattice."""
+#: the slip systems a fault is put on ('auto': the lattice's standard one)
+SlipSystemName = Literal["auto", "fcc_111_112", "bcc_110_111", "hcp_0001_1010"]
 
-    type: Literal["stacking_fault"] = Field("stacking_fault", description="the property type")
-    slip_system: Literal["auto", "fcc_111_112", "bcc_110_111", "hcp_0001_1010"] = Field(
+
+class FaultParams(StrictModel):
+    """What stacking_fault and gamma_surface share: the slip system, the oriented cell
+    around the fault and the relaxation normal to the fault plane at each shift. Each
+    subclass fixes `type` (declared here, as props' contexts do, so that it stays the
+    first key) and adds its grid of shifts."""
+
+    type: str = Field(description="the property type")
+    slip_system: SlipSystemName = Field(
         "auto", description="fcc {111}<112>, bcc {110}<111>, hcp basal {0001}<10-10>")
     n_layers: int = Field(12, ge=4, le=200, description="atomic planes normal to the fault (about)")
-    n_points: int = Field(12, ge=4, le=60,
-                          description="shifts f = i/n_points of the repeat L, i = 0..n-1")
     min_in_plane_A: LengthA = Field(
         5.0, description="repeat the cell in the plane until both lengths reach this")
     relax: bool | None = Field(
@@ -68,7 +73,15 @@ class StackingFaultParams(StrictModel):
     max_steps: StepCount = Field(500, description="relaxation: at most this many steps")
 
 
-def relax_task(params: StackingFaultParams) -> Task:
+class StackingFaultParams(FaultParams):
+    """GSFE along one slip system; 'auto' picks the standard one of the lattice."""
+
+    type: Literal["stacking_fault"] = Field("stacking_fault", description="the property type")
+    n_points: int = Field(12, ge=4, le=60,
+                          description="shifts f = i/n_points of the repeat L, i = 0..n-1")
+
+
+def relax_task(params: FaultParams) -> Task:
     """Relax along z (the fault normal) only, in the fixed cell: the shift stays imposed."""
     return Task(kind=TaskKind.RELAX, relax=RelaxOptions(
         fmax_eV_per_A=params.fmax_eV_per_A, max_steps=params.max_steps, move_axes=["z"]))
@@ -170,16 +183,15 @@ class StackingFault(Property):
     Context = StackingFaultContext
     headline = ("unstable_fault_energy_J_per_m2", "stable_fault_energy_J_per_m2")
 
-    def for_engine(self, params: StackingFaultParams, engine: Engine
-                   ) -> StackingFaultParams:
+    def for_engine(self, params: FaultParams, engine: Engine) -> FaultParams:
         reason = engine.unsupported_reason(relax_task(params))
         if params.relax is None:
             if reason is not None:
-                log.warning("stacking_fault: rigid shifts, the engine cannot relax along z "
-                            "only: %s", reason)
+                log.warning("%s: rigid shifts, the engine cannot relax along z only: %s",
+                            params.type, reason)
             return params.model_copy(update={"relax": reason is None})
         if params.relax and reason is not None:
-            raise ConfigError(f"stacking_fault.relax: true relaxes atoms normal to the fault "
+            raise ConfigError(f"{params.type}.relax: true relaxes atoms normal to the fault "
                               f"only (RelaxOptions.move_axes), and {reason}; set relax: false "
                               "for the rigid curve")
         return params
