@@ -134,6 +134,17 @@ def test_stop_cancels_the_slurm_jobs_of_its_steps_and_resume_resubmits(tmp_path:
     wait_for("the cancelled jobs to end", lambda: not any(alive(job) for job in jobs),
              timeout_s=10)
     assert run.read().status == "stopped"
+    # what the steps did about the stop is in their logs (`opshelf logs`): stock, the
+    # process copying a step's output into log.txt stopped before the step had written it
+    logs = {key: (info.path / "log.txt").read_text() for key, info in run.step_phases().items()
+            if (info.path / "log.txt").is_file()}
+    for job in jobs:
+        holding = [key for key, text in logs.items() if f": cancelled job {job} (" in text]
+        assert len(holding) == 1, (job, logs)
+    shown = opshelf("logs", "s1", holding[0], runs_dir=runs)
+    assert shown.returncode == 0 and f"cancelled job {jobs[-1]} (" in shown.stdout, shown
+    # stopped, not failed: the steps the stop ended show so, and resume runs them again
+    assert "Failed" not in {info.phase for info in run.step_phases().values()}
 
     (slurm / "hold").unlink()
     res = opshelf("resume", "s1", runs_dir=runs)

@@ -24,7 +24,10 @@ copies one) and exists because of a failure seen on this project's machines
      failed attempt's log as ``log.attempt-<n>.txt``;
    - the working directory is restored when a step fails (stock dflow leaves it in the
      failed step's workdir, so a following step with ``continue_on_failed`` resolves
-     its paths against the wrong directory).
+     its paths against the wrong directory);
+   - a stop signal (``opshelf stop``, Ctrl-C) waits, at most 10 s, for the running step to
+     end, so that its last lines (a dispatcher step's cancelled jobs) reach its log.txt
+     (``opshelf.core.local.stepstop``).
 4. ``Step.exec_steps`` (a Steps template): an *optional* output artifact taken from a
    child step that failed under ``continue_on_failed`` is left out, as Argo does; stock
    debug mode raised AttributeError and failed the whole Steps (alloy's per-structure
@@ -63,6 +66,7 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
+from opshelf.core.local.stepstop import deferred_stop
 from opshelf.core.secrets import scrub_step_script
 
 logger = logging.getLogger(__name__)
@@ -146,7 +150,8 @@ def _wrap_exec_pod(exec_pod: Callable[..., Any]) -> Callable[..., Any]:
         try:
             for attempt in range(1, retries + 2):
                 try:
-                    return exec_pod(self, scope, parameters, item, order)
+                    with deferred_stop(self):
+                        return exec_pod(self, scope, parameters, item, order)
                 except RuntimeError:
                     stepdir = getattr(self, "stepdir", None)
                     record = read_launch_record(stepdir) if stepdir else None
