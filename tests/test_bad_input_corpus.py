@@ -273,8 +273,8 @@ def run_cases() -> list[Case]:
         ("no-keys", b"{}", "run.json"), ("wrong-type", b'{"workflow": 5}', "run.json"),
     ]
     cases = []
-    for command in ("status", "resume", "report", "rerun"):
-        for label, record, expect in records:
+    for command in ("status", "resume", "report", "rerun", "stop", "logs"):
+        for label, record, expect in records if command != "logs" else ():
             def make(folder: Path, command: str = command,
                      record: bytes | None = record) -> list[str]:
                 _run_dir(folder, record)
@@ -287,6 +287,20 @@ def run_cases() -> list[Case]:
         cases.append(Case(f"{command}-path-escape", lambda f, command=command: [
             command, "../../etc/passwd", *([str(BASE["label"])] if command == "rerun" else []),
             "--runs-dir", str(f / "runs")], ("passwd",)))
+    # logs of the driver reads no run.json (a run without a driver log yet); of a step it does
+    cases.append(Case("logs-no-driver-log", lambda f: [
+        "logs", str(_run_dir(f, b"{}")), "--runs-dir", str(f / "runs")], ("no driver log",)))
+    cases.append(Case("logs-step-of-a-damaged-run", lambda f: [
+        "logs", str(_run_dir(f, b"{}")), "no-such-step", "--runs-dir", str(f / "runs")],
+        ("run.json",)))
+    cases.append(Case("logs-negative-tail", lambda f: [
+        "logs", str(_run_dir(f, b"{}")), "--tail", "-3", "--runs-dir", str(f / "runs")],
+        ("--tail",)))
+    cases.append(Case("stop-negative-grace", lambda f: [
+        "stop", str(_run_dir(f, b"{}")), "--grace", "-1", "--runs-dir", str(f / "runs")],
+        ("--grace",)))
+    cases.append(Case("runs-dir-is-a-file", lambda f: [
+        "runs", "--runs-dir", str(_write(f / "runs", b"not a folder"))], ("runs",)))
     return cases
 
 

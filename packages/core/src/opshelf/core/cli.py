@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -218,9 +219,25 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     p = _with_runs_dir(sub.add_parser(
         "stop", help="stop a running run cleanly (its steps end; `opshelf resume` continues it)"))
     p.add_argument("run", help="run directory or run name")
-    p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+    p.add_argument("--grace", type=_in_range(float, 0, 3600, " seconds"), default=30.0,
+                   metavar="SECONDS",
                    help="time the run gets to stop before its processes are killed (default 30)")
     p.set_defaults(func=cmd_stop)
+
+
+def _in_range(kind: type[float] | type[int], low: float, high: float,
+              unit: str = "") -> Callable[[str], float]:
+    """An argparse type: a finite number of `kind` in [low, high], else a usage error naming
+    the range (argparse prefixes the argument's name)."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range [{low}, {high}]{unit}")
+        return value
+    return parse
 
 
 def _add_inspect_commands(sub: argparse._SubParsersAction) -> None:
@@ -241,7 +258,8 @@ def _add_inspect_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory or run name")
     p.add_argument("step", nargs="?", help="step key, or the start of keys (run-fp: every "
                    "slice); see `opshelf status` (default: the driver log)")
-    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines of each log")
+    p.add_argument("--tail", type=_in_range(int, 1, 10**7), metavar="N",
+                   help="only the last N lines of each log")
     p.set_defaults(func=cmd_logs)
 
     p = _with_runs_dir(sub.add_parser(

@@ -489,9 +489,9 @@ def _refuse_config_credentials(user_config: Any, config_file: Path) -> None:
         raise ConfigError(
             f"{config_file}: a credential in the config ({', '.join(found)}): refusing to "
             "export (nothing written), the config travels into the manifest and its staged "
-            "inputs. Name an environment variable instead (remote_profile.password: "
-            "{env: NAME}, with --secret-ref NAME=SECRET/KEY), or use an SSH key "
-            "(--ssh-secret)")
+            "inputs. Pass credentials as environment variables from a Kubernetes secret "
+            "reference, not in the config (a password: remote_profile.password: {env: NAME} "
+            "with --secret-ref NAME=SECRET/KEY; SSH keys: --ssh-secret)")
 
 
 def _split_searchable(secrets: dict[str, str]) -> tuple[dict[str, str], list[str]]:
