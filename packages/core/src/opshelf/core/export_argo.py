@@ -66,6 +66,7 @@ from opshelf.core.secrets import (
     check_env_references,
     config_credentials,
     env_references,
+    refuse_config_credentials,
     scrub_step_script,
 )
 from opshelf.core.workflow import BuildContext
@@ -481,17 +482,12 @@ def _find_staged_secrets(root: Path, secrets: dict[str, str]) -> list[str]:
     return sorted(leaked.values())
 
 
-def _refuse_config_credentials(user_config: Any, config_file: Path) -> None:
-    """A credential written into the config travels with it (a workflow parameter, a staged
-    input): refused before any work, naming the keys, never the values."""
-    found = sorted(w.removeprefix("config ") for w in config_credentials(user_config))
-    if found:
-        raise ConfigError(
-            f"{config_file}: a credential in the config ({', '.join(found)}): refusing to "
-            "export (nothing written), the config travels into the manifest and its staged "
-            "inputs. Pass credentials as environment variables from a Kubernetes secret "
-            "reference, not in the config (a password: remote_profile.password: {env: NAME} "
-            "with --secret-ref NAME=SECRET/KEY; SSH keys: --ssh-secret)")
+#: why an export refuses a config holding a credential, and what to do instead
+EXPORT_REFUSAL = ("refusing to export (nothing written), the config travels into the manifest "
+                  "and its staged inputs. Pass credentials as environment variables from a "
+                  "Kubernetes secret reference, not in the config (a password: "
+                  "remote_profile.password: {env: NAME} with --secret-ref NAME=SECRET/KEY; SSH "
+                  "keys: --ssh-secret)")
 
 
 def _split_searchable(secrets: dict[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -534,7 +530,8 @@ def _build_manifest(workflow_ref: str, config_path: str | Path, *, name: str | N
                        workflow_id=wf_name)
     settings = (settings or ArgoSettings()).resolved()
     check_env_references(config.model_dump(mode="json"), config_file, require_set=False)
-    _refuse_config_credentials(config.model_dump(mode="json"), config_file)
+    refuse_config_credentials(config.model_dump(mode="json"), config_file,
+                              why=EXPORT_REFUSAL)
     plugin.check(config, ctx)
     with use_registry(settings.image_registry), _argo_build(staging) as staged:
         from opshelf.core.dflow_build import results_step

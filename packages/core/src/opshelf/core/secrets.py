@@ -99,16 +99,22 @@ def config_credentials(user_config: Any) -> dict[str, str]:
     return found
 
 
-def refuse_config_credentials(user_config: Any, config_file: str | Path) -> None:
-    """ConfigError (one line, naming the keys, never the values) when the config holds a
-    credential: the config is copied into the run directory, where it would sit in the clear."""
+#: why a run refuses a config holding a credential, and what to do instead
+RUN_REFUSAL = ("opshelf keeps a copy of the config in the run directory, so it refuses to run "
+               "with one (nothing written). Use an SSH key (remote_profile.key_filename), or "
+               "name an environment variable instead of the value (remote_profile.password: "
+               "{env: NAME})")
+
+
+def refuse_config_credentials(user_config: Any, config_file: str | Path, *,
+                              why: str = RUN_REFUSAL) -> None:
+    """ConfigError (one line, naming the keys, never the values, then `why`) when the config
+    holds a credential: the config is copied into the run directory (an export: into the
+    manifest and its staged inputs), where it would sit in the clear."""
     found = sorted(where.removeprefix("config ") for where in config_credentials(user_config))
     if found:
-        raise ConfigError(
-            f"{config_file}: a credential in the config ({', '.join(found)}): opshelf keeps a "
-            "copy of the config in the run directory, so it refuses to run with one (nothing "
-            "written). Use an SSH key (remote_profile.key_filename), or name an environment "
-            "variable instead of the value (remote_profile.password: {env: NAME})")
+        raise ConfigError(f"{config_file}: a credential in the config ({', '.join(found)}): "
+                          f"{why}")
 
 
 #: where a reference `{env: NAME}` may stand: a key of a dispatcher machine's remote_profile
