@@ -180,6 +180,30 @@ def test_cl_report_answers_first(cl_report: Path) -> None:
     assert_offline(text)
 
 
+def test_cl_iteration_axes_have_integer_ticks(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    """Issue 20: no tick at iteration 0.25. Every axis of the cl report's plots counted in
+    iterations or frames shows whole numbers only (the recorded cu-cp2k run: 3 iterations,
+    where matplotlib's default locator put ticks at 0.25 steps)."""
+    import numpy as np
+
+    from opshelf.cl import report
+
+    figures: list = []
+    monkeypatch.setattr(report, "_png", lambda fig: figures.append(fig) or "")
+    run = json.loads((DATA / "cl" / "cu-cp2k.json").read_text())
+    curves = {int(k): [np.array(a) for a in v] for k, v in run["curves"].items()}
+    devis = {int(k): np.array(v) for k, v in run["devis"].items()}
+    report.render_report(run["state"], run["rows"], curves, devis, tmp_path / "r.html", "cl")
+    counted = [ax for fig in figures for ax in fig.axes
+               if re.search(r"iteration|frames \(init", ax.get_xlabel())]
+    assert len(counted) == 4, [ax.get_xlabel() for fig in figures for ax in fig.axes]
+    for ax in counted:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), (ax.get_xlabel(), ticks)
+
+
 @pytest.mark.parametrize("name", ["lameval", "alloy", "cl"])
 def test_screenshot(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Chromium renders each report: a page of the expected width, not blank, as tall as the
