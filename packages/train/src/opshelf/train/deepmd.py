@@ -39,15 +39,18 @@ class TensorFlowBackend(StrictModel):
     def has_checkpoint(self, work_dir: Path) -> bool:
         return (work_dir / "checkpoint").is_file() and (work_dir / "model.ckpt.index").is_file()
 
-    def init_model_args(self, model: Path) -> list[str]:
+    def init_model_args(self, model: Path, use_pretrain_script: bool = False) -> list[str]:
         """A frozen `.pb` starts with `--init-frz-model`, a checkpoint prefix `--init-model`."""
+        if use_pretrain_script:
+            raise ConfigError("init_model.use_pretrain_script: the TensorFlow backend takes "
+                              "the model section from the template; set dp.backend: pytorch")
         flag = "--init-frz-model" if model.suffix == ".pb" else "--init-model"
         return [flag, str(model.resolve())]
 
     def finetune_args(self, model: Path, options: FinetuneOptions) -> list[str]:
         if model.suffix != ".pb":
             raise ConfigError(f"finetune_model {model.name!r}: the TensorFlow backend fine-tunes "
-                              "a frozen .pb; for a .pt/.pth model set dp.backend: pytorch")
+                              "a frozen .pb; for a .pt checkpoint set dp.backend: pytorch")
         if options.model_branch is not None:
             raise ConfigError("finetune.model_branch: the TensorFlow backend has no multi-task "
                               "models; set dp.backend: pytorch")
@@ -56,10 +59,10 @@ class TensorFlowBackend(StrictModel):
 
 class PyTorchBackend(StrictModel):
     """DeePMD-kit's PyTorch backend (`dp --pt`): se_e2_a, DPA-2, DPA-3, multi-task models and
-    fine-tuning of pretrained `.pt`/`.pth` models; frozen models are `.pth` files."""
+    fine-tuning of pretrained checkpoints (`.pt`); frozen models are `.pth` files."""
 
     name: Literal["pytorch"] = Field("pytorch", description="the PyTorch backend: "
-                                     "se_e2_a, DPA-2, DPA-3, fine-tuning of .pt/.pth models; "
+                                     "se_e2_a, DPA-2, DPA-3, fine-tuning of .pt checkpoints; "
                                      "needs the torch deepmd-kit was built against")
     data_workers: WorkerCountOrZero | None = Field(
         None, description="worker processes of dp's data loader (NUM_WORKERS); 0 loads "
@@ -76,23 +79,25 @@ class PyTorchBackend(StrictModel):
     def has_checkpoint(self, work_dir: Path) -> bool:
         return (work_dir / self.checkpoint).exists()
 
-    def init_model_args(self, model: Path) -> list[str]:
-        """A checkpoint `.pt` starts with `--init-model`, a frozen `.pth` `--init-frz-model`."""
+    def init_model_args(self, model: Path, use_pretrain_script: bool = False) -> list[str]:
+        """A checkpoint `.pt` starts with `--init-model`, a frozen `.pth` `--init-frz-model`;
+        `use_pretrain_script`: the model section comes from that model, not the script."""
         flags = {".pt": "--init-model", ".pth": "--init-frz-model"}
         if model.suffix not in flags:
             raise ConfigError(f"init_model {model.name!r}: the PyTorch backend starts from a "
                               "checkpoint .pt or a frozen .pth")
-        return [flags[model.suffix], str(model.resolve())]
+        args = [flags[model.suffix], str(model.resolve())]
+        return [*args, "--use-pretrain-script"] if use_pretrain_script else args
 
     def finetune_args(self, model: Path, options: FinetuneOptions) -> list[str]:
-        if model.suffix not in (".pt", ".pth"):
+        # deepmd-kit 3.2 reads the model to fine-tune with torch.load(weights_only=True),
+        # which refuses a frozen .pth (a TorchScript archive): measured, not documented
+        if model.suffix != ".pt":
             raise ConfigError(f"finetune_model {model.name!r}: the PyTorch backend fine-tunes "
-                              "a checkpoint .pt or a frozen .pth")
+                              "a checkpoint .pt (model.ckpt.pt; deepmd-kit 3.2 cannot read a "
+                              "frozen .pth for --finetune)")
         args = ["--finetune", str(model.resolve())]
         if options.model_branch is not None:
-            if model.suffix != ".pt":
-                raise ConfigError("finetune.model_branch: a branch is chosen from a multi-task "
-                                  f"checkpoint (.pt); {model.name!r} is a frozen single model")
             args += ["--model-branch", options.model_branch]
         if options.use_pretrain_script:
             args.append("--use-pretrain-script")

@@ -50,6 +50,11 @@ class InitModelOptions(StrictModel):
         "iteration data yet (the first iteration) -> the model is used as it is, not trained "
         "(it must be a frozen model of the backend: .pb, or .pth for pytorch); later "
         "iterations follow `policy`. False: the policy decides in the first iteration too")
+    use_pretrain_script: bool = Field(
+        False, description="an init-model run takes the model section (descriptor, fitting "
+        "net, type_map) from the init model, not the template (dp --use-pretrain-script with "
+        "--init-model/--init-frz-model; PyTorch backend only): needed when the init model was "
+        "fine-tuned from a pretrained model whose architecture is not the template's")
 
     @field_validator("policy")
     @classmethod

@@ -150,7 +150,7 @@ def train_model(
     (the newest last), which the 'old_data_larger_than:N' policy needs. Everything is
     checked (data, type_map, models, dp and its backend) before dp trains. `scaling`:
     a run from scratch trains more steps on more frames (see StepScaling).
-    `finetune_model` (a pretrained model: `.pb` for TensorFlow, `.pt`/`.pth` for PyTorch)
+    `finetune_model` (a pretrained model: `.pb` for TensorFlow, a checkpoint `.pt` for PyTorch)
     makes it a fine-tuning run, with `finetune_options` (branch, steps, learning rate).
     """
     profile = profile or DpProfile()
@@ -163,7 +163,7 @@ def train_model(
     # the backend refuses a model it cannot start from before dp runs
     mode, start_args = _start(work_dir, profile.backend,
                               init_model if inputs.use_init else None, finetune_model,
-                              finetune_options)
+                              finetune_options, init_options.use_pretrain_script)
     work_dir.mkdir(parents=True, exist_ok=True)
     check_dp(profile, work_dir)
     script = with_data(inputs.script, inputs.train_systems, inputs.valid_systems)
@@ -236,14 +236,15 @@ def _train_and_freeze(work_dir: Path, profile: DpProfile, start_args: list[str],
 
 
 def _start(work_dir: Path, backend: DpBackend, init_model: Path | None,
-           finetune_model: Path | None, finetune: FinetuneOptions) -> tuple[str, list[str]]:
+           finetune_model: Path | None, finetune: FinetuneOptions,
+           use_pretrain_script: bool = False) -> tuple[str, list[str]]:
     """How dp starts: (mode, extra `dp train` arguments). A checkpoint in `work_dir` (a
     killed, retried or resumed run) is continued; else the init model, the model to
     fine-tune, or nothing (scratch). The backend refuses a model it cannot start from."""
     if backend.has_checkpoint(work_dir):
         return "restart", ["--restart", backend.checkpoint]
     if init_model is not None:
-        return "init_model", backend.init_model_args(Path(init_model))
+        return "init_model", backend.init_model_args(Path(init_model), use_pretrain_script)
     if finetune_model is not None:
         return "finetune", backend.finetune_args(Path(finetune_model), finetune)
     return "scratch", []
