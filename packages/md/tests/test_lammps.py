@@ -207,13 +207,16 @@ def test_explore_seed_changes_every_velocity_seed(tmp_path: Path) -> None:
     assert not set(default) & set(other)  # a new base seed: no run repeats its velocities
 
 
-def test_pytorch_models_explore_in_lammps_and_ase(tiny_pt_models: list[Path],
+@pytest.mark.parametrize("ensemble", ["tiny_pt_models", "tiny_dpa3_models"])
+def test_pytorch_models_explore_in_lammps_and_ase(ensemble: str, request: pytest.FixtureRequest,
                                                   tmp_path: Path) -> None:
-    """Frozen PyTorch-backend models (.pth): pair_style deepmd runs an ensemble in LAMMPS and
-    writes model_devi.out; deepmd's ASE calculator gives the same deviations on the dumped
-    frames, and drives an ase-ensemble exploration of its own."""
+    """Frozen PyTorch-backend models (.pth; se_e2_a, and DPA-3 whose repflow layers pass
+    messages between neighbours): pair_style deepmd runs an ensemble in LAMMPS and writes
+    model_devi.out; deepmd's ASE calculator gives the same deviations on the dumped frames,
+    and drives an ase-ensemble exploration of its own."""
     from deepmd.calculator import DP
 
+    tiny_pt_models: list[Path] = request.getfixturevalue(ensemble)
     assert [m.suffix for m in tiny_pt_models] == [".pth", ".pth"]
     conf = tmp_path / "conf.extxyz"
     start = bulk("Cu", "fcc", a=3.615, cubic=True) * (2, 2, 2)

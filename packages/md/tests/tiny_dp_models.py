@@ -2,7 +2,7 @@
 
 Data: 40 rattled, strained 2x2x2 fcc Cu cells (32 atoms) labelled with ASE's EMT.
 Model: se_e2_a, rcut 4.5 A, a few hundred steps with `dp --tf train`, then `dp --tf freeze`
-(or with `--pt`: DeePMD-kit's PyTorch backend, a frozen `.pth`).
+(or with `--pt`: DeePMD-kit's PyTorch backend, a frozen `.pth`; there also a tiny DPA-3).
 Two seeds give two different models: their disagreement is the model deviation the tests see.
 About 10 s per model on one core (FIELD-NOTES: ~6 s training + ~3 s freezing).
 
@@ -63,12 +63,26 @@ def emt_cu_frames(out_dir: Path, n_frames: int = N_FRAMES, seed: int = 0) -> Pat
     return data_dir
 
 
-def training_input(data_dir: Path, seed: int, n_steps: int) -> dict:
+#: descriptor name -> its settings (tiny: seconds per hundred steps on one core)
+DESCRIPTORS: dict[str, dict] = {
+    "se_e2_a": {"type": "se_e2_a", "sel": [40], "rcut_smth": 3.5, "rcut": 4.5,
+                "neuron": [4, 8], "axis_neuron": 4},
+    # DPA-3 (PyTorch backend only): two repflow layers, 8-wide node and edge features
+    "dpa3": {"type": "dpa3",
+             "repflow": {"n_dim": 8, "e_dim": 8, "a_dim": 4, "nlayers": 2, "e_rcut": 4.5,
+                         "e_rcut_smth": 3.5, "e_sel": 40, "a_rcut": 3.0, "a_rcut_smth": 2.5,
+                         "a_sel": 20, "axis_neuron": 4, "update_angle": True,
+                         "update_style": "res_residual", "update_residual": 0.1,
+                         "update_residual_init": "const"}},
+}
+
+
+def training_input(data_dir: Path, seed: int, n_steps: int, descriptor: str = "se_e2_a"
+                   ) -> dict:
     return {
         "model": {
             "type_map": TYPE_MAP,
-            "descriptor": {"type": "se_e2_a", "sel": [40], "rcut_smth": 3.5, "rcut": 4.5,
-                           "neuron": [4, 8], "axis_neuron": 4, "seed": seed},
+            "descriptor": {**DESCRIPTORS[descriptor], "seed": seed},
             "fitting_net": {"neuron": [16, 16], "seed": seed},
         },
         "learning_rate": {"type": "exp", "start_lr": 0.005, "decay_steps": 100,
@@ -86,10 +100,12 @@ BACKENDS = {"tensorflow": ("--tf", ".pb"), "pytorch": ("--pt", ".pth")}
 
 
 def train_tiny_models(out_dir: Path, seeds: Sequence[int] = (1, 2), n_steps: int = 300,
-                      backend: str = "tensorflow") -> list[Path]:
-    """Frozen models `out_dir/model-<seed>.pb` (`.pth` for the PyTorch backend), one per
-    seed (existing ones are reused)."""
+                      backend: str = "tensorflow", descriptor: str = "se_e2_a") -> list[Path]:
+    """Frozen models `out_dir/model-<seed>.pb` (`.pth` for the PyTorch backend; a descriptor
+    other than se_e2_a is in the name: `dpa3-model-<seed>.pth`), one per seed (existing ones
+    are reused)."""
     flag, suffix = BACKENDS[backend]
+    prefix = "" if descriptor == "se_e2_a" else f"{descriptor}-"
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = out_dir / "data"
@@ -97,11 +113,12 @@ def train_tiny_models(out_dir: Path, seeds: Sequence[int] = (1, 2), n_steps: int
         emt_cu_frames(out_dir)
     models = []
     for seed in seeds:
-        model = out_dir / f"model-{seed}{suffix}"
+        model = out_dir / f"{prefix}model-{seed}{suffix}"
         if not model.is_file():
-            work = out_dir / f"train-{seed}{suffix.replace('.', '-')}"
+            work = out_dir / f"{prefix}train-{seed}{suffix.replace('.', '-')}"
             work.mkdir(exist_ok=True)
-            (work / "input.json").write_text(json.dumps(training_input(data_dir, seed, n_steps)))
+            (work / "input.json").write_text(json.dumps(training_input(data_dir, seed, n_steps,
+                                                                       descriptor)))
             run_command([dp_command(), flag, "train", "input.json"], work, env=DP_ENV,
                         log_name="train", timeout=600)
             run_command([dp_command(), flag, "freeze", "-o", str(model)], work, env=DP_ENV,
