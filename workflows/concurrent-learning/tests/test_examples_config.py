@@ -14,7 +14,7 @@ from opshelf.core.config import load_config
 from opshelf.md.explore import ExploreConfig
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-CL_EXAMPLES = ["cu-cp2k", "cu-emt"]
+CL_EXAMPLES = ["cu-cp2k", "cu-emt", "cu-emt-finetune"]
 
 
 def load(name: str) -> ClConfig:

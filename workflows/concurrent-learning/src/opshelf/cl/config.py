@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -30,12 +31,13 @@ from opshelf.core.bounds import (
 from opshelf.core.config import StrictModel
 from opshelf.core.crystal import CrystalSpec
 from opshelf.core.engine import EngineSpec, Task
+from opshelf.core.errors import ConfigError
 from opshelf.core.execution import StepsConfig
 from opshelf.md.explore import ExploreGroup
 from opshelf.md.filters import ConfFilters
 from opshelf.md.selection import TrustLevels
 from opshelf.train.deepmd import DpProfile
-from opshelf.train.script import InitModelOptions
+from opshelf.train.script import FinetuneOptions, InitModelOptions
 
 
 class DataSource(StrictModel):
@@ -69,13 +71,48 @@ class TrainSection(StrictModel):
         "relative to the config file; .pb, or .pth for the pytorch backend): the first "
         "iteration explores with them as they are, not trained (DPGEN2's init_models_paths); "
         "later iterations start from the previous iteration's models as init_model.policy says")
+    finetune_model: str | None = Field(
+        None, description="a pretrained model (relative to the config file; a checkpoint .pt "
+        "for the pytorch backend, a frozen .pb for tensorflow): before the loop every ensemble "
+        "member is fine-tuned from it on the init data (DPGEN2's do_finetune); the first "
+        "iteration explores with the fine-tuned models, later iterations start from the "
+        "previous iteration's models (init_model.policy, 'yes' unless set; pytorch: with the "
+        "model section of those models, not the template's)")
+    finetune: FinetuneOptions = Field(
+        default_factory=FinetuneOptions, description="the fine-tuning run from "
+        "`finetune_model`: branch of a multi-task model ('RANDOM': a new fitting net), the "
+        "pretrained model's script, steps and learning rate")
 
     @model_validator(mode="after")
     def _one_init_model_each(self) -> TrainSection:
         if self.init_models and len(self.init_models) != self.numb_models:
             raise ValueError(f"init_models: {len(self.init_models)} models for numb_models "
                              f"{self.numb_models}; give one per ensemble member")
+        if self.finetune_model is not None and self.init_models:
+            raise ValueError("finetune_model and init_models both given: the first iteration "
+                             "starts from one of them; give finetune_model or init_models")
         return self
+
+    @model_validator(mode="after")
+    def _finetune_model_of_the_backend(self) -> TrainSection:
+        """The pretrained model's suffix is one the backend fine-tunes (before any work)."""
+        if self.finetune_model is not None:
+            try:
+                self.dp.backend.finetune_args(Path(self.finetune_model), self.finetune)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def loop_init_model(self) -> InitModelOptions:
+        """The init-model options of the loop's iterations: with a finetune_model the policy
+        is 'yes' unless the config sets one, and a pytorch init-model run takes the model
+        section from the previous (fine-tuned) models."""
+        if self.finetune_model is None:
+            return self.init_model
+        update: dict[str, Any] = {"use_pretrain_script": self.dp.backend.name == "pytorch"}
+        if "policy" not in self.init_model.model_fields_set:
+            update["policy"] = "yes"
+        return self.init_model.model_copy(update=update)
 
 
 class Substitution(StrictModel):

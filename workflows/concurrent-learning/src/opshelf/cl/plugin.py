@@ -18,20 +18,37 @@ from opshelf.cl.inputs import (
     init_model_files,
     load_template,
     read_labelled,
+    resolve,
     with_models,
     write_init_data,
     write_labelled,
     write_stage_confs,
 )
 from opshelf.cl.scheduler import LoopState, iteration_inputs
-from opshelf.core.errors import ConfigError
+from opshelf.core.errors import ConfigError, MissingInputError
 from opshelf.core.keys import StepKey
 from opshelf.core.workflow import BuildContext, Outcome, WorkflowPlugin
 
 if TYPE_CHECKING:
-    from dflow import Workflow
+    from dflow import Step, Workflow
 
     from opshelf.cl.flow import ClOps
+
+#: block id of the fine-tuning before the loop (DPGEN2's finetune step: block "finetune"):
+#: keys finetune--train, finetune--prep-train, finetune--run-train-NNNNNN
+FINETUNE_BLOCK = "finetune"
+
+
+def finetune_model_file(config: ClConfig, base: Path) -> Path | None:
+    """`train.finetune_model` resolved against the config's folder and checked to exist."""
+    given = config.train.finetune_model
+    if given is None:
+        return None
+    path = resolve(given, base)
+    if not path.is_file():
+        raise MissingInputError(f"train.finetune_model: file not found: {given} (looked at "
+                                f"{path})")
+    return path
 
 
 def _workflow_dir(run_dir: Path) -> Path:
@@ -63,6 +80,7 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
         template = load_template(config, ctx.config_dir)
         ensemble_scripts(template, config.train.numb_models, config.type_map)
         init_model_files(config, ctx.config_dir)
+        finetune_model_file(config, ctx.config_dir)
         if self.ops is not None:
             write_stage_confs(config, ctx.config_dir, None)
             return  # mocked OPs: no engine needs to exist
@@ -128,7 +146,7 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
                 # while no iteration has labelled anything the data are unchanged, and a
                 # retrain only reshuffles seeds (the demo: 0.162 -> 0.167 eV/A on the same 6
                 # frames, a minute of training)
-                "init_model": {**config.train.init_model.model_dump(mode="json"),
+                "init_model": {**config.train.loop_init_model().model_dump(mode="json"),
                                "given_model_first": True},
                 "scaling": {"reference_frames": n_init if config.train.scale_steps else None,
                             "max_numb_steps": config.train.max_numb_steps}},
@@ -151,11 +169,43 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
             artifacts["test_data"] = upload_artifact([test_dir])
         if config.train.init_models:
             artifacts["init_models"] = upload_artifact(init_model_files(config, ctx.config_dir))
+        finetune = self._finetune_step(config, ctx, ops, template, artifacts["init_data"])
+        if finetune is not None:  # the loop's first models: the fine-tuned ones, as they are
+            artifacts["init_models"] = finetune.outputs.artifacts["models"]
         step = Step("cl-loop", loop, key=str(StepKey(first["block_id"], "loop")),
                     parameters=parameters, artifacts=artifacts)
         workflow = Workflow(name="cl", id=ctx.workflow_id)
+        if finetune is not None:
+            workflow.add(finetune)
         workflow.add(step)
         return workflow
+
+    def _finetune_step(self, config: ClConfig, ctx: BuildContext, ops: ClOps,
+                       template: dict[str, Any], init_data: Any) -> Step | None:
+        """DPGEN2's finetune step (its do_finetune): every ensemble member fine-tuned from
+        `train.finetune_model` on the init data, before the loop (opshelf-train's
+        PrepRunTrain with the run-train steps' settings); None without a finetune_model."""
+        model = finetune_model_file(config, ctx.config_dir)
+        if model is None:
+            return None
+        from dflow import Step, upload_artifact
+
+        from opshelf.cl.flow import STEP_PREP_TRAIN, STEP_RUN_TRAIN
+        from opshelf.train.ops import PrepRunTrain
+
+        train = config.train
+        prep_run = PrepRunTrain("cl-finetune", config.steps.for_step(STEP_PREP_TRAIN),
+                                config.steps.for_step(STEP_RUN_TRAIN), mode=ctx.mode,
+                                numb_models_hint=train.numb_models, prep_op=ops.prep_train,
+                                run_op=ops.run_train)
+        return Step("finetune", prep_run, key=str(StepKey.of(FINETUNE_BLOCK, "train")),
+                    parameters={"block_id": FINETUNE_BLOCK, "template": template,
+                                "numb_models": train.numb_models, "type_map": config.type_map,
+                                "seed": config.seed,
+                                "config": {"dp": train.dp.model_dump(mode="json"),
+                                           "finetune": train.finetune.model_dump(mode="json")}},
+                    artifacts={"init_data": init_data,
+                               "finetune_model": upload_artifact(model)})
 
     def add_cli_commands(self, commands: argparse._SubParsersAction) -> None:
         """`opshelf cl import-dpgen2 input.json [-o config.yaml]`."""
@@ -194,7 +244,8 @@ class ClWorkflow(WorkflowPlugin[ClConfig]):
         learning curves and model deviations of earlier iterations stay in the artifact
         store, so that report has the table and the ratio plots only."""
         steps = workflow.entrypoint.steps if workflow.entrypoint is not None else []
-        (loop,) = steps  # build adds the one loop step
+        # build adds the loop step, after the fine-tuning step when there is one
+        (loop,) = [s for s in steps if s.name == "cl-loop"]
         return {"models": loop.outputs.artifacts["models"],
                 "iter_data": loop.outputs.artifacts["iter_data"],
                 "state": loop.outputs.artifacts["state_file"],
