@@ -85,7 +85,7 @@ def test_new_layout_files_adaptive_lower_cp2k_maps_conf_indices() -> None:
     assert [g.ensemble for g in first.groups] == ["nvt", "nve"]
     (template,) = second.groups
     assert template.kind == "lmp-template" and template.confs is None
-    assert template.template == "in.lammps" and template.revisions["V_TEMP"] == [1200, 1500]
+    assert template.template == str(FIXTURES / "in.lammps") and template.revisions["V_TEMP"] == [1200, 1500]
     trust = config.select.trust
     assert (trust.style, trust.f_hi, trust.numb_candi_f, trust.rate_candi_f) == (
         "adaptive-lower", 0.6, 50, 0.02)

@@ -688,7 +688,9 @@ def _template_group(group: dict[str, Any], key: str, result: Dpgen2Import,
                                       "plm_template_fname", *TEMPLATE_DEFAULTS}):
         result.error(f"{key}.{extra}", "not a DPGEN2 lmp-template key (DPGEN2 would ignore "
                      "it): check the spelling")
-    return {"kind": "lmp-template", "template": paths(template) if template else "",
+    # absolute: the exploration step reads it in its own folder (a path relative to the
+    # config was not found there: measured in the chno example's first iteration)
+    return {"kind": "lmp-template", "template": paths.resolved(template) if template else "",
             "revisions": group["revisions"], "dump_every": int(group["traj_freq"])}
 
 
