@@ -143,7 +143,7 @@ def test_a_string_init_data_sys_is_one_path_and_mixed_type_is_read() -> None:
 
 
 @pytest.mark.parametrize(("section", "key", "value"), [
-    ("inputs", "do_finetune", True), ("inputs", "multitask", True),
+    ("inputs", "multitask", True),
     ("inputs", "init_data_uri", "s3://dpgen2/init")])
 def test_what_opshelf_cl_lacks_is_refused_naming_the_key(section: str, key: str,
                                                          value: object) -> None:
@@ -152,6 +152,30 @@ def test_what_opshelf_cl_lacks_is_refused_naming_the_key(section: str, key: str,
     data[section]["multi_init_data"] = {"almg": {"sys": ["al"], "prefix": "init"}}
     result = import_dpgen2(data, FIXTURES, FIXTURES)
     assert any(f"dpgen2 key '{section}.{key}'" in e for e in result.errors), result.errors
+
+
+def test_do_finetune_maps_to_train_finetune_model() -> None:
+    """DPGEN2's do_finetune: every member fine-tuned from init_models_paths (here all one
+    checkpoint) with train.config.finetune_args, then init_model_policy 'yes' (forced)."""
+    data = base()
+    data["inputs"]["do_finetune"] = True
+    data["train"]["init_models_paths"] = ["pretrained/dpa3.pt"] * 3
+    data["train"]["config"].update(impl="pytorch", finetune_args="--model-branch Domains_Alloy")
+    result = import_dpgen2(data, FIXTURES, FIXTURES)
+    assert result.errors == []
+    train = ClConfig.model_validate(result.config).train
+    assert train.finetune_model == "pretrained/dpa3.pt" and train.init_models == []
+    assert train.finetune.model_branch == "Domains_Alloy"
+    assert not train.finetune.use_pretrain_script  # DPGEN2 passes only what finetune_args says
+    assert train.dp.backend.name == "pytorch" and train.init_model.policy == "yes"
+    assert any("init_model_policy" in w and "forces 'yes'" in w for w in result.warnings)
+    data["train"]["init_models_paths"] = [f"pretrained/{i}.pt" for i in range(3)]
+    result = import_dpgen2(data, FIXTURES, FIXTURES)
+    assert any("'train.init_models_paths'" in e and "3 different" in e for e in result.errors)
+    data["train"]["init_models_paths"] = ["pretrained/dpa3.pt"] * 3
+    data["train"]["config"]["finetune_args"] = "--skip-neighbor-stat"
+    result = import_dpgen2(data, FIXTURES, FIXTURES)
+    assert any("'train.config.finetune_args'" in e for e in result.errors)
 
 
 def test_multi_init_data_without_multitask_is_left_out_as_dpgen2_leaves_it() -> None:

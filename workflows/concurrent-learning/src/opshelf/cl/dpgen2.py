@@ -171,7 +171,8 @@ def import_dpgen2(data: dict[str, Any], input_dir: Path, out_dir: Path) -> Dpgen
         return result
     config: dict[str, Any] = {}
     _inputs(_public(data["inputs"]), config, result, paths)
-    config["train"] = _train(_public(data["train"]), result, paths)
+    config["train"] = _train(_public(data["train"]), result, paths,
+                             bool(_public(data["inputs"]).get("do_finetune")))
     _explore(_public(data["explore"]), config, result, paths)
     config["fp"] = _fp(_public(data["fp"]), config, result, paths)
     _step_envs(data, config, result)
@@ -234,9 +235,6 @@ def _inputs(inputs: dict[str, Any], config: dict[str, Any], result: Dpgen2Import
         result.warn("inputs.mixed_type", "mixed-type (deepmd/npy/mixed) data is read as it "
                     "is; train it with a model that takes it (se_atten, DPA-2/3: "
                     "train.dp.backend pytorch)")
-    if inputs.get("do_finetune"):
-        result.error("inputs.do_finetune", "fine-tuning a pretrained model in the loop is "
-                     "not in opshelf cl's config yet (opshelf-train's FinetuneOptions is)")
     _multitask(inputs, result)
     for key in sorted(set(inputs) - {"type_map", "mass_map", "init_data_sys",
                                      "init_data_prefix", "mixed_type", "do_finetune",
@@ -287,7 +285,8 @@ def _mass_lines(masses: Any, type_map: list[str], result: Dpgen2Import) -> list[
     return [f"mass {i} {float(m):.10g}" for i, m in enumerate(masses, 1)]
 
 
-def _train(train: dict[str, Any], result: Dpgen2Import, paths: _Paths) -> dict[str, Any]:
+def _train(train: dict[str, Any], result: Dpgen2Import, paths: _Paths,
+           finetune: bool = False) -> dict[str, Any]:
     if train.get("type", "dp") != "dp":
         result.error("train.type", f"{train['type']!r}: only 'dp' maps to opshelf-train")
     template = train.get("template_script")
@@ -311,14 +310,54 @@ def _train(train: dict[str, Any], result: Dpgen2Import, paths: _Paths) -> dict[s
         section["init_model"] = init_model
     if "command" in options:
         section["dp"] = {"command": shlex.split(str(options.pop("command")))}
+    backend = options.pop("impl", options.pop("backend", None))
+    if backend is not None:  # DPGEN2's impl (alias backend): tensorflow or pytorch
+        section.setdefault("dp", {})["backend"] = str(backend)
+    if finetune:
+        _finetune(train, options, section, result, paths)
+    elif train.get("init_models_paths"):  # DPGEN2: the first iteration uses them, untrained
+        section["init_models"] = [paths(m) for m in train["init_models_paths"]]
     for key in sorted(options):
         result.warn(f"train.config.{key}", "not mapped")
-    if train.get("init_models_paths"):  # DPGEN2: the first iteration uses them, untrained
-        section["init_models"] = [paths(m) for m in train["init_models_paths"]]
     for key in sorted(set(train) - {"type", "template_script", "numb_models", "config",
                                     "init_models_paths"}):
         result.warn(f"train.{key}", "not mapped")
     return section
+
+
+def _finetune(train: dict[str, Any], options: dict[str, Any], section: dict[str, Any],
+              result: Dpgen2Import, paths: _Paths) -> None:
+    """DPGEN2's do_finetune (entrypoint/submit.py, op/run_dp_train.py): before the loop each
+    member is trained with `dp train --finetune <init_models_paths[i]>` (plus finetune_args)
+    on the init data, then the loop starts from those models with init_model_policy forced
+    to 'yes'. opshelf cl's train.finetune_model: one pretrained model for every member."""
+    models = [str(m) for m in train.get("init_models_paths") or []]
+    where = "train.init_models_paths"
+    if not models:
+        result.error(where, "inputs.do_finetune needs the pretrained model(s) here")
+        return
+    if len({os.path.normpath(paths.resolved(m)) for m in models}) > 1:
+        result.error(where, f"{len(set(models))} different pretrained models: opshelf cl "
+                     "fine-tunes every member from one (train.finetune_model)")
+        return
+    section["finetune_model"] = paths(models[0])
+    args = shlex.split(str(options.pop("finetune_args", "")))
+    finetune: dict[str, Any] = {"use_pretrain_script": "--use-pretrain-script" in args}
+    args = [a for a in args if a != "--use-pretrain-script"]
+    if args[:1] in (["--model-branch"], ["-m"]) and len(args) >= 2:
+        finetune["model_branch"], args = args[1], args[2:]
+    if args:
+        result.error("train.config.finetune_args", f"{args}: opshelf maps --model-branch and "
+                     "--use-pretrain-script")
+    section["finetune"] = finetune
+    if options.pop("init_model_with_finetune", False):
+        result.error("train.config.init_model_with_finetune", "later iterations fine-tuning "
+                     "from the previous models is not in opshelf cl (they init-model)")
+    policy = section.setdefault("init_model", {}).get("policy", "yes")
+    if policy != "yes":
+        result.warn("train.config.init_model_policy", f"{policy!r}: DPGEN2 forces 'yes' with "
+                    "do_finetune, so does the import")
+    section["init_model"]["policy"] = "yes"
 
 
 def _levels(explore: dict[str, Any], result: Dpgen2Import) -> tuple[dict[str, Any], dict[str, Any]]:
