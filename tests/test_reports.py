@@ -205,6 +205,17 @@ def test_cl_iteration_axes_have_integer_ticks(monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.mark.parametrize("name", ["lameval", "alloy", "cl"])
+def test_each_reports_screenshot_is_on_its_tutorial_page(name: str) -> None:
+    """Issue 20: the screenshots test_screenshot makes (OPSHELF_SCREENSHOTS_DIR=docs/img)
+    are published: the file is in docs/img and the workflow's tutorial shows it."""
+    root = Path(__file__).resolve().parents[1]
+    image = root / "docs" / "img" / f"report-{name}.png"
+    assert image.is_file() and image.stat().st_size > 10_000, image
+    tutorial = (root / "docs" / "tutorials" / f"{name}.md").read_text(encoding="utf-8")
+    assert f"](../img/report-{name}.png)" in tutorial, name
+
+
+@pytest.mark.parametrize("name", ["lameval", "alloy", "cl"])
 def test_screenshot(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Chromium renders each report: a page of the expected width, not blank, as tall as the
     content (the lameval and alloy pages run past one screen)."""
