@@ -548,25 +548,26 @@ def import_apex(files: list[Path], out_dir: Path, apex_version: str = APEX_CURRE
     params = _param_files(files, imp)
     imp.cal_settings = _task_settings(params)
     interactions = [(base, dict(d["interaction"])) for base, d in params if "interaction" in d]
-    if not interactions:
-        raise ConfigError("no `interaction` in the APEX files")
-    interaction = map_interaction(interactions[0][1], interactions[0][0], imp)
-    abacus = interactions[0][1].get("type") == "abacus"
+    abacus = bool(interactions) and interactions[0][1].get("type") == "abacus"
     structures: list[dict[str, Any]] = []
-    relax: dict[str, Any] | None = None
-    properties: list[dict[str, Any]] = []
     for base, data in params:
         if "structures" in data and not structures:
             structures = map_structures(list(data["structures"]), base, imp, abacus)
+    if not structures:
+        raise ConfigError("no structure found: the APEX files give no `structures` that "
+                          f"match a folder with a {'STRU or ' if abacus else ''}POSCAR")
+    if not interactions:
+        raise ConfigError("no `interaction` in the APEX files")
+    interaction = map_interaction(interactions[0][1], interactions[0][0], imp)
+    relax: dict[str, Any] | None = None
+    properties: list[dict[str, Any]] = []
+    for _, data in params:
         if "relaxation" in data:
             relax = map_relaxation(dict(data["relaxation"]), imp)
         for index, raw in enumerate(data.get("properties") or []):
             mapped = map_property(dict(raw), index, imp)
             if mapped is not None:
                 properties.append(mapped)
-    if not structures:
-        raise ConfigError("no structure found: the APEX files give no `structures` that "
-                          f"match a folder with a {'STRU or ' if abacus else ''}POSCAR")
     config: dict[str, Any] = {"structures": structures, "interactions": [interaction]}
     config["relax"] = relax if relax is not None else {"relax_cell": True}
     if relax is None:
