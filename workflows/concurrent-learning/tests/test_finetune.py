@@ -19,7 +19,15 @@ from pydantic import ValidationError
 
 from opshelf.cl.config import ClConfig
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "cu-emt-finetune"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLE = EXAMPLES / "cu-emt-finetune"
+
+
+def copy_example(tmp_path: Path) -> Path:
+    """The example and the cu-emt example whose init data it uses, side by side; its folder."""
+    for name in ("cu-emt", "cu-emt-finetune"):
+        shutil.copytree(EXAMPLES / name, tmp_path / name)
+    return tmp_path / "cu-emt-finetune"
 
 
 def _config(**train: Any) -> dict[str, Any]:
@@ -60,8 +68,7 @@ def test_later_iterations_continue_from_the_finetuned_models() -> None:
 ])
 def test_bad_finetune_model_stops_the_run_before_any_work(model: str, message: str,
                                                           tmp_path: Path) -> None:
-    shutil.copytree(EXAMPLE, tmp_path / "example")
-    config_file = tmp_path / "example" / "config.yaml"
+    config_file = copy_example(tmp_path) / "config.yaml"
     config_file.write_text(yaml.safe_dump(_config(finetune_model=model), sort_keys=False))
     done = opshelf("run", "cl", str(config_file), "--name", "bad", "--no-progress",
                    runs_dir=tmp_path / "runs", timeout=300)
@@ -78,8 +85,7 @@ def test_the_finetune_step_feeds_the_first_iteration(tmp_path: Path) -> None:
     models are that step's output, used as they are (given_model_first)."""
     from opshelf.core.export_argo import build_manifest
 
-    shutil.copytree(EXAMPLE, tmp_path / "example")
-    manifest = build_manifest("cl", tmp_path / "example" / "config.yaml", run_dir=tmp_path)
+    manifest = build_manifest("cl", copy_example(tmp_path) / "config.yaml", run_dir=tmp_path)
     manifest = yaml.safe_load(yaml.safe_dump(manifest, sort_keys=False))
     templates = {t["name"]: t for t in manifest["spec"]["templates"]}
     order = [step for group in templates[manifest["spec"]["entrypoint"]]["steps"]

@@ -1,12 +1,10 @@
-"""Write the cu-emt-finetune example's data: init-data.extxyz and test-data.extxyz.
+"""Write test-data.extxyz: the cu-emt-finetune example's held-out set.
 
-- init-data.extxyz: 12 EMT-labelled 2x2x2 fcc Cu cells (32 atoms) near equilibrium (strain
-  <= 1 %, displacements 0.03 A): the frames concurrent learning starts from (the cu-emt
-  example's recipe, same seed).
-- test-data.extxyz: 20 EMT frames of ASE Langevin MD of 2x2x2 fcc Cu at 400 K and 800 K (the
-  temperatures the loop explores), every 20 steps of 2 fs after 200 steps: a held-out set
-  no model is trained on, the same for the fine-tuned and the from-scratch loop.
-Run: python make_data.py  (deterministic: seeds 0, 400, 800)
+20 EMT frames of ASE Langevin MD of 2x2x2 fcc Cu at 400 K and 800 K (the temperatures the
+loop explores), every 20 steps of 2 fs after 200 steps: no model is trained on them, and the
+fine-tuned and the from-scratch loop are scored on the same frames. (The init data are the
+cu-emt example's init-data.extxyz: 12 near-equilibrium frames.)
+Run: python make_test_data.py  (deterministic: seeds 400, 800)
 """
 
 from __future__ import annotations
@@ -34,18 +32,6 @@ def labelled(atoms: Atoms) -> Atoms:
     return copy
 
 
-def init_frames() -> list[Atoms]:
-    rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(12):
-        atoms = bulk("Cu", "fcc", a=3.59, cubic=True) * (2, 2, 2)
-        strain = rng.uniform(-0.01, 0.01, (3, 3))
-        atoms.set_cell(atoms.cell[:] @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
-        atoms.positions += rng.normal(0.0, 0.03, atoms.positions.shape)
-        frames.append(labelled(atoms))
-    return frames
-
-
 def md_frames(temperature: float, n_frames: int = 10) -> list[Atoms]:
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
     atoms.calc = EMT()
@@ -62,7 +48,6 @@ def md_frames(temperature: float, n_frames: int = 10) -> list[Atoms]:
 
 
 def main(out: Path = HERE) -> None:
-    ase.io.write(out / "init-data.extxyz", init_frames(), format="extxyz")
     ase.io.write(out / "test-data.extxyz", md_frames(400) + md_frames(800), format="extxyz")
 
 
